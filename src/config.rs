@@ -1,0 +1,304 @@
+//! The configuration of a training run: everything that decides its numbers.
+//!
+//! A run folder stores the fully resolved configuration as `config.toml`; `dfa train --config
+//! FILE` reads the same format, and command-line flags override what the file says.
+
+use crate::activation::Activation;
+use crate::data::DatasetKind;
+use crate::error::{Error, Result};
+use crate::network::Init;
+use crate::optimiser::OptimiserKind;
+use crate::rules::Rule;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub dataset: DatasetKind,
+    /// The data folder (resolved from `--data-dir`, `DFA_DATA` or `./data` when a run starts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Hidden layers: `DxW` (`2x800`: two layers of 800) or a list of widths (`800,400,200`).
+    pub model: String,
+    pub activation: Activation,
+    pub rule: Rule,
+    /// DFA only: hidden layers of equal width share one feedback matrix.
+    pub shared_feedback: bool,
+    /// Layers have biases (without: biases stay zero and are never trained).
+    pub bias: bool,
+    pub init: Init,
+    /// Bound of the uniform feedback matrices; default `1/√n_i` (`n_i`: the receiving width).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback_bound: Option<f32>,
+    pub optimiser: OptimiserKind,
+    pub learning_rate: f32,
+    /// RMSprop's decay `ρ` of the running mean of squared gradients.
+    pub rms_decay: f32,
+    /// RMSprop's `ε`, added after the square root.
+    pub rms_epsilon: f32,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Stop once the training error (percent, measured after the epoch) is at or below this.
+    pub stop_train_error: f64,
+    /// The paper's schedule: halve the learning rate when the epoch's training error is not below
+    /// its running mean (`0.75·mean + 0.25·new`), at most `max_halvings` times, then stop.
+    pub lr_schedule: bool,
+    pub max_halvings: usize,
+    pub seed: u64,
+    /// Worker threads (0: all cores). Part of the configuration because results are guaranteed
+    /// bitwise identical only for the same seed *and* thread count.
+    pub threads: usize,
+    /// Train on the first N training samples only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
+    /// Test on the first N test samples only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dataset: DatasetKind::Mnist,
+            data_dir: None,
+            model: "2x800".into(),
+            activation: Activation::Tanh,
+            rule: Rule::Dfa,
+            shared_feedback: false,
+            bias: true,
+            init: Init::Auto,
+            feedback_bound: None,
+            optimiser: OptimiserKind::Rmsprop,
+            learning_rate: DEFAULT_LEARNING_RATE,
+            rms_decay: 0.99,
+            rms_epsilon: 1e-8,
+            batch_size: 64,
+            max_epochs: 300,
+            stop_train_error: 0.01,
+            lr_schedule: true,
+            max_halvings: 8,
+            seed: 1,
+            threads: 0,
+            train_subset: None,
+            test_subset: None,
+        }
+    }
+}
+
+/// The default RMSprop learning rate, chosen by measurement (see `docs/learning-rate.md`).
+pub const DEFAULT_LEARNING_RATE: f32 = 3e-4;
+
+/// Parses a model string into hidden widths: `2x800` → `[800, 800]`, `800,400,200` → as listed.
+pub fn parse_model(model: &str) -> Result<Vec<usize>> {
+    let bad = |why: &str| {
+        Error::config(
+            "model",
+            format!(
+                "'{model}' {why}; expected DEPTHxWIDTH (e.g. 2x800) or comma-separated widths (e.g. 800,400,200)"
+            ),
+        )
+    };
+    let widths: Vec<usize> = if let Some((depth, width)) = model.split_once('x') {
+        let depth: usize = depth
+            .trim()
+            .parse()
+            .map_err(|_| bad("has a depth that is not a number"))?;
+        let width: usize = width
+            .trim()
+            .parse()
+            .map_err(|_| bad("has a width that is not a number"))?;
+        vec![width; depth]
+    } else {
+        model
+            .split(',')
+            .map(|w| w.trim().parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad("is not a list of numbers"))?
+    };
+    if widths.is_empty() {
+        return Err(bad("has no hidden layer"));
+    }
+    if widths.contains(&0) {
+        return Err(bad("has a layer of width 0"));
+    }
+    if widths.len() > 10_000 || widths.iter().any(|&w| w > 1 << 20) {
+        return Err(bad("is too large"));
+    }
+    Ok(widths)
+}
+
+impl TrainConfig {
+    /// Checks every field; the error names the field and what was expected.
+    pub fn validate(&self) -> Result<()> {
+        parse_model(&self.model)?;
+        let positive = |field: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    field,
+                    format!("{v}; expected a finite number > 0"),
+                ))
+            }
+        };
+        positive("learning_rate", self.learning_rate)?;
+        positive("rms_epsilon", self.rms_epsilon)?;
+        if let Some(b) = self.feedback_bound {
+            positive("feedback_bound", b)?;
+        }
+        if !(0.0..1.0).contains(&self.rms_decay) {
+            return Err(Error::config(
+                "rms_decay",
+                format!("{}; expected a number in [0, 1)", self.rms_decay),
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > 1 << 16 {
+            return Err(Error::config(
+                "batch_size",
+                format!("{}; expected 1 to 65536", self.batch_size),
+            ));
+        }
+        if self.max_epochs == 0 {
+            return Err(Error::config("max_epochs", "0; expected at least 1"));
+        }
+        if !(self.stop_train_error >= 0.0 && self.stop_train_error <= 100.0) {
+            return Err(Error::config(
+                "stop_train_error",
+                format!(
+                    "{}; expected a percentage in [0, 100]",
+                    self.stop_train_error
+                ),
+            ));
+        }
+        if self.threads > 1024 {
+            return Err(Error::config(
+                "threads",
+                format!("{}; expected 0 (all cores) to 1024", self.threads),
+            ));
+        }
+        if self.train_subset == Some(0) || self.test_subset == Some(0) {
+            return Err(Error::config(
+                "train_subset/test_subset",
+                "0; expected at least 1 sample",
+            ));
+        }
+        if self.shared_feedback && self.rule != Rule::Dfa {
+            return Err(Error::config(
+                "shared_feedback",
+                format!(
+                    "only DFA can share feedback matrices, the rule is {}",
+                    self.rule.name()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the forward weights start uniform (else zero), after resolving `Init::Auto`:
+    /// zero for FA/DFA with tanh or logistic units, uniform for BP, IFA and every ReLU net.
+    pub fn uniform_init(&self) -> bool {
+        match self.init {
+            Init::Zero => false,
+            Init::Uniform => true,
+            Init::Auto => {
+                !(matches!(self.rule, Rule::Fa | Rule::Dfa) && self.activation != Activation::Relu)
+            }
+        }
+    }
+
+    /// Choices that cannot learn, in words (empty when all is well).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let depth = parse_model(&self.model).map(|m| m.len()).unwrap_or(0);
+        if !self.uniform_init() {
+            if self.activation == Activation::Relu {
+                w.push("ReLU from zero initialisation cannot learn: f'(0) = 0 and h = 0, so no hidden layer ever receives an update (use --init uniform)".into());
+            }
+            if self.rule == Rule::Bp {
+                w.push("BP from zero initialisation cannot train the hidden layers: W_{i+1}ᵀ δa_{i+1} = 0 while the weights above are zero (use --init uniform)".into());
+            }
+            if self.rule == Rule::Ifa && depth >= 2 {
+                w.push("IFA from zero initialisation never trains hidden layers 2 and above: δa_i = (W_i δa_{i-1}) ⊙ f' stays 0 while W_i = 0 (use --init uniform)".into());
+            }
+        }
+        w
+    }
+
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let config: TrainConfig = toml::from_str(text).map_err(|e| {
+            Error::config(origin, format!("not a valid training configuration: {e}"))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a TrainConfig always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_models() {
+        assert_eq!(parse_model("2x800").unwrap(), vec![800, 800]);
+        assert_eq!(parse_model("800,400,200").unwrap(), vec![800, 400, 200]);
+        assert_eq!(parse_model("100x240").unwrap().len(), 100);
+        for bad in ["", "x800", "2x", "800,,3", "0x800", "2x0", "abc"] {
+            let e = parse_model(bad).unwrap_err().to_string();
+            assert!(e.contains("model") && e.contains("expected"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_fields() {
+        let c = TrainConfig {
+            rule: Rule::Ifa,
+            model: "4x100".into(),
+            train_subset: Some(10),
+            ..Default::default()
+        };
+        let back = TrainConfig::from_toml(&c.to_toml(), "x").unwrap();
+        assert_eq!(c, back);
+        let e = TrainConfig::from_toml("lerning_rate = 1.0", "cfg.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cfg.toml") && e.contains("lerning_rate"), "{e}");
+        let e = TrainConfig::from_toml("learning_rate = -1.0", "cfg.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("learning_rate"), "{e}");
+    }
+
+    #[test]
+    fn paper_initialisation_and_warnings() {
+        let c = |rule, activation, init| TrainConfig {
+            rule,
+            activation,
+            init,
+            model: "2x10".into(),
+            ..Default::default()
+        };
+        assert!(!c(Rule::Dfa, Activation::Tanh, Init::Auto).uniform_init());
+        assert!(!c(Rule::Fa, Activation::Logistic, Init::Auto).uniform_init());
+        assert!(c(Rule::Dfa, Activation::Relu, Init::Auto).uniform_init());
+        assert!(c(Rule::Bp, Activation::Tanh, Init::Auto).uniform_init());
+        assert!(c(Rule::Ifa, Activation::Tanh, Init::Auto).uniform_init());
+        assert!(
+            c(Rule::Dfa, Activation::Tanh, Init::Auto)
+                .warnings()
+                .is_empty()
+        );
+        assert_eq!(
+            c(Rule::Ifa, Activation::Tanh, Init::Zero).warnings().len(),
+            1
+        );
+        assert_eq!(
+            c(Rule::Dfa, Activation::Relu, Init::Zero).warnings().len(),
+            1
+        );
+    }
+}

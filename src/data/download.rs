@@ -1,0 +1,164 @@
+//! `dfa data download`: fetch a data set from the usual public mirrors, check it, write it
+//! atomically.
+//!
+//! The check is the SHA-256 of each file's *uncompressed* content, so a mirror that re-gzips a
+//! file (different `.gz` bytes, same data) still verifies. A file is written to a temporary name
+//! in the target folder and renamed only once verified, so a failed or interrupted download
+//! never leaves a partial file under the real name.
+
+use super::{DatasetKind, IDX_FILES, idx::maybe_gunzip, sha256_hex};
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// SHA-256 of the uncompressed IDX files, in the order of [`IDX_FILES`].
+pub fn expected_sha256(kind: DatasetKind) -> [&'static str; 4] {
+    match kind {
+        // The published checksums of the original MNIST files (see ../shared/data/README.md).
+        DatasetKind::Mnist => [
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ],
+        // Computed from Zalando's files as packaged by Debian (dataset-fashion-mnist).
+        DatasetKind::FashionMnist => [
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ],
+    }
+}
+
+/// Public mirrors, tried in order (each holds the four `.gz` files under these names).
+pub fn default_mirrors(kind: DatasetKind) -> Vec<String> {
+    let m: &[&str] = match kind {
+        DatasetKind::Mnist => &[
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ],
+        DatasetKind::FashionMnist => &[
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ],
+    };
+    m.iter().map(|s| s.to_string()).collect()
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// Already present with the right content.
+    Present(PathBuf),
+    /// Downloaded from this URL.
+    Downloaded(PathBuf, String),
+}
+
+fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>> {
+    let fail = |message: String| Error::Download {
+        url: url.to_string(),
+        message,
+    };
+    let response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+    response
+        .into_body()
+        .into_with_config()
+        .limit(512 * 1024 * 1024)
+        .read_to_vec()
+        .map_err(|e| fail(e.to_string()))
+}
+
+fn verify(bytes: Vec<u8>, what: &str, expected: &str) -> Result<()> {
+    let raw = maybe_gunzip(bytes, Path::new(what))?;
+    let actual = sha256_hex(&raw);
+    if actual != expected {
+        return Err(Error::Checksum {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Downloads the four files of `kind` into `data_dir/<name>/`, trying `mirrors` in order for
+/// each file; files already present with the right content are kept. `report` hears of every
+/// attempt (for the command line's messages).
+pub fn download(
+    kind: DatasetKind,
+    data_dir: &Path,
+    mirrors: &[String],
+    mut report: impl FnMut(&str),
+) -> Result<Vec<Fetched>> {
+    let folder = data_dir.join(kind.name());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into();
+    let mut done = Vec::new();
+    for (name, expected) in IDX_FILES.iter().zip(expected_sha256(kind)) {
+        let target = folder.join(format!("{name}.gz"));
+        if let Ok(bytes) = std::fs::read(&target) {
+            if verify(bytes, &target.display().to_string(), expected).is_ok() {
+                report(&format!("{}: present, checksum ok", target.display()));
+                done.push(Fetched::Present(target));
+                continue;
+            }
+            report(&format!(
+                "{}: present but its checksum is wrong, downloading again",
+                target.display()
+            ));
+        }
+        let mut failures = Vec::new();
+        let mut fetched = None;
+        for mirror in mirrors {
+            let url = format!("{}/{name}.gz", mirror.trim_end_matches('/'));
+            report(&format!("fetching {url}"));
+            match fetch(&agent, &url)
+                .and_then(|bytes| verify(bytes.clone(), &url, expected).map(|()| bytes))
+            {
+                Ok(bytes) => {
+                    fetched = Some((bytes, url));
+                    break;
+                }
+                Err(e) => {
+                    report(&format!("  {e}"));
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        let Some((bytes, url)) = fetched else {
+            return Err(Error::Download {
+                url: format!("{name}.gz"),
+                message: format!("every mirror failed:\n  {}", failures.join("\n  ")),
+            });
+        };
+        write_atomically(&target, &bytes)?;
+        done.push(Fetched::Downloaded(target, url));
+    }
+    Ok(done)
+}

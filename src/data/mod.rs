@@ -1,0 +1,224 @@
+//! Data sets: MNIST and Fashion-MNIST in IDX format, loaded as f32 in `[0, 1]`, flattened
+//! (the permutation-invariant task of SPEC §2).
+//!
+//! The data folder is `--data-dir`, else the environment variable `DFA_DATA`, else `./data`.
+//! A data set lives in its own sub-folder (`mnist/`, `fashion-mnist/`), or directly in the
+//! folder given. Each of the four files may be gzip-compressed (`.gz`) or raw.
+
+pub mod download;
+pub mod idx;
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    Mnist,
+    FashionMnist,
+}
+
+/// The four IDX files, in the order train images, train labels, test images, test labels.
+pub const IDX_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+impl DatasetKind {
+    /// The name used on the command line and as the sub-folder of the data folder.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    pub fn n_classes(self) -> usize {
+        10
+    }
+}
+
+/// The data folder: the flag if given, else `$DFA_DATA`, else `./data`.
+pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    match std::env::var_os("DFA_DATA") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("data"),
+    }
+}
+
+/// One split of a data set: `len` samples of `dim` features, row-major.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub dim: usize,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The first `n` samples (all of them when `n` is larger).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.labels.truncate(n);
+        self.images.truncate(n * self.dim);
+    }
+}
+
+/// A file the run read, with the SHA-256 of its bytes as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub kind: DatasetKind,
+    pub train: Split,
+    pub test: Split,
+    pub n_classes: usize,
+    pub files: Vec<DataFile>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The folder that holds `kind`'s files: `dir/<name>/` if it has them, else `dir` itself if it
+/// has them, else an error that lists what is missing and how to fetch it.
+pub fn locate(kind: DatasetKind, dir: &Path) -> Result<[PathBuf; 4]> {
+    let find_in = |folder: &Path| -> Vec<Option<PathBuf>> {
+        IDX_FILES
+            .iter()
+            .map(|name| {
+                [format!("{name}.gz"), name.to_string()]
+                    .into_iter()
+                    .map(|f| folder.join(f))
+                    .find(|p| p.is_file())
+            })
+            .collect()
+    };
+    let sub = dir.join(kind.name());
+    for folder in [sub.as_path(), dir] {
+        let found = find_in(folder);
+        if found.iter().all(Option::is_some) {
+            let v: Vec<PathBuf> = found.into_iter().flatten().collect();
+            return Ok([v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()]);
+        }
+    }
+    let found = find_in(&sub);
+    let missing: Vec<String> = IDX_FILES
+        .iter()
+        .zip(&found)
+        .filter(|(_, f)| f.is_none())
+        .map(|(name, _)| sub.join(format!("{name}.gz")).display().to_string())
+        .collect();
+    Err(Error::MissingData {
+        dataset: kind.name().into(),
+        dir: dir.to_path_buf(),
+        missing: missing.join(", "),
+    })
+}
+
+fn read_file(path: &Path, files: &mut Vec<DataFile>) -> Result<idx::IdxArray> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    files.push(DataFile {
+        path: path.to_path_buf(),
+        sha256: sha256_hex(&raw),
+    });
+    idx::parse(&idx::maybe_gunzip(raw, path)?, path)
+}
+
+fn split(
+    images_path: &Path,
+    labels_path: &Path,
+    n_classes: usize,
+    files: &mut Vec<DataFile>,
+) -> Result<Split> {
+    let images = read_file(images_path, files)?;
+    let labels = read_file(labels_path, files)?;
+    if images.dims.len() != 3 {
+        return Err(Error::format(
+            images_path,
+            format!(
+                "expected an image file with 3 dimensions (count × rows × cols), found {:?}",
+                images.dims
+            ),
+        ));
+    }
+    if labels.dims.len() != 1 {
+        return Err(Error::format(
+            labels_path,
+            format!(
+                "expected a label file with 1 dimension, found {:?}",
+                labels.dims
+            ),
+        ));
+    }
+    if images.dims[0] != labels.dims[0] {
+        return Err(Error::CountMismatch {
+            images: images_path.to_path_buf(),
+            labels: labels_path.to_path_buf(),
+            n_images: images.dims[0],
+            n_labels: labels.dims[0],
+        });
+    }
+    if let Some((i, &l)) = labels
+        .data
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l as usize >= n_classes)
+    {
+        return Err(Error::format(
+            labels_path,
+            format!("label {l} at position {i} is outside 0..{n_classes}"),
+        ));
+    }
+    let dim = images.dims[1] * images.dims[2];
+    let images = images.data.iter().map(|&p| p as f32 / 255.0).collect();
+    Ok(Split {
+        images,
+        labels: labels.data,
+        dim,
+    })
+}
+
+/// Loads `kind` from the data folder `dir`.
+pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
+    let paths = locate(kind, dir)?;
+    let n_classes = kind.n_classes();
+    let mut files = Vec::new();
+    let train = split(&paths[0], &paths[1], n_classes, &mut files)?;
+    let test = split(&paths[2], &paths[3], n_classes, &mut files)?;
+    if train.dim != test.dim {
+        return Err(Error::format(
+            &paths[2],
+            format!(
+                "test images have {} pixels, training images {}",
+                test.dim, train.dim
+            ),
+        ));
+    }
+    Ok(Dataset {
+        kind,
+        train,
+        test,
+        n_classes,
+        files,
+    })
+}

@@ -1,0 +1,406 @@
+//! The `dfa` command line: a thin layer over the library.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dfa::activation::Activation;
+use dfa::config::TrainConfig;
+use dfa::data::{self, DatasetKind, download};
+use dfa::network::Init;
+use dfa::optimiser::OptimiserKind;
+use dfa::record::{self, META_FILE, Meta, Observer, RunDir, SUMMARY_FILE, Summary};
+use dfa::rules::Rule;
+use dfa::training::{EpochMetrics, Progress, StopReason, Trainer, apply_subsets, resolve_threads};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code of a run that diverged.
+const EXIT_DIVERGED: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "dfa",
+    version,
+    about = "Train neural networks with Direct Feedback Alignment, BP, FA and IFA (Nøkland 2016)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a dense network under the paper's protocol and leave a run folder.
+    Train(Box<TrainArgs>),
+    /// Report the errors of a run's checkpoint.
+    Eval(EvalArgs),
+    /// Manage data sets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a data set from public mirrors, verify SHA-256, write atomically.
+    Download(DownloadArgs),
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// Which data set.
+    dataset: DatasetKind,
+    /// Data folder (default: $DFA_DATA, else ./data); files go to DIR/<dataset>/.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Base URL to fetch from instead of the built-in mirrors (repeatable; tried in order).
+    #[arg(long = "mirror")]
+    mirrors: Vec<String>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The run folder.
+    run: PathBuf,
+    /// Data folder (default: the one the run recorded).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Worker threads (default: the run's).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Read the configuration from a TOML file (a run's config.toml works); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue an interrupted run from its last checkpoint (no other flags apply).
+    #[arg(long, conflicts_with = "config")]
+    resume: Option<PathBuf>,
+    /// Folder that receives the run folder.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+    /// Name of the run folder (default: dataset-model-act-rule-seedN; -2, -3… if taken).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    dataset: Option<DatasetKind>,
+    /// Data folder (default: $DFA_DATA, else ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Hidden layers: DEPTHxWIDTH (2x800) or widths (800,400,200) [default: 2x800].
+    #[arg(long)]
+    model: Option<String>,
+    /// Hidden activation [default: tanh].
+    #[arg(long)]
+    act: Option<Activation>,
+    /// Learning rule [default: dfa].
+    #[arg(long)]
+    rule: Option<Rule>,
+    /// DFA: layers of equal width share one feedback matrix.
+    #[arg(long)]
+    shared_feedback: bool,
+    /// Layers without biases.
+    #[arg(long)]
+    no_bias: bool,
+    /// Forward initialisation [default: auto = zero for FA/DFA with tanh/logistic, else uniform ±1/√fan_in].
+    #[arg(long)]
+    init: Option<Init>,
+    /// Bound of the uniform feedback matrices [default: 1/√n_i, n_i = receiving width].
+    #[arg(long)]
+    feedback_bound: Option<f32>,
+    /// Optimiser [default: rmsprop].
+    #[arg(long)]
+    optimiser: Option<OptimiserKind>,
+    /// Learning rate [default: 3e-4].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// RMSprop decay ρ [default: 0.99].
+    #[arg(long)]
+    rms_decay: Option<f32>,
+    /// RMSprop ε, added after the square root [default: 1e-8].
+    #[arg(long)]
+    rms_eps: Option<f32>,
+    /// Mini-batch size [default: 64].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Stop after this many epochs [default: 300].
+    #[arg(long)]
+    max_epochs: Option<usize>,
+    /// Stop once the training error (%) is at or below this [default: 0.01].
+    #[arg(long)]
+    stop_train_error: Option<f64>,
+    /// Turn off the paper's learning-rate schedule (halve on no improvement, then stop).
+    #[arg(long)]
+    no_lr_schedule: bool,
+    /// Halvings before the schedule stops the run [default: 8].
+    #[arg(long)]
+    max_halvings: Option<usize>,
+    /// Seed of every random draw [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Worker threads, 0 = all cores [default: 0]. Results are bitwise reproducible for a given seed and thread count.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Train on the first N training samples.
+    #[arg(long)]
+    train_subset: Option<usize>,
+    /// Test on the first N test samples.
+    #[arg(long)]
+    test_subset: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The configuration: defaults, then the `--config` file, then the flags.
+    fn resolve(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --config {}", path.display()))?;
+                TrainConfig::from_toml(&text, &path.display().to_string())?
+            }
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $field:ident),*) => { $( if let Some(v) = self.$flag.clone() { c.$field = v; } )* };
+        }
+        set!(dataset => dataset, model => model, act => activation, rule => rule, init => init,
+             optimiser => optimiser, lr => learning_rate, rms_decay => rms_decay, rms_eps => rms_epsilon,
+             batch_size => batch_size, max_epochs => max_epochs, stop_train_error => stop_train_error,
+             max_halvings => max_halvings, seed => seed, threads => threads);
+        if self.data_dir.is_some() {
+            c.data_dir = self.data_dir.clone();
+        }
+        if self.feedback_bound.is_some() {
+            c.feedback_bound = self.feedback_bound;
+        }
+        if self.train_subset.is_some() {
+            c.train_subset = self.train_subset;
+        }
+        if self.test_subset.is_some() {
+            c.test_subset = self.test_subset;
+        }
+        c.shared_feedback |= self.shared_feedback;
+        if self.no_bias {
+            c.bias = false;
+        }
+        if self.no_lr_schedule {
+            c.lr_schedule = false;
+        }
+        c.data_dir = Some(data::resolve_data_dir(c.data_dir.as_deref()));
+        c.threads = resolve_threads(c.threads);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Progress bars per epoch and one line per finished epoch.
+struct Console {
+    bar: Option<ProgressBar>,
+}
+
+impl Observer for Console {
+    fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        let bar = ProgressBar::new(batches as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix:>3} [{bar:30}] {pos}/{len} batches {per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn batch_done(&mut self, _done: usize, _total: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn epoch_done(&mut self, m: &EpochMetrics, p: &Progress) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        println!(
+            "epoch {:3}  loss {:.4}  train {:6.3}%  test {:6.3}%  lr {:.3e}  {:.2}s ({:.0} samples/s) + eval {:.2}s",
+            m.epoch,
+            m.loss,
+            m.train_error,
+            m.test_error,
+            m.learning_rate,
+            m.seconds,
+            m.samples_per_s,
+            m.eval_seconds
+        );
+        if let Some(stop) = p.stop {
+            println!("stop: {}", stop.describe());
+        } else if p.learning_rate < m.learning_rate {
+            println!(
+                "learning rate halved to {:.3e} (halving {})",
+                p.learning_rate, p.halvings
+            );
+        }
+    }
+}
+
+fn load_data(config: &TrainConfig) -> Result<data::Dataset> {
+    let dir = data::resolve_data_dir(config.data_dir.as_deref());
+    let data = data::load(config.dataset, &dir)?;
+    Ok(apply_subsets(data, config))
+}
+
+fn print_summary(dir: &RunDir, s: &Summary) {
+    println!(
+        "{}: {} after {} epochs; train error {:.3}%, test error {:.3}%, {:.2} s/epoch",
+        dir.path.display(),
+        s.stop.describe(),
+        s.epochs,
+        s.final_train_error,
+        s.final_test_error,
+        s.mean_epoch_seconds
+    );
+}
+
+fn train(args: TrainArgs) -> Result<ExitCode> {
+    let (dir, mut trainer) = if let Some(path) = &args.resume {
+        let dir = RunDir::open(path)?;
+        let config = dir.read_config()?;
+        let data = load_data(&config)?;
+        if dir.file(SUMMARY_FILE).is_file() {
+            let s: Summary = dir.read_json(SUMMARY_FILE)?;
+            println!("run already finished");
+            print_summary(&dir, &s);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let trainer = if dir.file(record::CHECKPOINT_FILE).is_file() {
+            let (model, progress) = dir.load_checkpoint(&config, data.train.dim, data.n_classes)?;
+            dir.truncate_metrics(progress.epoch)?;
+            println!(
+                "resuming {} after epoch {}",
+                dir.path.display(),
+                progress.epoch
+            );
+            Trainer::resume(config, &data, model, progress)?
+        } else {
+            dir.truncate_metrics(0)?;
+            Trainer::new(config, &data)?
+        };
+        (dir, trainer)
+    } else {
+        let config = args.resolve()?;
+        for w in config.warnings() {
+            eprintln!("warning: {w}");
+        }
+        let data = load_data(&config)?;
+        let name = args.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}-{}-{}-seed{}",
+                config.dataset.name(),
+                config.model,
+                config.activation.name(),
+                config.rule.name(),
+                config.seed
+            )
+        });
+        let dir = RunDir::create_unique(&args.out, &name)?;
+        dir.write_config(&config)?;
+        let trainer = Trainer::new(config.clone(), &data)?;
+        let meta = Meta {
+            dfa_version: record::VERSION.into(),
+            seed: config.seed,
+            threads: trainer.threads,
+            data_files: data.files.clone(),
+            n_train: data.train.len(),
+            n_test: data.test.len(),
+            parameters: trainer.model.net.parameter_count(),
+            warnings: config.warnings(),
+        };
+        dir.write_json(META_FILE, &meta)?;
+        println!(
+            "run {}: {} {} {} on {} ({} train / {} test), {} parameters, {} threads, seed {}",
+            dir.path.display(),
+            config.rule.name(),
+            config.model,
+            config.activation.name(),
+            config.dataset.name(),
+            meta.n_train,
+            meta.n_test,
+            meta.parameters,
+            trainer.threads,
+            config.seed
+        );
+        (dir, trainer)
+    };
+    let summary = record::run(&mut trainer, &dir, &mut Console { bar: None }, None)?
+        .context("the run ended without a summary")?;
+    print_summary(&dir, &summary);
+    Ok(if summary.stop == StopReason::Diverged {
+        ExitCode::from(EXIT_DIVERGED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let dir = RunDir::open(&args.run)?;
+    let mut config = dir.read_config()?;
+    if let Some(d) = args.data_dir {
+        config.data_dir = Some(d);
+    }
+    if let Some(t) = args.threads {
+        config.threads = t;
+    }
+    let data = load_data(&config)?;
+    let (model, progress) = dir.load_checkpoint(&config, data.train.dim, data.n_classes)?;
+    let mut trainer = Trainer::resume(config, &data, model, progress)?;
+    let (train, test) = trainer.evaluate();
+    println!(
+        "{} after epoch {}: train error {:.3}% ({} samples), test error {:.3}% ({} samples)",
+        dir.path.display(),
+        trainer.progress.epoch,
+        train,
+        trainer.n_train(),
+        test,
+        trainer.n_test()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn data_download(args: DownloadArgs) -> Result<ExitCode> {
+    let dir = data::resolve_data_dir(args.data_dir.as_deref());
+    let mirrors = if args.mirrors.is_empty() {
+        download::default_mirrors(args.dataset)
+    } else {
+        args.mirrors
+    };
+    let fetched = download::download(args.dataset, &dir, &mirrors, |msg| eprintln!("{msg}"))?;
+    for f in fetched {
+        match f {
+            download::Fetched::Present(p) => println!("ok        {}", p.display()),
+            download::Fetched::Downloaded(p, url) => println!("fetched   {} <- {url}", p.display()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train(*args),
+        Command::Eval(args) => eval(args),
+        Command::Data {
+            command: DataCommand::Download(args),
+        } => data_download(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Dense networks: layers, initialisation, the forward pass and the output error (SPEC §1).
+//!
+//! ```text
+//! a_i = W_i h_{i-1} + b_i,   h_0 = x,   h_i = f(a_i)          (hidden layers i = 1..L-1)
+//! a_L = W_L h_{L-1} + b_L,   ŷ = sigmoid(a_L)
+//! J   = -(1/N) Σ_{m,n} [y log ŷ + (1-y) log(1-ŷ)]           (binary cross-entropy)
+//! e   = ∂J/∂a_L = (ŷ - y) / N                                (per sample row of the batch)
+//! ```
+//!
+//! In code the batch runs along the rows: `H_i` is `N × n_i`, so `a_i = W_i h_{i-1}` becomes
+//! `A_i = H_{i-1} W_iᵀ`. Layers know how to go forward and how to turn an update direction
+//! `δa_i` into weight gradients; which rule produced `δa_i` is the business of [`crate::rules`].
+
+use crate::activation::{Activation, sigmoid};
+use crate::linalg::{gemm_nt, gemm_tn};
+use crate::rng::DfaRng;
+use serde::{Deserialize, Serialize};
+
+/// One fully connected layer, `W` stored `fan_out × fan_in` (row-major, as `torch.nn.Linear`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    pub fan_in: usize,
+    pub fan_out: usize,
+    pub weight: Vec<f32>,
+    /// Always `fan_out` long; stays zero and untrained when `has_bias` is false.
+    pub bias: Vec<f32>,
+    pub has_bias: bool,
+}
+
+/// How the forward weights start (SPEC §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// The paper's choice: zero for FA/DFA with tanh or logistic units, uniform otherwise.
+    Auto,
+    /// All weights and biases zero.
+    Zero,
+    /// Weights and biases uniform in `[-1/√fan_in, 1/√fan_in]`.
+    Uniform,
+}
+
+impl Dense {
+    pub fn zeros(fan_in: usize, fan_out: usize, has_bias: bool) -> Self {
+        Dense {
+            fan_in,
+            fan_out,
+            weight: vec![0.0; fan_in * fan_out],
+            bias: vec![0.0; fan_out],
+            has_bias,
+        }
+    }
+
+    /// Weights (and biases, if any) uniform in `[-1/√fan_in, 1/√fan_in]`.
+    pub fn uniform(fan_in: usize, fan_out: usize, has_bias: bool, rng: &mut DfaRng) -> Self {
+        let mut layer = Dense::zeros(fan_in, fan_out, has_bias);
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        rng.fill_symmetric(&mut layer.weight, bound);
+        if has_bias {
+            rng.fill_symmetric(&mut layer.bias, bound);
+        }
+        layer
+    }
+
+    /// Weight gradients from an update direction: `∂W = Dᵀ H_in`, `∂b = Σ_rows D`.
+    /// (`D` already carries the batch mean's `1/N`.)
+    pub fn gradients(
+        &self,
+        delta: &[f32],
+        input: &[f32],
+        rows: usize,
+        grad: &mut Gradients,
+        threads: usize,
+    ) {
+        gemm_tn(
+            &mut grad.weight,
+            delta,
+            input,
+            self.fan_out,
+            rows,
+            self.fan_in,
+            false,
+            threads,
+        );
+        grad.bias.fill(0.0);
+        if !self.has_bias {
+            return;
+        }
+        for row in delta[..rows * self.fan_out].chunks_exact(self.fan_out) {
+            for (g, d) in grad.bias.iter_mut().zip(row) {
+                *g += d;
+            }
+        }
+    }
+}
+
+/// The gradient (or update) of one layer's parameters.
+#[derive(Clone, Debug)]
+pub struct Gradients {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// A stack of dense layers: hidden layers with activation `f`, then a sigmoid output layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    pub activation: Activation,
+    pub layers: Vec<Dense>,
+}
+
+impl Network {
+    /// `sizes = [n_in, n_1, …, n_{L-1}, n_out]`; weights uniform (else zero), with or without
+    /// biases.
+    pub fn new(
+        sizes: &[usize],
+        activation: Activation,
+        uniform: bool,
+        bias: bool,
+        rng: &mut DfaRng,
+    ) -> Self {
+        let layers = sizes
+            .windows(2)
+            .map(|w| {
+                if uniform {
+                    Dense::uniform(w[0], w[1], bias, rng)
+                } else {
+                    Dense::zeros(w[0], w[1], bias)
+                }
+            })
+            .collect();
+        Network { activation, layers }
+    }
+
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut s = vec![self.layers[0].fan_in];
+        s.extend(self.layers.iter().map(|l| l.fan_out));
+        s
+    }
+
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn n_inputs(&self) -> usize {
+        self.layers[0].fan_in
+    }
+
+    pub fn n_outputs(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.fan_out)
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.weight.len() + l.bias.len())
+            .sum()
+    }
+
+    /// Forward pass over `rows` samples of `x`: fills `ws.outputs[l]` with `h_{l+1}` for the
+    /// hidden layers and with the logits `a_L` for the last layer.
+    pub fn forward(&self, x: &[f32], rows: usize, ws: &mut Workspace, threads: usize) {
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (before, rest) = ws.outputs.split_at_mut(l);
+            let input: &[f32] = if l == 0 { x } else { &before[l - 1] };
+            let out = &mut rest[0];
+            gemm_nt(
+                out,
+                input,
+                &layer.weight,
+                rows,
+                layer.fan_in,
+                layer.fan_out,
+                false,
+                threads,
+            );
+            let out = &mut out[..rows * layer.fan_out];
+            if l == last {
+                for row in out.chunks_exact_mut(layer.fan_out) {
+                    for (a, b) in row.iter_mut().zip(&layer.bias) {
+                        *a += b;
+                    }
+                }
+            } else {
+                self.activation.bias_apply(out, &layer.bias);
+            }
+        }
+    }
+
+    /// Predicted classes (argmax of the logits) for `rows` samples of `x`, in chunks of the
+    /// workspace's batch size.
+    pub fn count_errors(
+        &self,
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        threads: usize,
+    ) -> usize {
+        let n_in = self.n_inputs();
+        let n_out = self.n_outputs();
+        let mut errors = 0;
+        for (xs, ys) in x.chunks(ws.max_rows * n_in).zip(labels.chunks(ws.max_rows)) {
+            let rows = ys.len();
+            self.forward(xs, rows, ws, threads);
+            let logits = &ws.outputs[self.layers.len() - 1][..rows * n_out];
+            for (row, &y) in logits.chunks_exact(n_out).zip(ys) {
+                if argmax(row) != y as usize {
+                    errors += 1;
+                }
+            }
+        }
+        errors
+    }
+}
+
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Buffers for one mini-batch, sized once: layer outputs, update directions and gradients.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub max_rows: usize,
+    /// `outputs[l]`: `h_{l+1}` (`rows × n_{l+1}`); the last one holds the logits `a_L`.
+    pub outputs: Vec<Vec<f32>>,
+    /// `deltas[l]`: the update direction `δa_{l+1}` of weight layer `l`; the last one is `e`.
+    pub deltas: Vec<Vec<f32>>,
+    pub grads: Vec<Gradients>,
+}
+
+impl Workspace {
+    pub fn new(net: &Network, max_rows: usize) -> Self {
+        let outputs = net
+            .layers
+            .iter()
+            .map(|l| vec![0.0; max_rows * l.fan_out])
+            .collect();
+        let deltas = net
+            .layers
+            .iter()
+            .map(|l| vec![0.0; max_rows * l.fan_out])
+            .collect();
+        let grads = net
+            .layers
+            .iter()
+            .map(|l| Gradients {
+                weight: vec![0.0; l.weight.len()],
+                bias: vec![0.0; l.fan_out],
+            })
+            .collect();
+        Workspace {
+            max_rows,
+            outputs,
+            deltas,
+            grads,
+        }
+    }
+}
+
+/// Binary cross-entropy of the sigmoid outputs against one-hot labels, and the output error
+/// `e = (ŷ - y)/N` written into `e`. Returns `(Σ_samples J_m, errors)` where `J_m` is the
+/// per-sample loss (`J` of the batch is the sum over `N`), and the number of misclassified rows.
+///
+/// The loss is computed from the logits as `softplus(a) - y·a`, which never takes `log 0`.
+pub fn output_error(logits: &[f32], labels: &[u8], n_out: usize, e: &mut [f32]) -> (f64, usize) {
+    let rows = labels.len();
+    let inv_n = 1.0 / rows as f32;
+    let mut loss = 0.0f64;
+    let mut errors = 0;
+    for ((a_row, e_row), &label) in logits[..rows * n_out]
+        .chunks_exact(n_out)
+        .zip(e.chunks_exact_mut(n_out))
+        .zip(labels)
+    {
+        if argmax(a_row) != label as usize {
+            errors += 1;
+        }
+        for (k, (&a, e)) in a_row.iter().zip(e_row.iter_mut()).enumerate() {
+            let y = if k == label as usize { 1.0f32 } else { 0.0 };
+            let softplus = a.max(0.0) + (-a.abs()).exp().ln_1p();
+            loss += (softplus - y * a) as f64;
+            *e = (sigmoid(a) - y) * inv_n;
+        }
+    }
+    (loss, errors)
+}

@@ -1,0 +1,234 @@
+//! The four learning rules: how each hidden layer's update direction `δa_i` is produced
+//! (SPEC §1). This file is the whole difference between BP, FA, DFA and IFA.
+//!
+//! | rule | `δa_i` |
+//! | --- | --- |
+//! | BP  | `(W_{i+1}ᵀ δa_{i+1}) ⊙ f'(a_i)`, `δa_L = e` (the true gradient) |
+//! | FA  | `(B_i δa_{i+1}) ⊙ f'(a_i)`, `B_i` fixed random, shape of `W_{i+1}ᵀ` |
+//! | DFA | `(B_i e) ⊙ f'(a_i)`, `B_i` fixed random, `n_i × n_out` |
+//! | IFA | `δa_1 = (B_1 e) ⊙ f'(a_1)`; `δa_i = (W_i δa_{i-1}) ⊙ f'(a_i)` for `i ≥ 2` |
+//!
+//! Every rule then updates with `δW_i = -δa_i h_{i-1}ᵀ`, `δb_i = -δa_i` (batch mean), and the
+//! output layer always uses `e`. With the batch along the rows, `B_i e` becomes `E B_iᵀ`.
+
+use crate::linalg::{gemm_nn, gemm_nt};
+use crate::network::{Network, Workspace};
+use crate::rng::DfaRng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Rule {
+    /// Back-propagation: the error travels back through the transposed forward weights.
+    Bp,
+    /// Feedback alignment: back through fixed random matrices of the same shapes.
+    Fa,
+    /// Direct feedback alignment: the output error straight to every hidden layer.
+    Dfa,
+    /// Indirect feedback alignment: the output error into the first hidden layer, then forward.
+    Ifa,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Bp => "bp",
+            Rule::Fa => "fa",
+            Rule::Dfa => "dfa",
+            Rule::Ifa => "ifa",
+        }
+    }
+}
+
+/// A fixed random feedback matrix `B`, stored row-major `rows × cols` in the paper's shape
+/// (`rows` = the width `n_i` of the layer that receives the feedback).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedbackMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<f32>,
+}
+
+/// The fixed feedback of a network: the matrices and, per hidden layer, which matrix it uses
+/// (`None`: the rule sends no feedback to that layer).
+///
+/// Nøkland's `dfa-torch` places one feedback module, with its own `B`, after every hidden
+/// activation; we do the same, and `share` (DFA only) lets layers of equal width use one `B`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Feedback {
+    pub matrices: Vec<FeedbackMatrix>,
+    pub layer_matrix: Vec<Option<usize>>,
+}
+
+impl Feedback {
+    /// Draws the feedback for `rule` on a network of `sizes = [n_in, n_1, …, n_out]`, uniform in
+    /// `[-bound, bound]` with `bound = 1/√n_i` unless `bound_override` is given.
+    pub fn new(
+        rule: Rule,
+        sizes: &[usize],
+        share: bool,
+        bound_override: Option<f32>,
+        rng: &mut DfaRng,
+    ) -> Self {
+        let n_out = *sizes.last().expect("sizes has an output layer");
+        let hidden = &sizes[1..sizes.len() - 1];
+        let mut matrices: Vec<FeedbackMatrix> = Vec::new();
+        let mut layer_matrix = Vec::with_capacity(hidden.len());
+        for (i, &n_i) in hidden.iter().enumerate() {
+            let cols = match rule {
+                Rule::Bp => None,
+                Rule::Fa => Some(sizes[i + 2]),
+                Rule::Dfa => Some(n_out),
+                Rule::Ifa => (i == 0).then_some(n_out),
+            };
+            let Some(cols) = cols else {
+                layer_matrix.push(None);
+                continue;
+            };
+            let shared = (share && rule == Rule::Dfa)
+                .then(|| {
+                    matrices
+                        .iter()
+                        .position(|m| m.rows == n_i && m.cols == cols)
+                })
+                .flatten();
+            if let Some(k) = shared {
+                layer_matrix.push(Some(k));
+                continue;
+            }
+            let bound = bound_override.unwrap_or(1.0 / (n_i as f32).sqrt());
+            let mut values = vec![0.0; n_i * cols];
+            rng.fill_symmetric(&mut values, bound);
+            matrices.push(FeedbackMatrix {
+                rows: n_i,
+                cols,
+                values,
+            });
+            layer_matrix.push(Some(matrices.len() - 1));
+        }
+        Feedback {
+            matrices,
+            layer_matrix,
+        }
+    }
+
+    /// The feedback matrix of hidden layer `l` (0-based).
+    pub fn for_layer(&self, l: usize) -> Option<&FeedbackMatrix> {
+        self.layer_matrix
+            .get(l)
+            .copied()
+            .flatten()
+            .map(|k| &self.matrices[k])
+    }
+}
+
+/// Fills the hidden update directions `ws.deltas[0..L-1]` from the output error already in
+/// `ws.deltas[L-1]`, as `rule` prescribes. `rows` is the mini-batch size.
+pub fn hidden_deltas(
+    rule: Rule,
+    net: &Network,
+    feedback: &Feedback,
+    ws: &mut Workspace,
+    rows: usize,
+    threads: usize,
+) {
+    let depth = net.depth();
+    let f = net.activation;
+    let n_out = net.n_outputs();
+    let (hidden, output) = ws.deltas.split_at_mut(depth - 1);
+    let e = &output[0][..rows * n_out];
+    let missing = |l: usize| -> ! {
+        panic!(
+            "{} feedback for hidden layer {l} was not drawn",
+            rule.name()
+        )
+    };
+    match rule {
+        Rule::Bp => {
+            for l in (0..depth - 1).rev() {
+                let above = &net.layers[l + 1];
+                let (lower, upper) = hidden.split_at_mut(l + 1);
+                let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
+                // δa_i = (W_{i+1}ᵀ δa_{i+1}): rows × n_{i+1} times n_{i+1} × n_i
+                gemm_nn(
+                    &mut lower[l],
+                    d_above,
+                    &above.weight,
+                    rows,
+                    above.fan_out,
+                    above.fan_in,
+                    false,
+                    threads,
+                );
+                f.scale_by_derivative(&mut lower[l][..rows * above.fan_in], &ws.outputs[l]);
+            }
+        }
+        Rule::Fa => {
+            for l in (0..depth - 1).rev() {
+                let b = feedback.for_layer(l).unwrap_or_else(|| missing(l));
+                let (lower, upper) = hidden.split_at_mut(l + 1);
+                let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
+                gemm_nt(
+                    &mut lower[l],
+                    d_above,
+                    &b.values,
+                    rows,
+                    b.cols,
+                    b.rows,
+                    false,
+                    threads,
+                );
+                f.scale_by_derivative(&mut lower[l][..rows * b.rows], &ws.outputs[l]);
+            }
+        }
+        Rule::Dfa => {
+            for (l, d) in hidden.iter_mut().enumerate() {
+                let b = feedback.for_layer(l).unwrap_or_else(|| missing(l));
+                gemm_nt(d, e, &b.values, rows, b.cols, b.rows, false, threads);
+                f.scale_by_derivative(&mut d[..rows * b.rows], &ws.outputs[l]);
+            }
+        }
+        Rule::Ifa => {
+            for l in 0..depth - 1 {
+                let (lower, upper) = hidden.split_at_mut(l);
+                if l == 0 {
+                    let b = feedback.for_layer(0).unwrap_or_else(|| missing(0));
+                    gemm_nt(
+                        &mut upper[0],
+                        e,
+                        &b.values,
+                        rows,
+                        b.cols,
+                        b.rows,
+                        false,
+                        threads,
+                    );
+                } else {
+                    // δa_i = (W_i δa_{i-1}): rows × n_{i-1} times (n_i × n_{i-1})ᵀ
+                    let w = &net.layers[l];
+                    gemm_nt(
+                        &mut upper[0],
+                        &lower[l - 1],
+                        &w.weight,
+                        rows,
+                        w.fan_in,
+                        w.fan_out,
+                        false,
+                        threads,
+                    );
+                }
+                let n_l = net.layers[l].fan_out;
+                f.scale_by_derivative(&mut upper[0][..rows * n_l], &ws.outputs[l]);
+            }
+        }
+    }
+}
+
+/// The rule's weight gradients of every layer (`∂W_i = δa_i h_{i-1}ᵀ`, batch-summed; `e`
+/// already carries `1/N`), written into `ws.grads`.
+pub fn gradients(net: &Network, x: &[f32], ws: &mut Workspace, rows: usize, threads: usize) {
+    for (l, layer) in net.layers.iter().enumerate() {
+        let input: &[f32] = if l == 0 { x } else { &ws.outputs[l - 1] };
+        layer.gradients(&ws.deltas[l], input, rows, &mut ws.grads[l], threads);
+    }
+}

@@ -1,0 +1,370 @@
+//! The training protocol of the paper (SPEC §2): shuffled mini-batches, the rule's update, the
+//! optimiser, the epoch's errors, the learning-rate schedule and the stopping rule.
+//!
+//! After every epoch the training and test errors are measured in a separate pass over the whole
+//! split with the updated network (as the reference implementation does); the stopping rule and
+//! the schedule read that training error.
+
+use crate::config::{TrainConfig, parse_model};
+use crate::data::{Dataset, Split};
+use crate::error::Result;
+use crate::network::{Network, Workspace, output_error};
+use crate::optimiser::Optimiser;
+use crate::rng::{DfaRng, RngState, Stream};
+use crate::rules::{self, Feedback};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Samples per chunk in the evaluation passes (larger products run closer to the GEMM peak).
+const EVAL_ROWS: usize = 500;
+
+/// A loss this many times the untrained network's loss counts as divergence.
+pub const EXPLODING_LOSS_FACTOR: f64 = 10.0;
+
+/// Everything that learns or stays fixed: forward weights, feedback, optimiser state.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub net: Network,
+    pub feedback: Feedback,
+    pub optimiser: Optimiser,
+}
+
+impl Model {
+    /// A fresh model for `config` with `n_in` inputs and `n_out` classes, drawn from the seed.
+    pub fn new(config: &TrainConfig, n_in: usize, n_out: usize) -> Result<Self> {
+        let mut sizes = vec![n_in];
+        sizes.extend(parse_model(&config.model)?);
+        sizes.push(n_out);
+        let mut weights_rng = DfaRng::new(config.seed, Stream::Weights);
+        let mut feedback_rng = DfaRng::new(config.seed, Stream::Feedback);
+        let net = Network::new(
+            &sizes,
+            config.activation,
+            config.uniform_init(),
+            config.bias,
+            &mut weights_rng,
+        );
+        let feedback = Feedback::new(
+            config.rule,
+            &sizes,
+            config.shared_feedback,
+            config.feedback_bound,
+            &mut feedback_rng,
+        );
+        let optimiser = Optimiser::new(
+            config.optimiser,
+            config.learning_rate,
+            config.rms_decay,
+            config.rms_epsilon,
+            &net,
+        );
+        Ok(Model {
+            net,
+            feedback,
+            optimiser,
+        })
+    }
+}
+
+/// Why a run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Training error at or below `stop_train_error`.
+    Converged,
+    /// The learning rate was halved `max_halvings` times and the error still did not improve.
+    ScheduleEnded,
+    /// `max_epochs` reached.
+    MaxEpochs,
+    /// The loss became NaN/inf or exceeded [`EXPLODING_LOSS_FACTOR`] × the initial loss.
+    Diverged,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Converged => "training error reached the target",
+            StopReason::ScheduleEnded => "learning rate halved the maximum number of times",
+            StopReason::MaxEpochs => "maximum number of epochs reached",
+            StopReason::Diverged => "DIVERGED: the loss became non-finite or exploded",
+        }
+    }
+}
+
+/// Where a run stands between epochs; saved in every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Completed epochs.
+    pub epoch: usize,
+    pub learning_rate: f32,
+    pub halvings: usize,
+    /// Running mean of the training error that the schedule compares against.
+    pub error_mean: Option<f64>,
+    /// Loss of the untrained network on the first mini-batch (the divergence yardstick).
+    pub initial_loss: Option<f64>,
+    pub shuffle_rng: RngState,
+    pub stop: Option<StopReason>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    /// Mean binary cross-entropy over the epoch's mini-batches (before each update).
+    pub loss: f64,
+    /// Training error (%) of the network after the epoch, over the whole training split.
+    pub train_error: f64,
+    /// Test error (%) after the epoch.
+    pub test_error: f64,
+    /// Error (%) on the mini-batches as they were trained on (before each update).
+    pub batch_error: f64,
+    /// Learning rate used during this epoch.
+    pub learning_rate: f32,
+    /// Seconds of training (forward, update, optimiser), without the evaluation passes.
+    pub seconds: f64,
+    pub eval_seconds: f64,
+    /// Training samples per second.
+    pub samples_per_s: f64,
+}
+
+/// A training run in memory.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub threads: usize,
+    pub model: Model,
+    pub progress: Progress,
+    train: Arc<Split>,
+    test: Arc<Split>,
+    ws: Workspace,
+    eval_ws: Workspace,
+    shuffle: DfaRng,
+    order: Vec<u32>,
+    x: Vec<f32>,
+    y: Vec<u8>,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+/// The thread count a configuration asks for (`0`: all cores).
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+impl Trainer {
+    /// A fresh run.
+    pub fn new(config: TrainConfig, data: &Dataset) -> Result<Self> {
+        config.validate()?;
+        let model = Model::new(&config, data.train.dim, data.n_classes)?;
+        let progress = Progress {
+            epoch: 0,
+            learning_rate: config.learning_rate,
+            halvings: 0,
+            error_mean: None,
+            initial_loss: None,
+            shuffle_rng: DfaRng::new(config.seed, Stream::Shuffle).state(),
+            stop: None,
+        };
+        Self::resume(config, data, model, progress)
+    }
+
+    /// A run continued from a saved model and progress.
+    pub fn resume(
+        config: TrainConfig,
+        data: &Dataset,
+        model: Model,
+        progress: Progress,
+    ) -> Result<Self> {
+        config.validate()?;
+        let threads = resolve_threads(config.threads);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| crate::error::Error::config("threads", e.to_string()))?;
+        let shuffle = DfaRng::from_state(&progress.shuffle_rng)
+            .ok_or_else(|| crate::error::Error::config("shuffle_rng", "unreadable RNG state"))?;
+        let rows = config.batch_size;
+        let train = Arc::new(data.train.clone());
+        Ok(Trainer {
+            ws: Workspace::new(&model.net, rows),
+            eval_ws: Workspace::new(&model.net, EVAL_ROWS),
+            order: (0..train.len() as u32).collect(),
+            x: vec![0.0; rows * train.dim],
+            y: vec![0; rows],
+            test: Arc::new(data.test.clone()),
+            train,
+            shuffle,
+            threads,
+            model,
+            progress,
+            config,
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// One update on the mini-batch in `self.x`/`self.y` (`rows` samples). Returns the summed
+    /// per-sample loss and the number of misclassified samples, both before the update.
+    fn step(&mut self, rows: usize) -> (f64, usize) {
+        let Trainer {
+            model,
+            ws,
+            x,
+            y,
+            threads,
+            config,
+            ..
+        } = self;
+        let net = &mut model.net;
+        let depth = net.depth();
+        net.forward(x, rows, ws, *threads);
+        let n_out = net.n_outputs();
+        let (loss, errors) = {
+            let (outs, deltas) = (&ws.outputs[depth - 1], &mut ws.deltas[depth - 1]);
+            output_error(outs, &y[..rows], n_out, deltas)
+        };
+        rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, *threads);
+        rules::gradients(net, x, ws, rows, *threads);
+        model.optimiser.step(net, &ws.grads, *threads);
+        (loss, errors)
+    }
+
+    /// Classification error (%) of the current network on a split.
+    pub fn error_rate(&mut self, which: &Split) -> f64 {
+        let (net, ws, threads) = (&self.model.net, &mut self.eval_ws, self.threads);
+        let errors = self
+            .pool
+            .install(|| net.count_errors(&which.images, &which.labels, ws, threads));
+        100.0 * errors as f64 / which.len().max(1) as f64
+    }
+
+    /// Training and test error (%) of the current network.
+    pub fn evaluate(&mut self) -> (f64, f64) {
+        let (train, test) = (self.train.clone(), self.test.clone());
+        (self.error_rate(&train), self.error_rate(&test))
+    }
+
+    /// Runs one epoch, calls `on_batch(done, total)` after every mini-batch, measures the errors
+    /// and applies the schedule and stopping rule. Returns the epoch's metrics; afterwards
+    /// `self.progress.stop` says whether the run is over.
+    pub fn run_epoch(&mut self, on_batch: &mut (dyn FnMut(usize, usize) + Send)) -> EpochMetrics {
+        let pool = self.pool.clone();
+        let n = self.train.len();
+        let batch = self.config.batch_size;
+        let batches = n.div_ceil(batch);
+        let dim = self.train.dim;
+        self.model.optimiser.learning_rate = self.progress.learning_rate;
+        let start = Instant::now();
+        let (mut loss_sum, mut errors, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut finite = true;
+        pool.install(|| {
+            for v in self.order.iter_mut().enumerate() {
+                *v.1 = v.0 as u32;
+            }
+            self.shuffle.shuffle(&mut self.order);
+            for b in 0..batches {
+                let idx = &self.order[b * batch..((b + 1) * batch).min(n)];
+                let rows = idx.len();
+                for (r, &i) in idx.iter().enumerate() {
+                    let i = i as usize;
+                    self.x[r * dim..(r + 1) * dim]
+                        .copy_from_slice(&self.train.images[i * dim..(i + 1) * dim]);
+                    self.y[r] = self.train.labels[i];
+                }
+                let (loss, err) = self.step(rows);
+                if self.progress.initial_loss.is_none() {
+                    self.progress.initial_loss = Some(loss / rows as f64);
+                }
+                loss_sum += loss;
+                errors += err;
+                seen += rows;
+                on_batch(b + 1, batches);
+                if !loss.is_finite() {
+                    finite = false;
+                    break;
+                }
+            }
+        });
+        let seconds = start.elapsed().as_secs_f64();
+        let eval_start = Instant::now();
+        let (train_error, test_error) = if finite {
+            self.evaluate()
+        } else {
+            (100.0, 100.0)
+        };
+        let metrics = EpochMetrics {
+            epoch: self.progress.epoch + 1,
+            loss: loss_sum / seen.max(1) as f64,
+            train_error,
+            test_error,
+            batch_error: 100.0 * errors as f64 / seen.max(1) as f64,
+            learning_rate: self.progress.learning_rate,
+            seconds,
+            eval_seconds: eval_start.elapsed().as_secs_f64(),
+            samples_per_s: seen as f64 / seconds,
+        };
+        self.finish_epoch(&metrics);
+        metrics
+    }
+
+    /// The stopping rule and the paper's learning-rate schedule, after an epoch.
+    fn finish_epoch(&mut self, m: &EpochMetrics) {
+        let p = &mut self.progress;
+        let c = &self.config;
+        p.epoch = m.epoch;
+        p.shuffle_rng = self.shuffle.state();
+        let initial = p.initial_loss.unwrap_or(f64::INFINITY);
+        p.stop = if !m.loss.is_finite() || m.loss > EXPLODING_LOSS_FACTOR * initial {
+            Some(StopReason::Diverged)
+        } else if m.train_error <= c.stop_train_error {
+            Some(StopReason::Converged)
+        } else {
+            None
+        };
+        if p.stop.is_none() && c.lr_schedule {
+            if p.error_mean.is_some_and(|mean| m.train_error >= mean) {
+                if p.halvings >= c.max_halvings {
+                    p.stop = Some(StopReason::ScheduleEnded);
+                } else {
+                    p.halvings += 1;
+                    p.learning_rate *= 0.5;
+                }
+            }
+            p.error_mean = Some(
+                p.error_mean
+                    .map_or(m.train_error, |mean| 0.75 * mean + 0.25 * m.train_error),
+            );
+        }
+        if p.stop.is_none() && p.epoch >= c.max_epochs {
+            p.stop = Some(StopReason::MaxEpochs);
+        }
+    }
+}
+
+/// Applies the configuration's subsets to a loaded data set.
+pub fn apply_subsets(mut data: Dataset, config: &TrainConfig) -> Dataset {
+    if let Some(n) = config.train_subset {
+        data.train.truncate(n);
+    }
+    if let Some(n) = config.test_subset {
+        data.test.truncate(n);
+    }
+    data
+}
+
+impl Trainer {
+    /// Mini-batches per epoch.
+    pub fn progress_batches(&self) -> usize {
+        self.train.len().div_ceil(self.config.batch_size)
+    }
+
+    pub fn n_train(&self) -> usize {
+        self.train.len()
+    }
+
+    pub fn n_test(&self) -> usize {
+        self.test.len()
+    }
+}

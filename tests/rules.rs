@@ -1,0 +1,458 @@
+//! Every backward rule against an independent computation:
+//! BP against finite differences in f64; FA, DFA and IFA against the SPEC §1 formulas written
+//! out plainly, one sample at a time, in f64 (nothing here calls the library's backward code).
+
+use dfa::activation::Activation;
+use dfa::network::{Gradients, Network, Workspace, output_error};
+use dfa::rng::{DfaRng, Stream};
+use dfa::rules::{self, Feedback, Rule};
+
+const ACTIVATIONS: [Activation; 3] = [Activation::Tanh, Activation::Logistic, Activation::Relu];
+const SIZES: [usize; 5] = [6, 5, 4, 4, 3];
+const ROWS: usize = 7;
+
+fn batch(seed: u64) -> (Vec<f32>, Vec<u8>) {
+    let mut rng = DfaRng::new(seed, Stream::Shuffle);
+    let x = (0..ROWS * SIZES[0]).map(|_| rng.unit()).collect();
+    let y = (0..ROWS).map(|_| rng.below(3) as u8).collect();
+    (x, y)
+}
+
+fn random_net(act: Activation, bias: bool, seed: u64) -> Network {
+    Network::new(
+        &SIZES,
+        act,
+        true,
+        bias,
+        &mut DfaRng::new(seed, Stream::Weights),
+    )
+}
+
+/// The library's forward pass, output error and rule, as the trainer runs them.
+fn library_grads(rule: Rule, net: &Network, fb: &Feedback, x: &[f32], y: &[u8]) -> Vec<Gradients> {
+    let mut ws = Workspace::new(net, ROWS);
+    let depth = net.depth();
+    net.forward(x, ROWS, &mut ws, 1);
+    let logits = ws.outputs[depth - 1].clone();
+    output_error(&logits, y, net.n_outputs(), &mut ws.deltas[depth - 1]);
+    rules::hidden_deltas(rule, net, fb, &mut ws, ROWS, 1);
+    rules::gradients(net, x, &mut ws, ROWS, 1);
+    ws.grads
+}
+
+// ---------- an independent f64 model, one sample at a time (column vectors, as in the paper) ----
+
+fn f(act: Activation, a: f64) -> f64 {
+    match act {
+        Activation::Tanh => a.tanh(),
+        Activation::Logistic => 1.0 / (1.0 + (-a).exp()),
+        Activation::Relu => a.max(0.0),
+    }
+}
+
+fn f_prime(act: Activation, a: f64) -> f64 {
+    match act {
+        Activation::Tanh => 1.0 - a.tanh().powi(2),
+        Activation::Logistic => f(act, a) * (1.0 - f(act, a)),
+        Activation::Relu => (a > 0.0) as i32 as f64,
+    }
+}
+
+#[derive(Clone)]
+struct Plain {
+    act: Activation,
+    w: Vec<Vec<Vec<f64>>>, // w[l][out][in]
+    b: Vec<Vec<f64>>,
+}
+
+impl Plain {
+    fn from(net: &Network) -> Self {
+        let w = net
+            .layers
+            .iter()
+            .map(|l| {
+                (0..l.fan_out)
+                    .map(|o| {
+                        (0..l.fan_in)
+                            .map(|i| l.weight[o * l.fan_in + i] as f64)
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let b = net
+            .layers
+            .iter()
+            .map(|l| l.bias.iter().map(|&v| v as f64).collect())
+            .collect();
+        Plain {
+            act: net.activation,
+            w,
+            b,
+        }
+    }
+
+    /// Pre-activations `a_i` and outputs `h_i` (h_0 = x) of one sample.
+    fn forward(&self, x: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let mut a_all = Vec::new();
+        let mut h_all = vec![x.to_vec()];
+        for l in 0..self.w.len() {
+            let h = h_all.last().unwrap();
+            let a: Vec<f64> = self.w[l]
+                .iter()
+                .zip(&self.b[l])
+                .map(|(row, b)| row.iter().zip(h).map(|(w, h)| w * h).sum::<f64>() + b)
+                .collect();
+            let last = l == self.w.len() - 1;
+            h_all.push(if last {
+                a.clone()
+            } else {
+                a.iter().map(|&v| f(self.act, v)).collect()
+            });
+            a_all.push(a);
+        }
+        (a_all, h_all)
+    }
+
+    /// J = -(1/N) Σ_{m,n} [y log ŷ + (1-y) log(1-ŷ)].
+    fn loss(&self, xs: &[Vec<f64>], ys: &[u8]) -> f64 {
+        let mut j = 0.0;
+        for (x, &y) in xs.iter().zip(ys) {
+            let (a, _) = self.forward(x);
+            for (k, &al) in a.last().unwrap().iter().enumerate() {
+                let yhat = 1.0 / (1.0 + (-al).exp());
+                let t = (k == y as usize) as i32 as f64;
+                j -= t * yhat.ln() + (1.0 - t) * (1.0 - yhat).ln();
+            }
+        }
+        j / xs.len() as f64
+    }
+
+    /// The SPEC §1 table, written out: δa per layer per sample, then ΔW = Σ δa h_{i-1}ᵀ.
+    fn rule_grads(
+        &self,
+        rule: Rule,
+        fb: &[Vec<Vec<f64>>],
+        xs: &[Vec<f64>],
+        ys: &[u8],
+    ) -> Vec<(Vec<Vec<f64>>, Vec<f64>)> {
+        let depth = self.w.len();
+        let n = xs.len() as f64;
+        let mut acc: Vec<(Vec<Vec<f64>>, Vec<f64>)> = self
+            .w
+            .iter()
+            .map(|w| (vec![vec![0.0; w[0].len()]; w.len()], vec![0.0; w.len()]))
+            .collect();
+        let matvec = |m: &Vec<Vec<f64>>, v: &[f64]| -> Vec<f64> {
+            m.iter()
+                .map(|r| r.iter().zip(v).map(|(a, b)| a * b).sum())
+                .collect()
+        };
+        let transpose = |m: &Vec<Vec<f64>>| -> Vec<Vec<f64>> {
+            (0..m[0].len())
+                .map(|j| m.iter().map(|r| r[j]).collect())
+                .collect()
+        };
+        for (x, &y) in xs.iter().zip(ys) {
+            let (a, h) = self.forward(x);
+            let e: Vec<f64> = a[depth - 1]
+                .iter()
+                .enumerate()
+                .map(|(k, &al)| (1.0 / (1.0 + (-al).exp()) - (k == y as usize) as i32 as f64) / n)
+                .collect();
+            let mut d: Vec<Vec<f64>> = vec![Vec::new(); depth];
+            d[depth - 1] = e.clone();
+            let fp = |i: usize, v: Vec<f64>| -> Vec<f64> {
+                v.iter()
+                    .zip(&a[i])
+                    .map(|(v, &ai)| v * f_prime(self.act, ai))
+                    .collect()
+            };
+            match rule {
+                Rule::Bp => {
+                    for i in (0..depth - 1).rev() {
+                        d[i] = fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1]));
+                    }
+                }
+                Rule::Fa => {
+                    for i in (0..depth - 1).rev() {
+                        d[i] = fp(i, matvec(&fb[i], &d[i + 1]));
+                    }
+                }
+                Rule::Dfa => {
+                    for i in 0..depth - 1 {
+                        d[i] = fp(i, matvec(&fb[i], &e));
+                    }
+                }
+                Rule::Ifa => {
+                    d[0] = fp(0, matvec(&fb[0], &e));
+                    for i in 1..depth - 1 {
+                        d[i] = fp(i, matvec(&self.w[i], &d[i - 1]));
+                    }
+                }
+            }
+            for l in 0..depth {
+                for (o, row) in acc[l].0.iter_mut().enumerate() {
+                    for (i, g) in row.iter_mut().enumerate() {
+                        *g += d[l][o] * h[l][i];
+                    }
+                }
+                for (o, g) in acc[l].1.iter_mut().enumerate() {
+                    *g += d[l][o];
+                }
+            }
+        }
+        acc
+    }
+}
+
+fn plain_feedback(fb: &Feedback, hidden: usize) -> Vec<Vec<Vec<f64>>> {
+    (0..hidden)
+        .map(|l| match fb.for_layer(l) {
+            Some(m) => (0..m.rows)
+                .map(|r| {
+                    (0..m.cols)
+                        .map(|c| m.values[r * m.cols + c] as f64)
+                        .collect()
+                })
+                .collect(),
+            None => Vec::new(),
+        })
+        .collect()
+}
+
+fn xs_f64(x: &[f32]) -> Vec<Vec<f64>> {
+    x.chunks(SIZES[0])
+        .map(|r| r.iter().map(|&v| v as f64).collect())
+        .collect()
+}
+
+/// max |lib − want| / max |want| over one layer's weights and biases.
+fn rel_err(lib: &Gradients, want: &(Vec<Vec<f64>>, Vec<f64>)) -> f64 {
+    let flat: Vec<f64> = want
+        .0
+        .iter()
+        .flatten()
+        .copied()
+        .chain(want.1.iter().copied())
+        .collect();
+    let got: Vec<f64> = lib
+        .weight
+        .iter()
+        .chain(&lib.bias)
+        .map(|&v| v as f64)
+        .collect();
+    let scale = flat.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+    got.iter()
+        .zip(&flat)
+        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()))
+        / scale
+}
+
+#[test]
+#[allow(clippy::needless_range_loop)]
+fn bp_matches_finite_differences_in_f64() {
+    for act in ACTIVATIONS {
+        for bias in [true, false] {
+            let net = random_net(act, bias, 11);
+            let (x, y) = batch(5);
+            let fb = Feedback::new(
+                Rule::Bp,
+                &SIZES,
+                false,
+                None,
+                &mut DfaRng::new(1, Stream::Feedback),
+            );
+            let lib = library_grads(Rule::Bp, &net, &fb, &x, &y);
+            let plain = Plain::from(&net);
+            let xs = xs_f64(&x);
+            let h = 1e-6;
+            for (l, layer) in net.layers.iter().enumerate() {
+                let mut fd_w = vec![vec![0.0; layer.fan_in]; layer.fan_out];
+                let mut fd_b = vec![0.0; layer.fan_out];
+                for o in 0..layer.fan_out {
+                    for i in 0..=layer.fan_in {
+                        if i == layer.fan_in && !bias {
+                            continue;
+                        }
+                        let (mut p, mut m) = (plain.clone(), plain.clone());
+                        if i < layer.fan_in {
+                            p.w[l][o][i] += h;
+                            m.w[l][o][i] -= h;
+                        } else {
+                            p.b[l][o] += h;
+                            m.b[l][o] -= h;
+                        }
+                        let d = (p.loss(&xs, &y) - m.loss(&xs, &y)) / (2.0 * h);
+                        if i < layer.fan_in {
+                            fd_w[o][i] = d
+                        } else {
+                            fd_b[o] = d
+                        }
+                    }
+                }
+                let err = rel_err(&lib[l], &(fd_w, fd_b));
+                assert!(
+                    err < 1e-3,
+                    "{act:?} bias={bias} layer {l}: BP vs finite differences, rel err {err:.2e}"
+                );
+            }
+            if !bias {
+                assert!(lib.iter().all(|g| g.bias.iter().all(|&v| v == 0.0)));
+            }
+        }
+    }
+}
+
+#[test]
+fn fa_dfa_ifa_equal_the_formulas_written_out() {
+    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
+        for act in ACTIVATIONS {
+            let net = random_net(act, true, 21);
+            let fb = Feedback::new(
+                rule,
+                &SIZES,
+                false,
+                None,
+                &mut DfaRng::new(3, Stream::Feedback),
+            );
+            let (x, y) = batch(9);
+            let lib = library_grads(rule, &net, &fb, &x, &y);
+            let want = Plain::from(&net).rule_grads(
+                rule,
+                &plain_feedback(&fb, SIZES.len() - 2),
+                &xs_f64(&x),
+                &y,
+            );
+            for l in 0..net.depth() {
+                let err = rel_err(&lib[l], &want[l]);
+                assert!(err < 1e-5, "{rule:?} {act:?} layer {l}: rel err {err:.2e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dfa_with_shared_feedback_uses_one_matrix_per_width() {
+    let fb = Feedback::new(
+        Rule::Dfa,
+        &SIZES,
+        true,
+        None,
+        &mut DfaRng::new(3, Stream::Feedback),
+    );
+    // hidden widths 5, 4, 4: two matrices, the 4-wide layers share the second
+    assert_eq!(fb.matrices.len(), 2);
+    assert_eq!(fb.layer_matrix, vec![Some(0), Some(1), Some(1)]);
+    let net = random_net(Activation::Tanh, true, 21);
+    let (x, y) = batch(9);
+    let lib = library_grads(Rule::Dfa, &net, &fb, &x, &y);
+    let want = Plain::from(&net).rule_grads(Rule::Dfa, &plain_feedback(&fb, 3), &xs_f64(&x), &y);
+    for l in 0..net.depth() {
+        assert!(rel_err(&lib[l], &want[l]) < 1e-5);
+    }
+}
+
+#[test]
+fn feedback_has_the_paper_shapes_and_bounds() {
+    let sizes = [784, 800, 400, 10];
+    let mut rng = DfaRng::new(1, Stream::Feedback);
+    let fa = Feedback::new(Rule::Fa, &sizes, false, None, &mut rng);
+    assert_eq!(
+        fa.matrices
+            .iter()
+            .map(|m| (m.rows, m.cols))
+            .collect::<Vec<_>>(),
+        vec![(800, 400), (400, 10)]
+    );
+    let dfa = Feedback::new(Rule::Dfa, &sizes, false, None, &mut rng);
+    assert_eq!(
+        dfa.matrices
+            .iter()
+            .map(|m| (m.rows, m.cols))
+            .collect::<Vec<_>>(),
+        vec![(800, 10), (400, 10)]
+    );
+    // uniform in ±1/√n_i, n_i the receiving width
+    let b = &dfa.matrices[0];
+    let bound = 1.0 / 800f32.sqrt();
+    assert!(b.values.iter().all(|v| v.abs() <= bound));
+    assert!(b.values.iter().any(|v| v.abs() > 0.9 * bound));
+    let ifa = Feedback::new(Rule::Ifa, &sizes, false, None, &mut rng);
+    assert_eq!(ifa.matrices.len(), 1);
+    assert_eq!(ifa.layer_matrix, vec![Some(0), None]);
+    assert!(
+        Feedback::new(Rule::Bp, &sizes, false, None, &mut rng)
+            .matrices
+            .is_empty()
+    );
+}
+
+#[test]
+fn fa_equals_bp_when_feedback_is_the_transposed_weights() {
+    for act in ACTIVATIONS {
+        let net = random_net(act, true, 31);
+        let mut fb = Feedback::new(
+            Rule::Fa,
+            &SIZES,
+            false,
+            None,
+            &mut DfaRng::new(3, Stream::Feedback),
+        );
+        for (l, m) in fb.matrices.iter_mut().enumerate() {
+            let w = &net.layers[l + 1]; // B_i := W_{i+1}ᵀ, shape fan_in × fan_out of W_{i+1}
+            for r in 0..m.rows {
+                for c in 0..m.cols {
+                    m.values[r * m.cols + c] = w.weight[c * w.fan_in + r];
+                }
+            }
+        }
+        let (x, y) = batch(2);
+        let fa = library_grads(Rule::Fa, &net, &fb, &x, &y);
+        let bp = library_grads(Rule::Bp, &net, &fb, &x, &y);
+        for l in 0..net.depth() {
+            let want = (
+                vec![bp[l].weight.iter().map(|&v| v as f64).collect()],
+                bp[l].bias.iter().map(|&v| v as f64).collect(),
+            );
+            assert!(rel_err(&fa[l], &want) < 1e-6, "{act:?} layer {l}");
+        }
+    }
+}
+
+#[test]
+fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
+    let net = random_net(Activation::Tanh, true, 41);
+    let (x, y) = batch(4);
+    let bp_fb = Feedback::new(
+        Rule::Bp,
+        &SIZES,
+        false,
+        None,
+        &mut DfaRng::new(3, Stream::Feedback),
+    );
+    let bp = library_grads(Rule::Bp, &net, &bp_fb, &x, &y);
+    for rule in [Rule::Fa, Rule::Dfa, Rule::Ifa] {
+        let fb = Feedback::new(
+            rule,
+            &SIZES,
+            false,
+            None,
+            &mut DfaRng::new(3, Stream::Feedback),
+        );
+        let g = library_grads(rule, &net, &fb, &x, &y);
+        for l in 0..net.depth() - 1 {
+            let want = (
+                vec![bp[l].weight.iter().map(|&v| v as f64).collect()],
+                bp[l].bias.iter().map(|&v| v as f64).collect(),
+            );
+            assert!(
+                rel_err(&g[l], &want) > 0.1,
+                "{rule:?} hidden layer {l} equals BP"
+            );
+        }
+        // the output layer always learns from e: identical to BP
+        let last = net.depth() - 1;
+        assert_eq!(g[last].weight, bp[last].weight);
+    }
+}
