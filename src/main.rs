@@ -311,6 +311,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         let trainer = Trainer::new(config.clone(), &data)?;
         let meta = Meta {
             dfa_version: record::VERSION.into(),
+            git_commit: record::GIT_COMMIT.into(),
             seed: config.seed,
             threads: trainer.threads,
             data_files: data.files.clone(),

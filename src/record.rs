@@ -33,11 +33,14 @@ pub const SUMMARY_FILE: &str = "summary.json";
 const CHECKPOINT_FORMAT: &str = "dfa-checkpoint/1";
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// `git describe` of the source the binary was built from (`-dirty` with uncommitted changes).
+pub const GIT_COMMIT: &str = env!("DFA_GIT_COMMIT");
 
 /// What a run records when it starts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Meta {
     pub dfa_version: String,
+    pub git_commit: String,
     pub seed: u64,
     pub threads: usize,
     pub data_files: Vec<DataFile>,
@@ -51,6 +54,7 @@ pub struct Meta {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
     pub dfa_version: String,
+    pub git_commit: String,
     pub stop: StopReason,
     pub diverged: bool,
     pub epochs: usize,
@@ -248,6 +252,7 @@ pub fn checkpoint_bytes(
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
     meta.insert("dfa_version".to_string(), VERSION.to_string());
+    meta.insert("git_commit".to_string(), GIT_COMMIT.to_string());
     meta.insert(
         "progress".to_string(),
         serde_json::to_string(progress).expect("progress serialises"),
@@ -374,6 +379,7 @@ pub fn summarise(trainer: &Trainer, metrics: &[EpochMetrics]) -> Summary {
     let stop = trainer.progress.stop.unwrap_or(StopReason::MaxEpochs);
     Summary {
         dfa_version: VERSION.to_string(),
+        git_commit: GIT_COMMIT.to_string(),
         stop,
         diverged: stop == StopReason::Diverged,
         epochs: trainer.progress.epoch,
