@@ -106,6 +106,15 @@ impl Activation {
         }
     }
 
+    /// `d ← s ⊙ f'(a)`, with `f'` taken from the layer output `h`.
+    pub fn scaled_by_derivative(self, d: &mut [f32], s: &[f32], h: &[f32]) {
+        match self {
+            Activation::Tanh => scaled_tanh(d, s, h),
+            Activation::Logistic => scaled_logistic(d, s, h),
+            Activation::Relu => scaled_relu(d, s, h),
+        }
+    }
+
     /// `d ← d ⊙ f'(a)`, with `f'` taken from the layer output `h`.
     pub fn scale_by_derivative(self, d: &mut [f32], h: &[f32]) {
         match self {
@@ -118,7 +127,7 @@ impl Activation {
 
 // One loop per activation (the `match` outside), so that each vectorises.
 macro_rules! element_wise {
-    ($bias:ident, $scale:ident, $act:expr) => {
+    ($bias:ident, $scale:ident, $scaled:ident, $act:expr) => {
         crate::multiversion! {
             fn $bias(h: &mut [f32], bias: &[f32]) {
                 for row in h.chunks_exact_mut(bias.len()) {
@@ -135,11 +144,23 @@ macro_rules! element_wise {
                 }
             }
         }
+        crate::multiversion! {
+            fn $scaled(d: &mut [f32], s: &[f32], h: &[f32]) {
+                for ((x, &s), &h) in d.iter_mut().zip(s).zip(h) {
+                    *x = s * $act.derivative_from_output(h);
+                }
+            }
+        }
     };
 }
-element_wise!(bias_tanh, scale_tanh, Activation::Tanh);
-element_wise!(bias_logistic, scale_logistic, Activation::Logistic);
-element_wise!(bias_relu, scale_relu, Activation::Relu);
+element_wise!(bias_tanh, scale_tanh, scaled_tanh, Activation::Tanh);
+element_wise!(
+    bias_logistic,
+    scale_logistic,
+    scaled_logistic,
+    Activation::Logistic
+);
+element_wise!(bias_relu, scale_relu, scaled_relu, Activation::Relu);
 
 #[cfg(test)]
 mod tests {

@@ -231,6 +231,8 @@ pub struct Workspace {
     /// `deltas[l]`: the update direction `δa_{l+1}` of weight layer `l`; the last one is `e`.
     pub deltas: Vec<Vec<f32>>,
     pub grads: Vec<Gradients>,
+    /// DFA's feedback projections `E Bᵀ` of all hidden layers side by side (`rows × Σ n_i`).
+    pub signal: Vec<f32>,
 }
 
 impl Workspace {
@@ -253,11 +255,16 @@ impl Workspace {
                 bias: vec![0.0; l.fan_out],
             })
             .collect();
+        let hidden: usize = net.layers[..net.layers.len() - 1]
+            .iter()
+            .map(|l| l.fan_out)
+            .sum();
         Workspace {
             max_rows,
             outputs,
             deltas,
             grads,
+            signal: vec![0.0; max_rows * hidden],
         }
     }
 }

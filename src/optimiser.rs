@@ -11,7 +11,7 @@
 //!
 //! SGD: `θ ← θ − lr · g`.
 
-use crate::network::{Gradients, Network};
+use crate::network::{Dense, Gradients, Network};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ pub struct Optimiser {
     pub learning_rate: f32,
     pub decay: f32,
     pub epsilon: f32,
-    /// RMSprop's running mean of squared gradients, per layer (weights, then biases).
+    /// RMSprop's running mean of squared gradients, per layer (empty for SGD).
     pub mean_square: Vec<Gradients>,
 }
 
@@ -44,17 +44,16 @@ impl Optimiser {
         epsilon: f32,
         net: &Network,
     ) -> Self {
-        let mean_square = match kind {
-            OptimiserKind::Rmsprop => net
-                .layers
-                .iter()
-                .map(|l| Gradients {
-                    weight: vec![0.0; l.weight.len()],
-                    bias: vec![0.0; l.bias.len()],
-                })
-                .collect(),
-            OptimiserKind::Sgd => Vec::new(),
-        };
+        // one state per layer; SGD keeps none, so its states are empty
+        let size = |n: usize| if kind == OptimiserKind::Rmsprop { n } else { 0 };
+        let mean_square = net
+            .layers
+            .iter()
+            .map(|l| Gradients {
+                weight: vec![0.0; size(l.weight.len())],
+                bias: vec![0.0; size(l.bias.len())],
+            })
+            .collect();
         Optimiser {
             kind,
             learning_rate,
@@ -64,37 +63,87 @@ impl Optimiser {
         }
     }
 
-    /// Applies one update to the layers whose `trainable` flag is set.
+    /// Applies one update to every layer.
     pub fn step(&mut self, net: &mut Network, grads: &[Gradients], threads: usize) {
-        let (lr, rho, eps) = (self.learning_rate, self.decay, self.epsilon);
+        let (rule, states) = self.layer_states();
         for (l, (layer, g)) in net.layers.iter_mut().zip(grads).enumerate() {
-            match self.kind {
-                OptimiserKind::Rmsprop => {
-                    let ms = &mut self.mean_square[l];
-                    rmsprop(
-                        &mut layer.weight,
-                        &g.weight,
-                        &mut ms.weight,
-                        lr,
-                        rho,
-                        eps,
-                        threads,
-                    );
-                    rmsprop(
-                        &mut layer.bias,
-                        &g.bias,
-                        &mut ms.bias,
-                        lr,
-                        rho,
-                        eps,
-                        threads,
-                    );
-                }
-                OptimiserKind::Sgd => {
-                    sgd(&mut layer.weight, &g.weight, lr);
-                    sgd(&mut layer.bias, &g.bias, lr);
-                }
-            }
+            rule.apply(layer, g, &mut states[l], threads);
+        }
+    }
+
+    /// The hyper-parameters and the per-layer states, split so that each layer's update can run
+    /// on its own thread: `update(kind, lr, ρ, ε, layer, grad, state)`.
+    pub fn layer_states(&mut self) -> (UpdateRule, &mut [Gradients]) {
+        let rule = UpdateRule {
+            kind: self.kind,
+            learning_rate: self.learning_rate,
+            decay: self.decay,
+            epsilon: self.epsilon,
+        };
+        (rule, &mut self.mean_square)
+    }
+}
+
+/// The hyper-parameters of one update, copied out of an [`Optimiser`].
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateRule {
+    pub kind: OptimiserKind,
+    pub learning_rate: f32,
+    pub decay: f32,
+    pub epsilon: f32,
+}
+
+impl UpdateRule {
+    /// Updates one layer with its state (RMSprop's mean squares; unused by SGD).
+    pub fn apply(&self, layer: &mut Dense, g: &Gradients, state: &mut Gradients, threads: usize) {
+        update(
+            self.kind,
+            self.learning_rate,
+            self.decay,
+            self.epsilon,
+            layer,
+            g,
+            state,
+            threads,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update(
+    kind: OptimiserKind,
+    lr: f32,
+    rho: f32,
+    eps: f32,
+    layer: &mut Dense,
+    g: &Gradients,
+    ms: &mut Gradients,
+    threads: usize,
+) {
+    match kind {
+        OptimiserKind::Rmsprop => {
+            rmsprop(
+                &mut layer.weight,
+                &g.weight,
+                &mut ms.weight,
+                lr,
+                rho,
+                eps,
+                threads,
+            );
+            rmsprop(
+                &mut layer.bias,
+                &g.bias,
+                &mut ms.bias,
+                lr,
+                rho,
+                eps,
+                threads,
+            );
+        }
+        OptimiserKind::Sgd => {
+            sgd(&mut layer.weight, &g.weight, lr);
+            sgd(&mut layer.bias, &g.bias, lr);
         }
     }
 }
@@ -170,6 +219,33 @@ mod tests {
                 assert!((t32[0] - 0.4).abs() < 1e-6);
             }
         }
+    }
+
+    /// SGD moves every parameter by exactly `lr·g`, through the optimiser's per-layer states.
+    #[test]
+    fn sgd_steps_by_lr_times_gradient() {
+        let mut rng = crate::rng::DfaRng::new(1, crate::rng::Stream::Weights);
+        let mut net = Network::new(
+            &[3, 2],
+            crate::activation::Activation::Tanh,
+            true,
+            true,
+            &mut rng,
+        );
+        let before = net.layers[0].clone();
+        let mut opt = Optimiser::new(OptimiserKind::Sgd, 0.5, 0.99, 1e-8, &net);
+        let g = vec![Gradients {
+            weight: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            bias: vec![-1.0, 1.0],
+        }];
+        opt.step(&mut net, &g, 1);
+        for (k, (a, b)) in before.weight.iter().zip(&net.layers[0].weight).enumerate() {
+            assert_eq!(*b, a - 0.5 * (k + 1) as f32);
+        }
+        assert_eq!(
+            net.layers[0].bias,
+            vec![before.bias[0] + 0.5, before.bias[1] - 0.5]
+        );
     }
 
     #[test]

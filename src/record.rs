@@ -17,6 +17,7 @@ use crate::config::TrainConfig;
 use crate::data::{DataFile, download::write_atomically};
 use crate::error::{Error, Result};
 use crate::network::Gradients;
+use crate::optimiser::OptimiserKind;
 use crate::rules::FeedbackMatrix;
 use crate::training::{EpochMetrics, Model, Progress, StopReason, Trainer};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -313,12 +314,14 @@ pub fn load_checkpoint_bytes(
         fill(&format!("feedback.{k}"), &[*rows, *cols], values)?;
     }
     let layers = model.net.layers.iter().map(|l| (l.fan_out, l.fan_in));
+    let rmsprop = model.optimiser.kind == OptimiserKind::Rmsprop;
     for (l, (Gradients { weight, bias }, (o, i))) in model
         .optimiser
         .mean_square
         .iter_mut()
         .zip(layers)
         .enumerate()
+        .filter(|_| rmsprop)
     {
         fill(
             &format!("optimiser.layers.{l}.weight.mean_square"),
@@ -331,6 +334,7 @@ pub fn load_checkpoint_bytes(
             bias,
         )?;
     }
+    model.feedback.restack();
     model.optimiser.learning_rate = progress.learning_rate;
     Ok((model, progress))
 }

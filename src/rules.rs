@@ -56,8 +56,12 @@ pub struct FeedbackMatrix {
 /// activation; we do the same, and `share` (DFA only) lets layers of equal width use one `B`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Feedback {
+    pub rule: Rule,
     pub matrices: Vec<FeedbackMatrix>,
     pub layer_matrix: Vec<Option<usize>>,
+    /// DFA: every hidden layer's `B_i` stacked along the rows (`Σ n_i × n_out`), so that all the
+    /// projections `B_i e` come out of one GEMM. Derived from `matrices` by [`Feedback::restack`].
+    stacked: Vec<f32>,
 }
 
 impl Feedback {
@@ -106,10 +110,25 @@ impl Feedback {
             });
             layer_matrix.push(Some(matrices.len() - 1));
         }
-        Feedback {
+        let mut feedback = Feedback {
+            rule,
             matrices,
             layer_matrix,
+            stacked: Vec::new(),
+        };
+        feedback.restack();
+        feedback
+    }
+
+    /// Rebuilds the stacked DFA matrix after `matrices` changed (e.g. loaded from a checkpoint).
+    pub fn restack(&mut self) {
+        let mut stacked = Vec::new();
+        for l in (0..self.layer_matrix.len()).filter(|_| self.rule == Rule::Dfa) {
+            if let Some(b) = self.for_layer(l) {
+                stacked.extend_from_slice(&b.values);
+            }
         }
+        self.stacked = stacked;
     }
 
     /// The feedback matrix of hidden layer `l` (0-based).
@@ -182,10 +201,36 @@ pub fn hidden_deltas(
             }
         }
         Rule::Dfa => {
+            // S = E [B_1; …; B_{L-1}]ᵀ in one product, then δa_i = S[:, rows of B_i] ⊙ f'(a_i)
+            let total = feedback.stacked.len() / n_out.max(1);
+            assert_eq!(
+                total,
+                net.layers[..depth - 1]
+                    .iter()
+                    .map(|l| l.fan_out)
+                    .sum::<usize>(),
+                "DFA feedback not stacked"
+            );
+            let signal = &mut ws.signal[..rows * total];
+            gemm_nt(
+                signal,
+                e,
+                &feedback.stacked,
+                rows,
+                n_out,
+                total,
+                false,
+                threads,
+            );
+            let mut offset = 0;
             for (l, d) in hidden.iter_mut().enumerate() {
-                let b = feedback.for_layer(l).unwrap_or_else(|| missing(l));
-                gemm_nt(d, e, &b.values, rows, b.cols, b.rows, false, threads);
-                f.scale_by_derivative(&mut d[..rows * b.rows], &ws.outputs[l]);
+                let n_l = net.layers[l].fan_out;
+                for r in 0..rows {
+                    let src = &signal[r * total + offset..r * total + offset + n_l];
+                    let h = &ws.outputs[l][r * n_l..(r + 1) * n_l];
+                    f.scaled_by_derivative(&mut d[r * n_l..(r + 1) * n_l], src, h);
+                }
+                offset += n_l;
             }
         }
         Rule::Ifa => {

@@ -226,8 +226,7 @@ impl Trainer {
             output_error(outs, &y[..rows], n_out, deltas)
         };
         rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, *threads);
-        rules::gradients(net, x, ws, rows, *threads);
-        model.optimiser.step(net, &ws.grads, *threads);
+        update_layers(net, &mut model.optimiser, ws, x, rows, *threads);
         (loss, errors)
     }
 
@@ -339,6 +338,64 @@ impl Trainer {
         }
         if p.stop.is_none() && p.epoch >= c.max_epochs {
             p.stop = Some(StopReason::MaxEpochs);
+        }
+    }
+}
+
+/// Weight gradients and optimiser updates of every layer.
+///
+/// All update directions are known at this point (computed from the weights before this step),
+/// so the layers are independent. With several threads each layer's gradient GEMM and update
+/// run as one task on one thread, the tasks spread over the threads — unless one layer holds
+/// so much of the work that the others cannot balance it (the 3072-wide first layer of the CIFAR
+/// nets), in which case the layers go one after another with each GEMM split over the threads.
+/// Either way the bits are the same: the GEMM's sums do not depend on how it is split.
+pub fn update_layers(
+    net: &mut Network,
+    optimiser: &mut Optimiser,
+    ws: &mut Workspace,
+    x: &[f32],
+    rows: usize,
+    threads: usize,
+) {
+    let work: Vec<usize> = net.layers.iter().map(|l| l.fan_in * l.fan_out).collect();
+    let total: usize = work.iter().sum();
+    let largest = work.iter().copied().max().unwrap_or(0);
+    let layer_parallel = threads > 1 && net.depth() > 1 && largest * threads * 5 <= total * 6;
+    let (rule, states) = optimiser.layer_states();
+    let Workspace {
+        outputs,
+        deltas,
+        grads,
+        ..
+    } = ws;
+    let task = |l: usize,
+                layer: &mut crate::network::Dense,
+                g: &mut crate::network::Gradients,
+                state,
+                t| {
+        let input: &[f32] = if l == 0 { x } else { &outputs[l - 1] };
+        layer.gradients(&deltas[l], input, rows, g, t);
+        rule.apply(layer, g, state, t);
+    };
+    if layer_parallel {
+        use rayon::prelude::*;
+        net.layers
+            .par_iter_mut()
+            .zip(grads.par_iter_mut())
+            .zip(states.par_iter_mut())
+            .enumerate()
+            .with_max_len(1)
+            .for_each(|(l, ((layer, g), state))| task(l, layer, g, state, 1));
+    } else {
+        for (l, ((layer, g), state)) in net
+            .layers
+            .iter_mut()
+            .zip(grads.iter_mut())
+            .zip(states.iter_mut())
+            .enumerate()
+        {
+            task(l, layer, g, state, threads);
         }
     }
 }
