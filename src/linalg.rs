@@ -10,9 +10,13 @@
 //! | `C = A·B` ([`gemm_nn`]) | `m×k · k×n` | BP `D W` |
 //! | `C = Aᵀ·B` ([`gemm_tn`]) | `(k×m)ᵀ · k×n` | weight gradient `Dᵀ H` |
 //!
-//! All three are strided views over the buffers (no transpose copies). faer splits the output
-//! over threads without changing the order of the sums along `k`, so the bits of a product do
-//! not depend on the thread count (measured in `../shared/notes/gemm-crates.md`).
+//! All three are strided views over the buffers (no transpose copies).
+//!
+//! **Threads.** A product large enough to share is cut into contiguous blocks of output columns
+//! (or rows, whichever dimension is larger), one per thread, each computed by faer's
+//! single-threaded kernel under `rayon::join`. Every output element is still one uninterrupted
+//! sum over `k` in the kernel's order, so the bits do not depend on the thread count, and
+//! nothing is allocated (faer's own `Par::Rayon` allocated ~20–50 times per training step).
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -21,13 +25,8 @@ use faer::{Accum, MatMut, MatRef, Par};
 /// saves (the 64×800×10 output layer lost 30–40 % with two threads in the GEMM study).
 const PARALLEL_THRESHOLD: usize = 1 << 20;
 
-fn par_for(m: usize, k: usize, n: usize, threads: usize) -> Par {
-    if threads <= 1 || m * k * n < PARALLEL_THRESHOLD {
-        Par::Seq
-    } else {
-        Par::rayon(threads)
-    }
-}
+/// Block boundaries are multiples of this (a whole number of SIMD micro-tiles).
+const ALIGN: usize = 16;
 
 fn accum(accumulate: bool) -> Accum {
     if accumulate {
@@ -35,6 +34,50 @@ fn accum(accumulate: bool) -> Accum {
     } else {
         Accum::Replace
     }
+}
+
+/// `C = A·B` (or `C += A·B`) on strided views, split over `threads` (see the module doc).
+pub fn gemm(
+    c: MatMut<'_, f32>,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    accumulate: bool,
+    threads: usize,
+) {
+    let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
+    if threads <= 1 || m * k * n < PARALLEL_THRESHOLD {
+        matmul(c, accum(accumulate), a, b, 1.0f32, Par::Seq);
+        return;
+    }
+    let left = threads / 2;
+    let share = |len: usize| ((len * left / threads).div_ceil(ALIGN) * ALIGN).min(len);
+    if n >= m {
+        let mid = share(n);
+        let (c0, c1) = c.split_at_col_mut(mid);
+        let (b0, b1) = b.split_at_col(mid);
+        rayon::join(
+            || gemm(c0, a, b0, accumulate, left),
+            || gemm(c1, a, b1, accumulate, threads - left),
+        );
+    } else {
+        let mid = share(m);
+        let (c0, c1) = c.split_at_row_mut(mid);
+        let (a0, a1) = a.split_at_row(mid);
+        rayon::join(
+            || gemm(c0, a0, b, accumulate, left),
+            || gemm(c1, a1, b, accumulate, threads - left),
+        );
+    }
+}
+
+/// Makes the calling thread allocate its GEMM packing memory now: faer's x86 kernels keep it in
+/// a thread-local buffer created on a thread's first product. A trainer calls this on every
+/// thread of its pool, so that no training step allocates.
+pub fn warm_up_thread() {
+    // above faer's 16³ threshold for its tiny-product kernels, so the x86 kernels run
+    let (a, b) = ([0.0f32; 32 * 32], [0.0f32; 32 * 32]);
+    let mut c = [0.0f32; 32 * 32];
+    gemm_nn(&mut c, &a, &b, 32, 32, 32, false, 1);
 }
 
 /// `C (m×n) = A (m×k) · B(n×k)ᵀ`, or `C += …` when `accumulate`.
@@ -52,14 +95,7 @@ pub fn gemm_nt(
     let a = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let b = MatRef::from_row_major_slice(&b[..n * k], n, k);
     let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
-    matmul(
-        c,
-        accum(accumulate),
-        a,
-        b.transpose(),
-        1.0f32,
-        par_for(m, k, n, threads),
-    );
+    gemm(c, a, b.transpose(), accumulate, threads);
 }
 
 /// `C (m×n) = A (m×k) · B (k×n)`, or `C += …` when `accumulate`.
@@ -77,14 +113,7 @@ pub fn gemm_nn(
     let a = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let b = MatRef::from_row_major_slice(&b[..k * n], k, n);
     let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
-    matmul(
-        c,
-        accum(accumulate),
-        a,
-        b,
-        1.0f32,
-        par_for(m, k, n, threads),
-    );
+    gemm(c, a, b, accumulate, threads);
 }
 
 /// `C (m×n) = A(k×m)ᵀ · B (k×n)`, or `C += …` when `accumulate`.
@@ -102,14 +131,7 @@ pub fn gemm_tn(
     let a = MatRef::from_row_major_slice(&a[..k * m], k, m);
     let b = MatRef::from_row_major_slice(&b[..k * n], k, n);
     let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
-    matmul(
-        c,
-        accum(accumulate),
-        a.transpose(),
-        b,
-        1.0f32,
-        par_for(m, k, n, threads),
-    );
+    gemm(c, a.transpose(), b, accumulate, threads);
 }
 
 #[cfg(test)]
@@ -138,6 +160,34 @@ mod tests {
             }
         }
         t
+    }
+
+    #[test]
+    fn threaded_products_are_bitwise_equal_to_one_thread() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (m, k, n) in [
+            (64, 300, 200),
+            (200, 64, 300),
+            (64, 784, 800),
+            (37, 1000, 45),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.011)
+                .collect();
+            let mut one = vec![0.0; m * n];
+            gemm_nn(&mut one, &a, &b, m, k, n, false, 1);
+            for threads in [2, 3] {
+                let mut many = vec![0.0; m * n];
+                pool.install(|| gemm_nn(&mut many, &a, &b, m, k, n, false, threads));
+                assert!(one == many, "{m}x{k}x{n}, {threads} threads");
+            }
+        }
     }
 
     #[test]

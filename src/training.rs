@@ -184,6 +184,7 @@ impl Trainer {
             .num_threads(threads)
             .build()
             .map_err(|e| crate::error::Error::config("threads", e.to_string()))?;
+        pool.broadcast(|_| crate::linalg::warm_up_thread());
         let shuffle = DfaRng::from_state(&progress.shuffle_rng)
             .ok_or_else(|| crate::error::Error::config("shuffle_rng", "unreadable RNG state"))?;
         let rows = config.batch_size;
@@ -205,8 +206,34 @@ impl Trainer {
         })
     }
 
-    /// One update on the mini-batch in `self.x`/`self.y` (`rows` samples). Returns the summed
-    /// per-sample loss and the number of misclassified samples, both before the update.
+    /// Runs `f` on this run's thread pool (the pool of `config.threads` threads that the GEMMs
+    /// and the concurrent layer updates use).
+    pub fn in_pool<R: Send>(&mut self, f: impl FnOnce(&mut Trainer) -> R + Send) -> R {
+        let pool = self.pool.clone();
+        pool.install(|| f(self))
+    }
+
+    /// One update on the training samples `indices` (at most `batch_size` of them). Returns the
+    /// summed per-sample loss and the number of misclassified samples, both before the update.
+    /// Allocates nothing. Call it inside [`Trainer::in_pool`] for the configured threads.
+    pub fn train_batch(&mut self, indices: &[u32]) -> (f64, usize) {
+        let dim = self.train.dim;
+        let rows = indices.len();
+        assert!(
+            rows <= self.config.batch_size,
+            "{rows} samples for a batch of {}",
+            self.config.batch_size
+        );
+        for (r, &i) in indices.iter().enumerate() {
+            let i = i as usize;
+            self.x[r * dim..(r + 1) * dim]
+                .copy_from_slice(&self.train.images[i * dim..(i + 1) * dim]);
+            self.y[r] = self.train.labels[i];
+        }
+        self.step(rows)
+    }
+
+    /// One update on the mini-batch in `self.x`/`self.y` (`rows` samples).
     fn step(&mut self, rows: usize) -> (f64, usize) {
         let Trainer {
             model,
@@ -249,42 +276,34 @@ impl Trainer {
     /// and applies the schedule and stopping rule. Returns the epoch's metrics; afterwards
     /// `self.progress.stop` says whether the run is over.
     pub fn run_epoch(&mut self, on_batch: &mut (dyn FnMut(usize, usize) + Send)) -> EpochMetrics {
-        let pool = self.pool.clone();
         let n = self.train.len();
         let batch = self.config.batch_size;
         let batches = n.div_ceil(batch);
-        let dim = self.train.dim;
         self.model.optimiser.learning_rate = self.progress.learning_rate;
         let start = Instant::now();
         let (mut loss_sum, mut errors, mut seen) = (0.0f64, 0usize, 0usize);
         let mut finite = true;
-        pool.install(|| {
-            for v in self.order.iter_mut().enumerate() {
-                *v.1 = v.0 as u32;
+        self.in_pool(|t| {
+            for (i, v) in t.order.iter_mut().enumerate() {
+                *v = i as u32;
             }
-            self.shuffle.shuffle(&mut self.order);
-            for b in 0..batches {
-                let idx = &self.order[b * batch..((b + 1) * batch).min(n)];
-                let rows = idx.len();
-                for (r, &i) in idx.iter().enumerate() {
-                    let i = i as usize;
-                    self.x[r * dim..(r + 1) * dim]
-                        .copy_from_slice(&self.train.images[i * dim..(i + 1) * dim]);
-                    self.y[r] = self.train.labels[i];
-                }
-                let (loss, err) = self.step(rows);
-                if self.progress.initial_loss.is_none() {
-                    self.progress.initial_loss = Some(loss / rows as f64);
+            t.shuffle.shuffle(&mut t.order);
+            let order = std::mem::take(&mut t.order);
+            for (b, idx) in order.chunks(batch).enumerate() {
+                let (loss, err) = t.train_batch(idx);
+                if t.progress.initial_loss.is_none() {
+                    t.progress.initial_loss = Some(loss / idx.len() as f64);
                 }
                 loss_sum += loss;
                 errors += err;
-                seen += rows;
+                seen += idx.len();
                 on_batch(b + 1, batches);
                 if !loss.is_finite() {
                     finite = false;
                     break;
                 }
             }
+            t.order = order;
         });
         let seconds = start.elapsed().as_secs_f64();
         let eval_start = Instant::now();
@@ -358,9 +377,9 @@ pub fn update_layers(
     rows: usize,
     threads: usize,
 ) {
-    let work: Vec<usize> = net.layers.iter().map(|l| l.fan_in * l.fan_out).collect();
-    let total: usize = work.iter().sum();
-    let largest = work.iter().copied().max().unwrap_or(0);
+    let work = net.layers.iter().map(|l| l.fan_in * l.fan_out);
+    let total: usize = work.clone().sum();
+    let largest = work.max().unwrap_or(0);
     let layer_parallel = threads > 1 && net.depth() > 1 && largest * threads * 5 <= total * 6;
     let (rule, states) = optimiser.layer_states();
     let Workspace {

@@ -1,0 +1,82 @@
+//! The steady-state training step allocates nothing (a counting global allocator proves it).
+//! One test in this binary, so that no other test allocates while it counts.
+
+mod common;
+
+use dfa::activation::Activation;
+use dfa::config::TrainConfig;
+use dfa::data::{self, DatasetKind};
+use dfa::optimiser::OptimiserKind;
+use dfa::rules::Rule;
+use dfa::training::{Trainer, apply_subsets};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steady_state_training_step_allocates_nothing() {
+    let data = data::load(DatasetKind::Mnist, &common::data_dir()).unwrap();
+    let mut failures = Vec::new();
+    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
+        for threads in [1, 2] {
+            for (model, optimiser) in [
+                ("2x256", OptimiserKind::Rmsprop),
+                ("5x64", OptimiserKind::Sgd),
+            ] {
+                let config = TrainConfig {
+                    rule,
+                    model: model.into(),
+                    activation: Activation::Tanh,
+                    optimiser,
+                    learning_rate: 1e-4,
+                    threads,
+                    train_subset: Some(1000),
+                    test_subset: Some(100),
+                    ..Default::default()
+                };
+                let data = apply_subsets(data.clone(), &config);
+                let mut t = Trainer::new(config, &data).unwrap();
+                let batches: Vec<Vec<u32>> =
+                    (0..15).map(|b| (b * 64..b * 64 + 64).collect()).collect();
+                let last: Vec<u32> = (960..1000).collect(); // a short last batch, as at an epoch's end
+                let counted = t.in_pool(|t| {
+                    for idx in &batches[..3] {
+                        t.train_batch(idx);
+                    }
+                    t.train_batch(&last);
+                    let before = ALLOCATIONS.load(Ordering::SeqCst);
+                    for idx in &batches[3..] {
+                        t.train_batch(idx);
+                    }
+                    t.train_batch(&last);
+                    ALLOCATIONS.load(Ordering::SeqCst) - before
+                });
+                if counted != 0 {
+                    failures.push(format!(
+                        "{rule:?} {model} {threads} threads: {counted} allocations in 13 steps"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
