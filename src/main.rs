@@ -34,6 +34,8 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Report the errors of a run's checkpoint.
     Eval(EvalArgs),
+    /// Measure training throughput beside this machine's GEMM throughput.
+    Bench(BenchArgs),
     /// Manage data sets.
     Data {
         #[command(subcommand)]
@@ -57,6 +59,32 @@ struct DownloadArgs {
     /// Base URL to fetch from instead of the built-in mirrors (repeatable; tried in order).
     #[arg(long = "mirror")]
     mirrors: Vec<String>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Networks to train (comma-separated): 2x800, 7x240, 100x240, 3x1000-cifar.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2x800,7x240,100x240,3x1000-cifar"
+    )]
+    cases: Vec<String>,
+    /// Rules (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "bp,fa,dfa,ifa")]
+    rules: Vec<Rule>,
+    /// Thread counts (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// Training samples per measurement [default: one epoch of the net's data set, 60000 or 50000].
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Only the GEMM measurements, no training.
+    #[arg(long)]
+    gemm_only: bool,
 }
 
 #[derive(Args)]
@@ -371,6 +399,167 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    use dfa::bench;
+    let cases: Vec<bench::Case> = args
+        .cases
+        .iter()
+        .map(|name| {
+            bench::cases()
+                .into_iter()
+                .find(|c| c.name == name)
+                .with_context(|| {
+                    let known: Vec<&str> = bench::cases().iter().map(|c| c.name).collect();
+                    format!(
+                        "--cases: unknown case '{name}', expected one of {}",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect::<Result<_>>()?;
+    if let Some(&t) = args.threads.iter().find(|&&t| t == 0 || t > 1024) {
+        anyhow::bail!("--threads: {t} is not a thread count from 1 to 1024");
+    }
+    // the GEMMs of these nets' training steps, and the square 1024³ for reference
+    let mut shapes = vec![(bench::Layout::Nn, 1024, 1024, 1024)];
+    for c in &cases {
+        let mut sizes = vec![c.inputs];
+        sizes.extend(dfa::config::parse_model(&c.model)?);
+        sizes.push(10);
+        for shape in bench::step_shapes(&sizes, 64) {
+            if !shapes.contains(&shape) {
+                shapes.push(shape);
+            }
+        }
+    }
+    let rules = if args.gemm_only {
+        Vec::new()
+    } else {
+        args.rules.clone()
+    };
+    let total = args.threads.len() * (shapes.len() + cases.len() * rules.len());
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("bench [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut gemm = Vec::new();
+    let mut train = Vec::new();
+    for &threads in &args.threads {
+        for &(layout, m, k, n) in &shapes {
+            bar.set_message(format!("GEMM {m}x{k}x{n}, {threads} threads"));
+            gemm.push(bench::gemm_throughput(layout, m, k, n, threads));
+            bar.inc(1);
+        }
+        for case in &cases {
+            for &rule in &rules {
+                bar.set_message(format!("{} {}, {threads} threads", case.name, rule.name()));
+                let samples = args.samples.unwrap_or(case.epoch_samples);
+                train.push(bench::train_throughput(case, rule, threads, samples)?);
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let peak = |threads: usize| {
+        gemm.iter()
+            .filter(|g| g.threads == threads)
+            .map(|g| g.gflops)
+            .fold(0.0, f64::max)
+    };
+    println!(
+        "GEMM (faer, split over threads as in training), GFLOP/s; M×K×N as C (M×N) = A (M×K) · B (K×N):"
+    );
+    println!(
+        "{:>16} {:>6} {}",
+        "M×K×N",
+        "layout",
+        args.threads
+            .iter()
+            .map(|t| format!("{:>10}", format!("{t} thr")))
+            .collect::<String>()
+    );
+    for &(layout, m, k, n) in &shapes {
+        let row: String = args
+            .threads
+            .iter()
+            .map(|&t| {
+                let g = gemm
+                    .iter()
+                    .find(|g| g.threads == t && (g.layout, g.m, g.k, g.n) == (layout, m, k, n));
+                format!("{:>10.1}", g.map_or(0.0, |g| g.gflops))
+            })
+            .collect();
+        let name = match layout {
+            bench::Layout::Nn => "A·B",
+            bench::Layout::Nt => "A·Bᵀ",
+            bench::Layout::Tn => "Aᵀ·B",
+        };
+        println!("{:>16} {name:>6} {row}", format!("{m}x{k}x{n}"));
+    }
+    if train.is_empty() {
+        return write_bench_json(args.json.as_deref(), &gemm, &train, &args.threads, &peak)
+            .map(|()| ExitCode::SUCCESS);
+    }
+    println!();
+    println!(
+        "Training (batch 64, tanh, RMSprop; FLOPs as in src/bench.rs), peak = best GEMM above at that thread count:"
+    );
+    println!(
+        "{:<14} {:<5} {:>7} {:>12} {:>9} {:>8}",
+        "net", "rule", "threads", "samples/s", "GFLOP/s", "of peak"
+    );
+    for r in &train {
+        println!(
+            "{:<14} {:<5} {:>7} {:>12.0} {:>9.1} {:>7.0}%",
+            r.case,
+            r.rule.name(),
+            r.threads,
+            r.samples_per_s,
+            r.gflops,
+            100.0 * r.gflops / peak(r.threads)
+        );
+    }
+    write_bench_json(args.json.as_deref(), &gemm, &train, &args.threads, &peak)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_bench_json(
+    path: Option<&std::path::Path>,
+    gemm: &[dfa::bench::GemmResult],
+    train: &[dfa::bench::TrainResult],
+    threads: &[usize],
+    peak: &dyn Fn(usize) -> f64,
+) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let peaks: Vec<(usize, f64)> = threads.iter().map(|&t| (t, peak(t))).collect();
+    let report = serde_json::json!({
+        "dfa_version": record::VERSION,
+        "git_commit": record::GIT_COMMIT,
+        "cpu": cpu_name(),
+        "gemm": gemm,
+        "gemm_peak": peaks,
+        "train": train,
+    });
+    download::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The CPU's model name (Linux), for benchmark records.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn data_download(args: DownloadArgs) -> Result<ExitCode> {
     let dir = data::resolve_data_dir(args.data_dir.as_deref());
     let mirrors = if args.mirrors.is_empty() {
@@ -393,6 +582,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
+        Command::Bench(args) => bench(args),
         Command::Data {
             command: DataCommand::Download(args),
         } => data_download(args),

@@ -208,6 +208,49 @@ fn bad_data_is_a_clear_error() {
 }
 
 #[test]
+fn bench_measures_and_reports() {
+    let data = common::data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let o = dfa(
+        &[
+            "bench",
+            "--cases",
+            "7x240",
+            "--rules",
+            "dfa,bp",
+            "--threads",
+            "1",
+            "--samples",
+            "640",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("64x240x240") && text(&o).contains("of peak"),
+        "{}",
+        text(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let train = report["train"].as_array().unwrap();
+    assert_eq!(train.len(), 2);
+    assert!(
+        train
+            .iter()
+            .all(|r| r["samples_per_s"].as_f64().unwrap() > 0.0)
+    );
+    assert_clean_failure(
+        &dfa(&["bench", "--cases", "9x9"], &data),
+        1,
+        &["--cases", "9x9", "2x800"],
+    );
+}
+
+#[test]
 fn every_command_has_help() {
     let data = common::data_dir();
     for args in [
