@@ -87,7 +87,7 @@ impl Default for TrainConfig {
 }
 
 /// The default RMSprop learning rate, chosen by measurement (see `docs/learning-rate.md`).
-pub const DEFAULT_LEARNING_RATE: f32 = 3e-4;
+pub const DEFAULT_LEARNING_RATE: f32 = 1e-4;
 
 /// Parses a model string into hidden widths: `2x800` → `[800, 800]`, `800,400,200` → as listed.
 pub fn parse_model(model: &str) -> Result<Vec<usize>> {

@@ -142,7 +142,7 @@ struct TrainArgs {
     /// Optimiser [default: rmsprop].
     #[arg(long)]
     optimiser: Option<OptimiserKind>,
-    /// Learning rate [default: 3e-4].
+    /// Learning rate [default: 1e-4, see docs/learning-rate.md].
     #[arg(long)]
     lr: Option<f32>,
     /// RMSprop decay ρ [default: 0.99].

@@ -29,6 +29,8 @@ fn small(rule: Rule) -> TrainConfig {
         test_subset: Some(2000),
         max_epochs: 3,
         threads: 2,
+        // the rate the thresholds below were measured with (the default is 1e-4)
+        learning_rate: 3e-4,
         ..Default::default()
     }
 }
