@@ -49,6 +49,15 @@ pub struct TrainConfig {
     /// Worker threads (0: all cores). Part of the configuration because results are guaranteed
     /// bitwise identical only for the same seed *and* thread count.
     pub threads: usize,
+    /// Dropout probability of the input units (0: none; the paper's DO: 0.1). Inverted dropout:
+    /// kept units are scaled by `1/(1−p)` during training, nothing changes at test time.
+    pub dropout_input: f32,
+    /// Dropout probability of every hidden unit (0: none; the paper's DO: 0.5).
+    pub dropout_hidden: f32,
+    /// Adversarial training (fast gradient sign method): `ε` of `x + ε·sign(∂J/∂x)` (0: off).
+    pub adversarial_epsilon: f32,
+    /// Weight of the clean loss in `α·J(x) + (1−α)·J(x_adv)`.
+    pub adversarial_alpha: f32,
     /// Train on the first N training samples only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
@@ -80,6 +89,10 @@ impl Default for TrainConfig {
             max_halvings: 8,
             seed: 1,
             threads: 0,
+            dropout_input: 0.0,
+            dropout_hidden: 0.0,
+            adversarial_epsilon: 0.0,
+            adversarial_alpha: 0.5,
             train_subset: None,
             test_subset: None,
         }
@@ -183,6 +196,35 @@ impl TrainConfig {
                 "0; expected at least 1 sample",
             ));
         }
+        for (field, p) in [
+            ("dropout_input", self.dropout_input),
+            ("dropout_hidden", self.dropout_hidden),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::config(
+                    field,
+                    format!("{p}; expected a probability in [0, 1)"),
+                ));
+            }
+        }
+        if !(self.adversarial_epsilon >= 0.0 && self.adversarial_epsilon.is_finite()) {
+            return Err(Error::config(
+                "adversarial_epsilon",
+                format!("{}; expected a number ≥ 0", self.adversarial_epsilon),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.adversarial_alpha) {
+            return Err(Error::config(
+                "adversarial_alpha",
+                format!("{}; expected a number in [0, 1]", self.adversarial_alpha),
+            ));
+        }
+        if self.adversarial() && self.dropout() {
+            return Err(Error::config(
+                "adversarial_epsilon",
+                "adversarial training and dropout are not combined (the paper uses them separately)",
+            ));
+        }
         if self.shared_feedback && self.rule != Rule::Dfa {
             return Err(Error::config(
                 "shared_feedback",
@@ -193,6 +235,14 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+
+    pub fn dropout(&self) -> bool {
+        self.dropout_input > 0.0 || self.dropout_hidden > 0.0
+    }
+
+    pub fn adversarial(&self) -> bool {
+        self.adversarial_epsilon > 0.0
     }
 
     /// Whether the forward weights start uniform (else zero), after resolving `Init::Auto`:

@@ -172,6 +172,24 @@ struct TrainArgs {
     /// Worker threads, 0 = all cores [default: 0]. Results are bitwise reproducible for a given seed and thread count.
     #[arg(long)]
     threads: Option<usize>,
+    /// The paper's dropout: p = 0.1 on the input, 0.5 on hidden layers (inverted dropout).
+    #[arg(long)]
+    dropout: bool,
+    /// Dropout probability of the input units (overrides --dropout's 0.1).
+    #[arg(long)]
+    dropout_input: Option<f32>,
+    /// Dropout probability of the hidden units (overrides --dropout's 0.5).
+    #[arg(long)]
+    dropout_hidden: Option<f32>,
+    /// Adversarial training with the fast gradient sign method (ε = 0.08, α = 0.5 unless set).
+    #[arg(long)]
+    adversarial: bool,
+    /// FGSM step ε of x + ε·sign(∂J/∂x) (implies --adversarial).
+    #[arg(long)]
+    adv_epsilon: Option<f32>,
+    /// Weight α of the clean loss in α·J(x) + (1−α)·J(x_adv) [default: 0.5].
+    #[arg(long)]
+    adv_alpha: Option<f32>,
     /// Train on the first N training samples.
     #[arg(long)]
     train_subset: Option<usize>,
@@ -211,6 +229,14 @@ impl TrainArgs {
             c.test_subset = self.test_subset;
         }
         c.shared_feedback |= self.shared_feedback;
+        if self.dropout {
+            (c.dropout_input, c.dropout_hidden) = (0.1, 0.5);
+        }
+        if self.adversarial {
+            c.adversarial_epsilon = 0.08;
+        }
+        set!(dropout_input => dropout_input, dropout_hidden => dropout_hidden,
+             adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
         if self.no_bias {
             c.bias = false;
         }

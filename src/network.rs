@@ -61,14 +61,16 @@ impl Dense {
         layer
     }
 
-    /// Weight gradients from an update direction: `∂W = Dᵀ H_in`, `∂b = Σ_rows D`.
-    /// (`D` already carries the batch mean's `1/N`.)
+    /// Weight gradients from an update direction: `∂W = Dᵀ H_in`, `∂b = Σ_rows D` (added to
+    /// `grad` when `accumulate`). `D` already carries the batch mean's `1/N`.
+    #[allow(clippy::too_many_arguments)]
     pub fn gradients(
         &self,
         delta: &[f32],
         input: &[f32],
         rows: usize,
         grad: &mut Gradients,
+        accumulate: bool,
         threads: usize,
     ) {
         gemm_tn(
@@ -78,10 +80,12 @@ impl Dense {
             self.fan_out,
             rows,
             self.fan_in,
-            false,
+            accumulate,
             threads,
         );
-        grad.bias.fill(0.0);
+        if !accumulate {
+            grad.bias.fill(0.0);
+        }
         if !self.has_bias {
             return;
         }
@@ -94,7 +98,7 @@ impl Dense {
 }
 
 /// The gradient (or update) of one layer's parameters.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Gradients {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
@@ -157,11 +161,24 @@ impl Network {
 
     /// Forward pass over `rows` samples of `x`: fills `ws.outputs[l]` with `h_{l+1}` for the
     /// hidden layers and with the logits `a_L` for the last layer.
+    ///
+    /// With `ws.dropout_active`, the masks in `ws.masks` are applied to the input and to every
+    /// hidden output on the way up (`ws.dropped`); `ws.outputs` keeps the unmasked `h`, from which
+    /// the rules take `f'`.
     pub fn forward(&self, x: &[f32], rows: usize, ws: &mut Workspace, threads: usize) {
         let last = self.layers.len() - 1;
+        if ws.dropout_active {
+            apply_mask(&mut ws.dropped[0], x, &ws.masks[0], rows * self.n_inputs());
+        }
         for (l, layer) in self.layers.iter().enumerate() {
             let (before, rest) = ws.outputs.split_at_mut(l);
-            let input: &[f32] = if l == 0 { x } else { &before[l - 1] };
+            let input: &[f32] = if ws.dropout_active {
+                &ws.dropped[l]
+            } else if l == 0 {
+                x
+            } else {
+                &before[l - 1]
+            };
             let out = &mut rest[0];
             gemm_nt(
                 out,
@@ -182,6 +199,14 @@ impl Network {
                 }
             } else {
                 self.activation.bias_apply(out, &layer.bias);
+                if ws.dropout_active {
+                    apply_mask(
+                        &mut ws.dropped[l + 1],
+                        out,
+                        &ws.masks[l + 1],
+                        rows * layer.fan_out,
+                    );
+                }
             }
         }
     }
@@ -233,6 +258,13 @@ pub struct Workspace {
     pub grads: Vec<Gradients>,
     /// DFA's feedback projections `E Bᵀ` of all hidden layers side by side (`rows × Σ n_i`).
     pub signal: Vec<f32>,
+    /// Dropout, when the run uses it: `masks[l]` holds `m/(1−p)` (0 or `1/(1−p)`) for the input
+    /// (`l = 0`) and every hidden layer, `dropped[l]` the masked values `x ⊙ m/(1−p)` and
+    /// `h_l ⊙ m/(1−p)` that the layer above receives. Empty without dropout.
+    pub masks: Vec<Vec<f32>>,
+    pub dropped: Vec<Vec<f32>>,
+    /// Whether the current pass applies the masks (training with dropout).
+    pub dropout_active: bool,
 }
 
 impl Workspace {
@@ -265,7 +297,40 @@ impl Workspace {
             deltas,
             grads,
             signal: vec![0.0; max_rows * hidden],
+            masks: Vec::new(),
+            dropped: Vec::new(),
+            dropout_active: false,
         }
+    }
+
+    /// Allocates the dropout buffers (input and every hidden layer).
+    pub fn with_dropout(mut self, net: &Network) -> Self {
+        let widths = std::iter::once(net.n_inputs())
+            .chain(net.layers[..net.depth() - 1].iter().map(|l| l.fan_out));
+        self.masks = widths
+            .clone()
+            .map(|w| vec![0.0; self.max_rows * w])
+            .collect();
+        self.dropped = widths.map(|w| vec![0.0; self.max_rows * w]).collect();
+        self
+    }
+
+    /// What weight layer `l` receives: the input `x` or `h_l`, masked when dropout is active.
+    pub fn layer_input<'a>(&'a self, x: &'a [f32], l: usize) -> &'a [f32] {
+        if self.dropout_active {
+            &self.dropped[l]
+        } else if l == 0 {
+            x
+        } else {
+            &self.outputs[l - 1]
+        }
+    }
+}
+
+/// `out = v ⊙ m` over the first `n` elements (applying a dropout mask).
+pub fn apply_mask(out: &mut [f32], v: &[f32], m: &[f32], n: usize) {
+    for ((o, &v), &m) in out[..n].iter_mut().zip(&v[..n]).zip(&m[..n]) {
+        *o = v * m;
     }
 }
 

@@ -1,9 +1,10 @@
 //! Seeded, portable randomness: ChaCha8 (`rand_chacha`), one stream per purpose.
 //!
-//! A run's seed gives three independent streams of the same ChaCha8 key, so that changing how
+//! A run's seed gives four independent streams of the same ChaCha8 key, so that changing how
 //! many numbers one purpose draws never shifts another:
 //! [`Stream::Weights`] (forward initialisation), [`Stream::Feedback`] (the fixed `B` matrices),
-//! [`Stream::Shuffle`] (the order of the mini-batches). The sampling below is written out here
+//! [`Stream::Shuffle`] (the order of the mini-batches), [`Stream::Dropout`] (dropout masks).
+//! The sampling below is written out here
 //! (not taken from `rand`'s distributions) so that the numbers are fixed by this file alone.
 
 use rand_chacha::ChaCha8Rng;
@@ -15,6 +16,7 @@ pub enum Stream {
     Weights = 0,
     Feedback = 1,
     Shuffle = 2,
+    Dropout = 3,
 }
 
 /// A ChaCha8 generator whose full state can be saved and restored.

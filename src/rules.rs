@@ -156,6 +156,16 @@ pub fn hidden_deltas(
     let n_out = net.n_outputs();
     let (hidden, output) = ws.deltas.split_at_mut(depth - 1);
     let e = &output[0][..rows * n_out];
+    // `⊙ f'(a_l)`, then the dropout mask of layer l when one is active: the mask that silenced a
+    // unit on the way up also silences its update, under every rule
+    let masks = ws.dropout_active.then_some(&ws.masks);
+    let outputs = &ws.outputs;
+    let finish = |d: &mut [f32], l: usize| {
+        f.scale_by_derivative(d, &outputs[l]);
+        if let Some(m) = masks {
+            d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
+        }
+    };
     let missing = |l: usize| -> ! {
         panic!(
             "{} feedback for hidden layer {l} was not drawn",
@@ -179,7 +189,7 @@ pub fn hidden_deltas(
                     false,
                     threads,
                 );
-                f.scale_by_derivative(&mut lower[l][..rows * above.fan_in], &ws.outputs[l]);
+                finish(&mut lower[l][..rows * above.fan_in], l);
             }
         }
         Rule::Fa => {
@@ -197,7 +207,7 @@ pub fn hidden_deltas(
                     false,
                     threads,
                 );
-                f.scale_by_derivative(&mut lower[l][..rows * b.rows], &ws.outputs[l]);
+                finish(&mut lower[l][..rows * b.rows], l);
             }
         }
         Rule::Dfa => {
@@ -227,8 +237,14 @@ pub fn hidden_deltas(
                 let n_l = net.layers[l].fan_out;
                 for r in 0..rows {
                     let src = &signal[r * total + offset..r * total + offset + n_l];
-                    let h = &ws.outputs[l][r * n_l..(r + 1) * n_l];
+                    let h = &outputs[l][r * n_l..(r + 1) * n_l];
                     f.scaled_by_derivative(&mut d[r * n_l..(r + 1) * n_l], src, h);
+                }
+                if let Some(m) = masks {
+                    d[..rows * n_l]
+                        .iter_mut()
+                        .zip(&m[l + 1])
+                        .for_each(|(d, m)| *d *= m);
                 }
                 offset += n_l;
             }
@@ -263,7 +279,7 @@ pub fn hidden_deltas(
                     );
                 }
                 let n_l = net.layers[l].fan_out;
-                f.scale_by_derivative(&mut upper[0][..rows * n_l], &ws.outputs[l]);
+                finish(&mut upper[0][..rows * n_l], l);
             }
         }
     }
@@ -273,7 +289,15 @@ pub fn hidden_deltas(
 /// already carries `1/N`), written into `ws.grads`.
 pub fn gradients(net: &Network, x: &[f32], ws: &mut Workspace, rows: usize, threads: usize) {
     for (l, layer) in net.layers.iter().enumerate() {
-        let input: &[f32] = if l == 0 { x } else { &ws.outputs[l - 1] };
-        layer.gradients(&ws.deltas[l], input, rows, &mut ws.grads[l], threads);
+        let mut g = std::mem::take(&mut ws.grads[l]);
+        layer.gradients(
+            &ws.deltas[l],
+            ws.layer_input(x, l),
+            rows,
+            &mut g,
+            false,
+            threads,
+        );
+        ws.grads[l] = g;
     }
 }

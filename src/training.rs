@@ -8,10 +8,11 @@
 use crate::config::{TrainConfig, parse_model};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
+use crate::linalg::gemm_nn;
 use crate::network::{Network, Workspace, output_error};
 use crate::optimiser::Optimiser;
 use crate::rng::{DfaRng, RngState, Stream};
-use crate::rules::{self, Feedback};
+use crate::rules::{self, Feedback, Rule};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,6 +105,9 @@ pub struct Progress {
     /// Loss of the untrained network on the first mini-batch (the divergence yardstick).
     pub initial_loss: Option<f64>,
     pub shuffle_rng: RngState,
+    /// The dropout masks' stream (runs with dropout only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout_rng: Option<RngState>,
     pub stop: Option<StopReason>,
 }
 
@@ -139,6 +143,9 @@ pub struct Trainer {
     ws: Workspace,
     eval_ws: Workspace,
     shuffle: DfaRng,
+    dropout_rng: DfaRng,
+    /// The adversarial inputs of the current batch (adversarial training only).
+    x_adv: Vec<f32>,
     order: Vec<u32>,
     x: Vec<f32>,
     y: Vec<u8>,
@@ -166,6 +173,9 @@ impl Trainer {
             error_mean: None,
             initial_loss: None,
             shuffle_rng: DfaRng::new(config.seed, Stream::Shuffle).state(),
+            dropout_rng: config
+                .dropout()
+                .then(|| DfaRng::new(config.seed, Stream::Dropout).state()),
             stop: None,
         };
         Self::resume(config, data, model, progress)
@@ -187,10 +197,28 @@ impl Trainer {
         pool.broadcast(|_| crate::linalg::warm_up_thread());
         let shuffle = DfaRng::from_state(&progress.shuffle_rng)
             .ok_or_else(|| crate::error::Error::config("shuffle_rng", "unreadable RNG state"))?;
+        let dropout_rng = match &progress.dropout_rng {
+            Some(state) => DfaRng::from_state(state).ok_or_else(|| {
+                crate::error::Error::config("dropout_rng", "unreadable RNG state")
+            })?,
+            None => DfaRng::new(config.seed, Stream::Dropout),
+        };
         let rows = config.batch_size;
         let train = Arc::new(data.train.clone());
+        let mut ws = Workspace::new(&model.net, rows);
+        if config.dropout() {
+            ws = ws.with_dropout(&model.net);
+            ws.dropout_active = true;
+        }
+        let x_adv = if config.adversarial() {
+            vec![0.0; rows * train.dim]
+        } else {
+            Vec::new()
+        };
         Ok(Trainer {
-            ws: Workspace::new(&model.net, rows),
+            ws,
+            dropout_rng,
+            x_adv,
             eval_ws: Workspace::new(&model.net, EVAL_ROWS),
             order: (0..train.len() as u32).collect(),
             x: vec![0.0; rows * train.dim],
@@ -234,6 +262,13 @@ impl Trainer {
     }
 
     /// One update on the mini-batch in `self.x`/`self.y` (`rows` samples).
+    ///
+    /// With dropout, fresh masks are drawn for the batch; they gate the forward pass and every
+    /// layer's update (see `rules::hidden_deltas`). With adversarial training (fast gradient sign,
+    /// Goodfellow et al. 2015) the true input gradient `∂J/∂x` is back-propagated through the
+    /// current network whatever the rule, `x_adv = clip(x + ε·sign(∂J/∂x), 0, 1)`, and the update
+    /// is the rule's update of `α·J(x) + (1−α)·J(x_adv)`: the two passes' gradients, with `e`
+    /// scaled by `α` and `1−α`, summed before one optimiser step.
     fn step(&mut self, rows: usize) -> (f64, usize) {
         let Trainer {
             model,
@@ -242,18 +277,84 @@ impl Trainer {
             y,
             threads,
             config,
+            dropout_rng,
+            x_adv,
             ..
         } = self;
+        let threads = *threads;
         let net = &mut model.net;
         let depth = net.depth();
-        net.forward(x, rows, ws, *threads);
         let n_out = net.n_outputs();
-        let (loss, errors) = {
-            let (outs, deltas) = (&ws.outputs[depth - 1], &mut ws.deltas[depth - 1]);
-            output_error(outs, &y[..rows], n_out, deltas)
-        };
-        rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, *threads);
-        update_layers(net, &mut model.optimiser, ws, x, rows, *threads);
+        let n_in = net.n_inputs();
+        if ws.dropout_active {
+            let p = |l: usize| {
+                if l == 0 {
+                    config.dropout_input
+                } else {
+                    config.dropout_hidden
+                }
+            };
+            for (l, mask) in ws.masks.iter_mut().enumerate() {
+                let width = if l == 0 {
+                    n_in
+                } else {
+                    net.layers[l - 1].fan_out
+                };
+                draw_mask(&mut mask[..rows * width], p(l), dropout_rng);
+            }
+        }
+        net.forward(x, rows, ws, threads);
+        let (mut loss, errors) = output_error(
+            &ws.outputs[depth - 1],
+            &y[..rows],
+            n_out,
+            &mut ws.deltas[depth - 1],
+        );
+        if !config.adversarial() {
+            rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
+            update_layers(net, &mut model.optimiser, ws, x, rows, false, true, threads);
+            return (loss, errors);
+        }
+        let (alpha, epsilon) = (config.adversarial_alpha, config.adversarial_epsilon);
+        fast_gradient_sign(net, &model.feedback, ws, x, rows, epsilon, x_adv, threads);
+        // the clean pass: the rule's gradients of α·J(x)
+        ws.deltas[depth - 1][..rows * n_out]
+            .iter_mut()
+            .for_each(|e| *e *= alpha);
+        rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
+        update_layers(
+            net,
+            &mut model.optimiser,
+            ws,
+            x,
+            rows,
+            false,
+            false,
+            threads,
+        );
+        // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
+        net.forward(x_adv, rows, ws, threads);
+        let (loss_adv, _) = output_error(
+            &ws.outputs[depth - 1],
+            &y[..rows],
+            n_out,
+            &mut ws.deltas[depth - 1],
+        );
+        ws.deltas[depth - 1][..rows * n_out]
+            .iter_mut()
+            .for_each(|e| *e *= 1.0 - alpha);
+        rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
+        update_layers(
+            net,
+            &mut model.optimiser,
+            ws,
+            x_adv,
+            rows,
+            true,
+            true,
+            threads,
+        );
+        loss = alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv;
         (loss, errors)
     }
 
@@ -333,6 +434,9 @@ impl Trainer {
         let c = &self.config;
         p.epoch = m.epoch;
         p.shuffle_rng = self.shuffle.state();
+        if self.config.dropout() {
+            p.dropout_rng = Some(self.dropout_rng.state());
+        }
         let initial = p.initial_loss.unwrap_or(f64::INFINITY);
         p.stop = if !m.loss.is_finite() || m.loss > EXPLODING_LOSS_FACTOR * initial {
             Some(StopReason::Diverged)
@@ -361,7 +465,8 @@ impl Trainer {
     }
 }
 
-/// Weight gradients and optimiser updates of every layer.
+/// Weight gradients (added to the ones in `ws.grads` when `accumulate`) and, when `apply`, the
+/// optimiser's update of every layer.
 ///
 /// All update directions are known at this point (computed from the weights before this step),
 /// so the layers are independent. With several threads each layer's gradient GEMM and update
@@ -369,12 +474,15 @@ impl Trainer {
 /// so much of the work that the others cannot balance it (the 3072-wide first layer of the CIFAR
 /// nets), in which case the layers go one after another with each GEMM split over the threads.
 /// Either way the bits are the same: the GEMM's sums do not depend on how it is split.
+#[allow(clippy::too_many_arguments)]
 pub fn update_layers(
     net: &mut Network,
     optimiser: &mut Optimiser,
     ws: &mut Workspace,
     x: &[f32],
     rows: usize,
+    accumulate: bool,
+    apply: bool,
     threads: usize,
 ) {
     let work = net.layers.iter().map(|l| l.fan_in * l.fan_out);
@@ -382,20 +490,26 @@ pub fn update_layers(
     let largest = work.max().unwrap_or(0);
     let layer_parallel = threads > 1 && net.depth() > 1 && largest * threads * 5 <= total * 6;
     let (rule, states) = optimiser.layer_states();
-    let Workspace {
-        outputs,
-        deltas,
-        grads,
-        ..
-    } = ws;
+    // the gradient buffers are taken out for the loop (a move, no allocation), so that the layer
+    // inputs can be borrowed from the rest of the workspace
+    let mut grads = std::mem::take(&mut ws.grads);
+    let shared: &Workspace = ws;
     let task = |l: usize,
                 layer: &mut crate::network::Dense,
                 g: &mut crate::network::Gradients,
                 state,
                 t| {
-        let input: &[f32] = if l == 0 { x } else { &outputs[l - 1] };
-        layer.gradients(&deltas[l], input, rows, g, t);
-        rule.apply(layer, g, state, t);
+        layer.gradients(
+            &shared.deltas[l],
+            shared.layer_input(x, l),
+            rows,
+            g,
+            accumulate,
+            t,
+        );
+        if apply {
+            rule.apply(layer, g, state, t);
+        }
     };
     if layer_parallel {
         use rayon::prelude::*;
@@ -416,6 +530,55 @@ pub fn update_layers(
         {
             task(l, layer, g, state, threads);
         }
+    }
+    ws.grads = grads;
+}
+
+/// The fast gradient sign method (Goodfellow et al. 2015):
+/// `x_adv = clip(x + ε·sign(∂J/∂x), 0, 1)`, with `∂J/∂x = W_1ᵀ δa_1` and the true (BP) `δa_1`
+/// back-propagated through the current network, whatever rule trains it. Expects the forward
+/// pass and the output error of `x` in `ws`; overwrites the hidden deltas.
+#[allow(clippy::too_many_arguments)]
+pub fn fast_gradient_sign(
+    net: &Network,
+    feedback: &Feedback,
+    ws: &mut Workspace,
+    x: &[f32],
+    rows: usize,
+    epsilon: f32,
+    x_adv: &mut [f32],
+    threads: usize,
+) {
+    let n_in = net.n_inputs();
+    rules::hidden_deltas(Rule::Bp, net, feedback, ws, rows, threads);
+    let first = &net.layers[0];
+    gemm_nn(
+        x_adv,
+        &ws.deltas[0],
+        &first.weight,
+        rows,
+        first.fan_out,
+        n_in,
+        false,
+        threads,
+    );
+    for (a, &v) in x_adv[..rows * n_in].iter_mut().zip(&x[..rows * n_in]) {
+        let sign = if *a > 0.0 {
+            1.0
+        } else if *a < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        *a = (v + epsilon * sign).clamp(0.0, 1.0);
+    }
+}
+
+/// Fills `mask` for inverted dropout with probability `p`: 0 (dropped) or `1/(1−p)` (kept).
+pub fn draw_mask(mask: &mut [f32], p: f32, rng: &mut DfaRng) {
+    let keep = 1.0 / (1.0 - p);
+    for m in mask {
+        *m = if rng.unit() < p { 0.0 } else { keep };
     }
 }
 
