@@ -25,6 +25,7 @@ fn dropout_masks_are_zero_or_scaled_with_the_right_rate() {
 /// Every rule with fixed masks, against the formulas written out with the masks:
 /// `x̃ = x ⊙ m_0`, `h̃_l = f(a_l) ⊙ m_l`, `δa_l = (rule's signal) ⊙ f'(a_l) ⊙ m_l`, `∂W_l = δa_l h̃_{l-1}ᵀ`.
 #[test]
+#[allow(clippy::needless_range_loop)] // indices mirror the formulas
 fn dropout_masks_gate_the_forward_pass_and_every_rule() {
     let sizes = [5, 4, 3, 2];
     let rows = 3;
@@ -193,6 +194,7 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
 /// δh = W_2ᵀ e = −1.1443, δa_1 = δh (1 − h²) = −1.0472, ∂J/∂x = W_1ᵀ δa_1 = (−1.0472, +1.0472).
 /// So x_adv = x + ε·(−1, +1) = (0.4, 0.3) for ε = 0.1; and (0.05, 0.98) goes to (0, 1) (clipped).
 #[test]
+#[allow(clippy::approx_constant)] // 1.0472 is the hand value of δa_1, not π/3
 fn fast_gradient_sign_matches_the_hand_computation() {
     let mut net = Network::new(
         &[2, 1, 2],
