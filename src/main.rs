@@ -36,6 +36,8 @@ enum Command {
     Eval(EvalArgs),
     /// Measure training throughput beside this machine's GEMM throughput.
     Bench(BenchArgs),
+    /// Reproduce a table of the paper from its experiment file, beside the paper's numbers.
+    Reproduce(ReproduceArgs),
     /// Manage data sets.
     Data {
         #[command(subcommand)]
@@ -59,6 +61,39 @@ struct DownloadArgs {
     /// Base URL to fetch from instead of the built-in mirrors (repeatable; tried in order).
     #[arg(long = "mirror")]
     mirrors: Vec<String>,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// The experiment: a name in --experiments (table1) or a path to a TOML file.
+    table: String,
+    /// Folder of the experiment files.
+    #[arg(long, default_value = "experiments")]
+    experiments: PathBuf,
+    /// Seeds per cell (1, 2, …, N) [default: the experiment's].
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Only the cells whose id matches this glob (repeatable), e.g. '2x800-tanh-*'.
+    #[arg(long)]
+    cells: Vec<String>,
+    /// Shortened protocol: at most N epochs per run (marked as such in every output).
+    #[arg(long)]
+    max_epochs: Option<usize>,
+    /// Runs trained at the same time.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Threads per run [default: all cores divided among the jobs].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Folder of the run folders (finished runs are reused, interrupted ones resumed).
+    #[arg(long, default_value = "runs/reproduce")]
+    out: PathBuf,
+    /// Folder that receives the table as Markdown and CSV.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Data folder (default: $DFA_DATA, else ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -363,17 +398,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         let dir = RunDir::create_unique(&args.out, &name)?;
         dir.write_config(&config)?;
         let trainer = Trainer::new(config.clone(), &data)?;
-        let meta = Meta {
-            dfa_version: record::VERSION.into(),
-            git_commit: record::GIT_COMMIT.into(),
-            seed: config.seed,
-            threads: trainer.threads,
-            data_files: data.files.clone(),
-            n_train: data.train.len(),
-            n_test: data.test.len(),
-            parameters: trainer.model.net.parameter_count(),
-            warnings: config.warnings(),
-        };
+        let meta = Meta::new(&trainer, &data);
         dir.write_json(META_FILE, &meta)?;
         println!(
             "run {}: {} {} {} on {} ({} train / {} test), {} parameters, {} threads, seed {}",
@@ -586,6 +611,136 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+struct ReproduceConsole;
+
+impl dfa::experiments::ReproduceObserver for ReproduceConsole {
+    fn run_started(&self, task: &dfa::experiments::Task, resumed_from: Option<usize>) {
+        match resumed_from {
+            Some(e) => println!(
+                "[{} seed {}] resuming after epoch {e}",
+                task.cell, task.seed
+            ),
+            None => println!(
+                "[{} seed {}] starting in {}",
+                task.cell,
+                task.seed,
+                task.dir.display()
+            ),
+        }
+    }
+
+    fn epoch_done(&self, task: &dfa::experiments::Task, m: &EpochMetrics) {
+        println!(
+            "[{} seed {}] epoch {:3}  train {:6.3}%  test {:6.3}%  lr {:.2e}  {:.1}s",
+            task.cell,
+            task.seed,
+            m.epoch,
+            m.train_error,
+            m.test_error,
+            m.learning_rate,
+            m.seconds + m.eval_seconds
+        );
+    }
+
+    fn run_finished(&self, f: &dfa::experiments::Finished) {
+        let s = &f.summary;
+        println!(
+            "[{} seed {}] {}: {} after {} epochs, train {:.3}%, test {:.3}%",
+            f.cell,
+            f.seed,
+            if f.reused { "reused" } else { "done" },
+            s.stop.describe(),
+            s.epochs,
+            s.final_train_error,
+            s.final_test_error
+        );
+    }
+}
+
+fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
+    use dfa::experiments::{Experiment, Task};
+    use dfa::reports::{Aggregate, RunOutcome, TableResults};
+    let path = if args.table.ends_with(".toml") {
+        PathBuf::from(&args.table)
+    } else {
+        args.experiments.join(format!("{}.toml", args.table))
+    };
+    let exp = Experiment::load(&path)?;
+    let seeds = args.seeds.unwrap_or(exp.seeds);
+    if seeds == 0 || args.jobs == 0 || args.max_epochs == Some(0) {
+        anyhow::bail!("--seeds, --jobs and --max-epochs must be at least 1");
+    }
+    let selected = exp.select(&args.cells)?;
+    let runs_dir = exp.runs_dir(&args.out, args.max_epochs);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| (resolve_threads(0) / args.jobs).max(1));
+    let mut tasks = Vec::new();
+    for cell in &selected {
+        for seed in 1..=seeds as u64 {
+            let config = exp.cell_config(cell, seed, args.max_epochs)?;
+            let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
+            tasks.push(Task {
+                cell: cell.id.clone(),
+                seed,
+                config,
+                dir,
+            });
+        }
+    }
+    let data_dir = data::resolve_data_dir(args.data_dir.as_deref());
+    println!(
+        "{}: {} cells × {seeds} seeds = {} runs, {} at a time with {threads} threads each{}",
+        exp.name,
+        selected.len(),
+        tasks.len(),
+        args.jobs,
+        args.max_epochs.map_or(String::new(), |n| format!(
+            ", SHORTENED PROTOCOL: at most {n} epochs"
+        ))
+    );
+    dfa::experiments::reproduce(tasks, &data_dir, args.jobs, threads, &ReproduceConsole)?;
+    // the table: every cell with finished runs in this runs folder (not only this invocation's)
+    let mut cells = Vec::new();
+    for cell in &exp.cells {
+        let mut outcomes = Vec::new();
+        for seed in 1..=seeds as u64 {
+            let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
+            if dir.join(SUMMARY_FILE).is_file() {
+                let s: Summary = RunDir::open(&dir)?.read_json(SUMMARY_FILE)?;
+                outcomes.push(RunOutcome {
+                    seed,
+                    test_error: s.final_test_error,
+                    train_error: s.final_train_error,
+                    epochs: s.epochs,
+                    stop: s.stop,
+                });
+            }
+        }
+        cells.push((
+            cell,
+            Aggregate::of(&outcomes, exp.nonconvergence_train_error),
+        ));
+    }
+    let table = TableResults {
+        experiment: &exp,
+        cells,
+        max_epochs: args.max_epochs,
+    };
+    let markdown = table.markdown();
+    println!("\n{markdown}");
+    let stem = match args.max_epochs {
+        Some(n) => format!("{}-max{n}", exp.name),
+        None => exp.name.clone(),
+    };
+    let md = args.results.join(format!("{stem}.md"));
+    let csv = args.results.join(format!("{stem}.csv"));
+    download::write_atomically(&md, markdown.as_bytes())?;
+    download::write_atomically(&csv, table.csv().as_bytes())?;
+    println!("wrote {} and {}", md.display(), csv.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn data_download(args: DownloadArgs) -> Result<ExitCode> {
     let dir = data::resolve_data_dir(args.data_dir.as_deref());
     let mirrors = if args.mirrors.is_empty() {
@@ -609,6 +764,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(args),
+        Command::Reproduce(args) => reproduce(args),
         Command::Data {
             command: DataCommand::Download(args),
         } => data_download(args),

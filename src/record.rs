@@ -51,6 +51,22 @@ pub struct Meta {
     pub warnings: Vec<String>,
 }
 
+impl Meta {
+    pub fn new(trainer: &Trainer, data: &crate::data::Dataset) -> Self {
+        Meta {
+            dfa_version: VERSION.into(),
+            git_commit: GIT_COMMIT.into(),
+            seed: trainer.config.seed,
+            threads: trainer.threads,
+            data_files: data.files.clone(),
+            n_train: data.train.len(),
+            n_test: data.test.len(),
+            parameters: trainer.model.net.parameter_count(),
+            warnings: trainer.config.warnings(),
+        }
+    }
+}
+
 /// What a run records when it ends.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
@@ -97,6 +113,13 @@ impl RunDir {
             }
         }
         unreachable!()
+    }
+
+    /// An existing, empty folder that is to become a run folder.
+    pub fn open_new(path: &Path) -> Result<Self> {
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
     }
 
     /// An existing run folder (it must hold a `config.toml`).

@@ -1,0 +1,291 @@
+//! Experiments as files: a table of the paper described cell by cell (`experiments/*.toml`), and
+//! `dfa reproduce`, which runs the cells (resumably, several at a time) and hands the finished
+//! runs to [`crate::reports`].
+//!
+//! A cell's configuration is the experiment's `[defaults]` with the cell's `config` on top,
+//! read as a [`TrainConfig`] (unknown fields are errors), with the seed, and `--max-epochs` for a
+//! shortened protocol. Its runs live in `RUNS/<experiment>[-maxN]/<cell id>/seed<k>/`, ordinary
+//! run folders: a finished run (with `summary.json`) is reused, an interrupted one resumes from
+//! its checkpoint, so killing `dfa reproduce` loses at most the epochs in progress.
+
+use crate::config::TrainConfig;
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::record::{self, Observer, RunDir, SUMMARY_FILE, Summary};
+use crate::training::{Trainer, apply_subsets};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// An experiment file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    pub title: String,
+    /// Seeds per cell unless `--seeds` says otherwise (seeds are 1, 2, …).
+    pub seeds: usize,
+    /// Training error (%) above which a cell shows it in brackets.
+    pub bracket_above: f64,
+    /// A run that diverged, or stopped with a training error (%) above this, did not converge.
+    pub nonconvergence_train_error: f64,
+    /// Column order of the table.
+    pub columns: Vec<String>,
+    /// Configuration fields shared by every cell.
+    #[serde(default)]
+    pub defaults: toml::Table,
+    pub cells: Vec<Cell>,
+}
+
+/// One cell of the table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    pub id: String,
+    pub row: String,
+    pub column: String,
+    /// The paper's test error (%): mean and standard deviation; absent where the paper has a dash.
+    #[serde(default)]
+    pub paper: Option<[f64; 2]>,
+    /// The paper's training error (%) in brackets, where it gives one.
+    #[serde(default)]
+    pub paper_train: Option<f64>,
+    /// Configuration fields of this cell, over the defaults.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+impl Experiment {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let exp: Experiment = toml::from_str(&text).map_err(|e| {
+            Error::config(
+                path.display().to_string(),
+                format!("not a valid experiment file: {e}"),
+            )
+        })?;
+        for cell in &exp.cells {
+            exp.cell_config(cell, 1, None).map_err(|e| {
+                Error::config(
+                    format!("{}: cell '{}'", path.display(), cell.id),
+                    e.to_string(),
+                )
+            })?;
+        }
+        Ok(exp)
+    }
+
+    /// The full configuration of `cell` for `seed` (shortened to `max_epochs` if given).
+    pub fn cell_config(
+        &self,
+        cell: &Cell,
+        seed: u64,
+        max_epochs: Option<usize>,
+    ) -> Result<TrainConfig> {
+        let mut table = self.defaults.clone();
+        for (k, v) in &cell.config {
+            table.insert(k.clone(), v.clone());
+        }
+        let mut config: TrainConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| Error::config(format!("cell '{}'", cell.id), e.to_string()))?;
+        config.seed = seed;
+        if let Some(n) = max_epochs {
+            config.max_epochs = config.max_epochs.min(n);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The cells whose id matches any of `patterns` (all cells when `patterns` is empty).
+    pub fn select(&self, patterns: &[String]) -> Result<Vec<&Cell>> {
+        let globs = patterns
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p).map_err(|e| Error::config("--cells", format!("'{p}': {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cells: Vec<&Cell> = self
+            .cells
+            .iter()
+            .filter(|c| globs.is_empty() || globs.iter().any(|g| g.matches(&c.id)))
+            .collect();
+        if cells.is_empty() {
+            let ids: Vec<&str> = self.cells.iter().map(|c| c.id.as_str()).collect();
+            return Err(Error::config(
+                "--cells",
+                format!(
+                    "{patterns:?} match no cell; the cells are: {}",
+                    ids.join(", ")
+                ),
+            ));
+        }
+        Ok(cells)
+    }
+
+    /// Where the runs of this experiment go (a shortened protocol gets its own folder).
+    pub fn runs_dir(&self, base: &Path, max_epochs: Option<usize>) -> PathBuf {
+        match max_epochs {
+            Some(n) => base.join(format!("{}-max{n}", self.name)),
+            None => base.join(&self.name),
+        }
+    }
+}
+
+/// One run of a cell.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub cell: String,
+    pub seed: u64,
+    pub config: TrainConfig,
+    pub dir: PathBuf,
+}
+
+/// A finished run of a cell.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub cell: String,
+    pub seed: u64,
+    pub summary: Summary,
+    /// Whether this invocation found it finished already.
+    pub reused: bool,
+}
+
+/// How `reproduce` reports progress (from several threads at once).
+pub trait ReproduceObserver: Sync {
+    fn run_started(&self, _task: &Task, _resumed_from: Option<usize>) {}
+    fn epoch_done(&self, _task: &Task, _metrics: &crate::training::EpochMetrics) {}
+    fn run_finished(&self, _finished: &Finished) {}
+}
+
+/// Runs every task, `jobs` at a time with `threads` threads each, reusing finished runs and
+/// resuming interrupted ones. The data set is loaded once. Stops at the first error.
+pub fn reproduce(
+    tasks: Vec<Task>,
+    data_dir: &Path,
+    jobs: usize,
+    threads: usize,
+    observer: &dyn ReproduceObserver,
+) -> Result<Vec<Finished>> {
+    let Some(first) = tasks.first() else {
+        return Ok(Vec::new());
+    };
+    let data = data::load(first.config.dataset, data_dir)?;
+    let queue = Mutex::new(tasks.into_iter().collect::<VecDeque<_>>());
+    let results = Mutex::new(Vec::new());
+    let failure = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    if failure.lock().expect("lock").is_some() {
+                        return;
+                    }
+                    let Some(mut task) = queue.lock().expect("lock").pop_front() else {
+                        return;
+                    };
+                    task.config.threads = threads;
+                    match run_task(&task, &data, observer) {
+                        Ok(done) => {
+                            observer.run_finished(&done);
+                            results.lock().expect("lock").push(done);
+                        }
+                        Err(e) => {
+                            *failure.lock().expect("lock") = Some(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().expect("lock") {
+        return Err(e);
+    }
+    Ok(results.into_inner().expect("lock"))
+}
+
+struct TaskObserver<'a> {
+    task: &'a Task,
+    observer: &'a dyn ReproduceObserver,
+}
+
+impl Observer for TaskObserver<'_> {
+    fn epoch_done(
+        &mut self,
+        metrics: &crate::training::EpochMetrics,
+        _: &crate::training::Progress,
+    ) {
+        self.observer.epoch_done(self.task, metrics);
+    }
+}
+
+/// Configurations are compared without the thread count, which may differ between invocations
+/// (it does not change the numbers: see `docs/math.md`).
+fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
+    TrainConfig {
+        threads: 0,
+        data_dir: None,
+        ..a.clone()
+    } == TrainConfig {
+        threads: 0,
+        data_dir: None,
+        ..b.clone()
+    }
+}
+
+fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Result<Finished> {
+    let data = apply_subsets(data.clone(), &task.config);
+    let dir = if task.dir.join(record::CONFIG_FILE).is_file() {
+        let dir = RunDir::open(&task.dir)?;
+        let recorded = dir.read_config()?;
+        if !same_run(&recorded, &task.config) {
+            return Err(Error::config(
+                task.dir.display().to_string(),
+                "this run folder holds a run with another configuration; move it away or choose another --out",
+            ));
+        }
+        if dir.file(SUMMARY_FILE).is_file() {
+            let summary: Summary = dir.read_json(SUMMARY_FILE)?;
+            return Ok(Finished {
+                cell: task.cell.clone(),
+                seed: task.seed,
+                summary,
+                reused: true,
+            });
+        }
+        dir
+    } else {
+        std::fs::create_dir_all(&task.dir).map_err(|e| Error::io(&task.dir, e))?;
+        let dir = RunDir::open_new(&task.dir)?;
+        dir.write_config(&task.config)?;
+        dir
+    };
+    let mut trainer = if dir.file(record::CHECKPOINT_FILE).is_file() {
+        let (model, progress) =
+            dir.load_checkpoint(&task.config, data.train.dim, data.n_classes)?;
+        dir.truncate_metrics(progress.epoch)?;
+        observer.run_started(task, Some(progress.epoch));
+        Trainer::resume(task.config.clone(), &data, model, progress)?
+    } else {
+        dir.truncate_metrics(0)?;
+        observer.run_started(task, None);
+        let trainer = Trainer::new(task.config.clone(), &data)?;
+        dir.write_json(record::META_FILE, &record::Meta::new(&trainer, &data))?;
+        trainer
+    };
+    let summary = record::run(
+        &mut trainer,
+        &dir,
+        &mut TaskObserver { task, observer },
+        None,
+    )?
+    .ok_or_else(|| Error::config(task.cell.clone(), "the run ended without a summary"))?;
+    Ok(Finished {
+        cell: task.cell.clone(),
+        seed: task.seed,
+        summary,
+        reused: false,
+    })
+}

@@ -1,0 +1,157 @@
+//! `dfa reproduce` end to end on a small experiment file: runs, tables, reuse, and resuming an
+//! interrupted run to exactly the numbers of an uninterrupted one.
+
+mod common;
+
+use dfa::data::{self, DatasetKind};
+use dfa::experiments::Experiment;
+use dfa::record::{self, Quiet, RunDir};
+use dfa::training::{Trainer, apply_subsets};
+use std::path::Path;
+use std::process::Command;
+
+const EXPERIMENT: &str = r#"
+name = "tiny"
+title = "A tiny table"
+seeds = 2
+bracket_above = 0.01
+nonconvergence_train_error = 50.0
+columns = ["BP", "DFA"]
+
+[defaults]
+dataset = "mnist"
+model = "1x32"
+learning_rate = 1e-3
+train_subset = 600
+test_subset = 300
+max_epochs = 3
+
+[[cells]]
+id = "1x32-bp"
+row = "1x32 tanh"
+column = "BP"
+paper = [5.0, 0.5]
+config = { rule = "bp" }
+
+[[cells]]
+id = "1x32-dfa"
+row = "1x32 tanh"
+column = "DFA"
+paper = [6.0, 0.5]
+paper_train = 0.5
+config = { rule = "dfa" }
+"#;
+
+fn reproduce(exp: &Path, out: &Path, results: &Path, extra: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_dfa"))
+        .args([
+            "reproduce",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ])
+        .args(extra)
+        .env("DFA_DATA", common::data_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn reproduce_runs_reuses_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp_path = tmp.path().join("tiny.toml");
+    std::fs::write(&exp_path, EXPERIMENT).unwrap();
+    let results = tmp.path().join("results");
+
+    // uninterrupted, two jobs at a time
+    let whole = tmp.path().join("whole");
+    let text = reproduce(
+        &exp_path,
+        &whole,
+        &results,
+        &["--jobs", "2", "--threads", "1"],
+    );
+    assert!(text.contains("2 cells × 2 seeds = 4 runs"), "{text}");
+    let md = std::fs::read_to_string(results.join("tiny.md")).unwrap();
+    assert!(
+        md.contains("| 1x32 tanh |")
+            && md.contains("5.00 ± 0.50")
+            && md.contains("6.00 ± 0.50 (0.50)"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(results.join("tiny.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("1x32-bp,1x32 tanh,BP,2,2,"),
+        "{csv}"
+    );
+
+    // a second invocation reuses everything
+    let again = reproduce(&exp_path, &whole, &results, &["--threads", "1"]);
+    assert_eq!(again.matches("reused").count(), 4, "{again}");
+    assert!(!again.contains("] epoch"), "{again}");
+
+    // interrupt one run after its first epoch (as a kill would leave it), then reproduce resumes it
+    let cut = tmp.path().join("cut");
+    let exp = Experiment::load(&exp_path).unwrap();
+    let cell = &exp.cells[1];
+    let mut config = exp.cell_config(cell, 1, None).unwrap();
+    config.threads = 1;
+    let dir_path = exp.runs_dir(&cut, None).join(&cell.id).join("seed1");
+    std::fs::create_dir_all(&dir_path).unwrap();
+    let dir = RunDir::open_new(&dir_path).unwrap();
+    dir.write_config(&config).unwrap();
+    let data = apply_subsets(
+        data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(),
+        &config,
+    );
+    let mut t = Trainer::new(config, &data).unwrap();
+    assert!(
+        record::run(&mut t, &dir, &mut Quiet, Some(1))
+            .unwrap()
+            .is_none()
+    );
+    let text = reproduce(&exp_path, &cut, &results, &["--threads", "1"]);
+    assert!(
+        text.contains("[1x32-dfa seed 1] resuming after epoch 1"),
+        "{text}"
+    );
+    let cut_md = std::fs::read_to_string(results.join("tiny.md")).unwrap();
+    assert_eq!(cut_md, md, "resumed results differ from uninterrupted ones");
+
+    // a shortened protocol goes to its own folders and files, and says so
+    let text = reproduce(
+        &exp_path,
+        &whole,
+        &results,
+        &[
+            "--threads",
+            "1",
+            "--max-epochs",
+            "1",
+            "--cells",
+            "*-bp",
+            "--seeds",
+            "1",
+        ],
+    );
+    assert!(text.contains("SHORTENED PROTOCOL"), "{text}");
+    let short = std::fs::read_to_string(results.join("tiny-max1.md")).unwrap();
+    assert!(
+        short.contains("Shortened protocol: at most 1 epochs"),
+        "{short}"
+    );
+    assert!(whole.join("tiny-max1/1x32-bp/seed1/summary.json").is_file());
+}
