@@ -58,6 +58,12 @@ pub struct TrainConfig {
     pub adversarial_epsilon: f32,
     /// Weight of the clean loss in `α·J(x) + (1−α)·J(x_adv)`.
     pub adversarial_alpha: f32,
+    /// Hold out the last N training samples as a validation set (0: none); its error is
+    /// measured after every epoch.
+    pub validation: usize,
+    /// What the learning-rate schedule watches: the training error (the paper's code) or the
+    /// validation error (the paper's choice for its dropout runs).
+    pub schedule_on: ScheduleOn,
     /// Train on the first N training samples only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
@@ -93,10 +99,20 @@ impl Default for TrainConfig {
             dropout_hidden: 0.0,
             adversarial_epsilon: 0.0,
             adversarial_alpha: 0.5,
+            validation: 0,
+            schedule_on: ScheduleOn::Train,
             train_subset: None,
             test_subset: None,
         }
     }
+}
+
+/// The error the learning-rate schedule watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleOn {
+    Train,
+    Validation,
 }
 
 /// The default RMSprop learning rate, chosen by measurement (see `docs/learning-rate.md`).
@@ -223,6 +239,12 @@ impl TrainConfig {
             return Err(Error::config(
                 "adversarial_epsilon",
                 "adversarial training and dropout are not combined (the paper uses them separately)",
+            ));
+        }
+        if self.schedule_on == ScheduleOn::Validation && self.validation == 0 {
+            return Err(Error::config(
+                "schedule_on",
+                "'validation' needs a validation set (validation = N > 0)",
             ));
         }
         if self.shared_feedback && self.rule != Rule::Dfa {

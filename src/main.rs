@@ -225,6 +225,12 @@ struct TrainArgs {
     /// Weight α of the clean loss in α·J(x) + (1−α)·J(x_adv) [default: 0.5].
     #[arg(long)]
     adv_alpha: Option<f32>,
+    /// Hold out the last N training samples as a validation set (MNIST: 10000).
+    #[arg(long)]
+    validation: Option<usize>,
+    /// The error the learning-rate schedule watches [default: train].
+    #[arg(long)]
+    schedule_on: Option<dfa::config::ScheduleOn>,
     /// Train on the first N training samples.
     #[arg(long)]
     train_subset: Option<usize>,
@@ -270,6 +276,7 @@ impl TrainArgs {
         if self.adversarial {
             c.adversarial_epsilon = 0.08;
         }
+        set!(validation => validation, schedule_on => schedule_on);
         set!(dropout_input => dropout_input, dropout_hidden => dropout_hidden,
              adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
         if self.no_bias {
@@ -315,11 +322,13 @@ impl Observer for Console {
             bar.finish_and_clear();
         }
         println!(
-            "epoch {:3}  loss {:.4}  train {:6.3}%  test {:6.3}%  lr {:.3e}  {:.2}s ({:.0} samples/s) + eval {:.2}s",
+            "epoch {:3}  loss {:.4}  train {:6.3}%  test {:6.3}%{}  lr {:.3e}  {:.2}s ({:.0} samples/s) + eval {:.2}s",
             m.epoch,
             m.loss,
             m.train_error,
             m.test_error,
+            m.validation_error
+                .map_or(String::new(), |v| format!("  validation {v:6.3}%")),
             m.learning_rate,
             m.seconds,
             m.samples_per_s,

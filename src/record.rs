@@ -45,6 +45,7 @@ pub struct Meta {
     pub seed: u64,
     pub threads: usize,
     pub data_files: Vec<DataFile>,
+    /// Training samples (after a validation set was held out).
     pub n_train: usize,
     pub n_test: usize,
     pub parameters: usize,
@@ -59,7 +60,7 @@ impl Meta {
             seed: trainer.config.seed,
             threads: trainer.threads,
             data_files: data.files.clone(),
-            n_train: data.train.len(),
+            n_train: trainer.n_train(),
             n_test: data.test.len(),
             parameters: trainer.model.net.parameter_count(),
             warnings: trainer.config.warnings(),

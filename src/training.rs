@@ -5,7 +5,7 @@
 //! split with the updated network (as the reference implementation does); the stopping rule and
 //! the schedule read that training error.
 
-use crate::config::{TrainConfig, parse_model};
+use crate::config::{ScheduleOn, TrainConfig, parse_model};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
 use crate::linalg::gemm_nn;
@@ -121,6 +121,9 @@ pub struct EpochMetrics {
     pub train_error: f64,
     /// Test error (%) after the epoch.
     pub test_error: f64,
+    /// Validation error (%) after the epoch, when a validation set is held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_error: Option<f64>,
     /// Error (%) on the mini-batches as they were trained on (before each update).
     pub batch_error: f64,
     /// Learning rate used during this epoch.
@@ -140,6 +143,7 @@ pub struct Trainer {
     pub progress: Progress,
     train: Arc<Split>,
     test: Arc<Split>,
+    validation: Option<Arc<Split>>,
     ws: Workspace,
     eval_ws: Workspace,
     shuffle: DfaRng,
@@ -204,7 +208,20 @@ impl Trainer {
             None => DfaRng::new(config.seed, Stream::Dropout),
         };
         let rows = config.batch_size;
-        let train = Arc::new(data.train.clone());
+        let mut train = data.train.clone();
+        if config.validation >= train.len() {
+            return Err(crate::error::Error::config(
+                "validation",
+                format!(
+                    "{} validation samples of {} training samples leave none to train on",
+                    config.validation,
+                    train.len()
+                ),
+            ));
+        }
+        let validation =
+            (config.validation > 0).then(|| Arc::new(train.split_off_last(config.validation)));
+        let train = Arc::new(train);
         let mut ws = Workspace::new(&model.net, rows);
         if config.dropout() {
             ws = ws.with_dropout(&model.net);
@@ -224,6 +241,7 @@ impl Trainer {
             x: vec![0.0; rows * train.dim],
             y: vec![0; rows],
             test: Arc::new(data.test.clone()),
+            validation,
             train,
             shuffle,
             threads,
@@ -413,11 +431,17 @@ impl Trainer {
         } else {
             (100.0, 100.0)
         };
+        let validation_error = match (&self.validation, finite) {
+            (Some(v), true) => Some(self.error_rate(&v.clone())),
+            (Some(_), false) => Some(100.0),
+            (None, _) => None,
+        };
         let metrics = EpochMetrics {
             epoch: self.progress.epoch + 1,
             loss: loss_sum / seen.max(1) as f64,
             train_error,
             test_error,
+            validation_error,
             batch_error: 100.0 * errors as f64 / seen.max(1) as f64,
             learning_rate: self.progress.learning_rate,
             seconds,
@@ -445,8 +469,12 @@ impl Trainer {
         } else {
             None
         };
+        let watched = match c.schedule_on {
+            ScheduleOn::Train => m.train_error,
+            ScheduleOn::Validation => m.validation_error.unwrap_or(m.train_error),
+        };
         if p.stop.is_none() && c.lr_schedule {
-            if p.error_mean.is_some_and(|mean| m.train_error >= mean) {
+            if p.error_mean.is_some_and(|mean| watched >= mean) {
                 if p.halvings >= c.max_halvings {
                     p.stop = Some(StopReason::ScheduleEnded);
                 } else {
@@ -456,7 +484,7 @@ impl Trainer {
             }
             p.error_mean = Some(
                 p.error_mean
-                    .map_or(m.train_error, |mean| 0.75 * mean + 0.25 * m.train_error),
+                    .map_or(watched, |mean| 0.75 * mean + 0.25 * watched),
             );
         }
         if p.stop.is_none() && p.epoch >= c.max_epochs {

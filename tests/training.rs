@@ -279,6 +279,39 @@ fn a_diverging_run_stops_and_says_so() {
 }
 
 #[test]
+fn a_validation_set_is_held_out_and_measured() {
+    let config = TrainConfig {
+        train_subset: Some(2000),
+        validation: 500,
+        max_epochs: 2,
+        ..small(Rule::Dfa)
+    };
+    let (t, m) = train(&config);
+    assert_eq!(t.n_train(), 1500);
+    assert!(m.iter().all(|m| {
+        m.validation_error
+            .is_some_and(|v| (0.0..=100.0).contains(&v))
+    }));
+    // the held-out samples are the last ones: training on the first 1500 alone gives the same run
+    let (u, _) = train(&TrainConfig {
+        train_subset: Some(1500),
+        max_epochs: 2,
+        ..small(Rule::Dfa)
+    });
+    assert_eq!(t.model.net, u.model.net);
+    let bad = TrainConfig {
+        schedule_on: dfa::config::ScheduleOn::Validation,
+        ..small(Rule::Dfa)
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("schedule_on")
+    );
+}
+
+#[test]
 fn the_schedule_halves_the_rate_and_ends_the_run() {
     // a rate so small that the error barely moves: the schedule halves, then stops
     let config = TrainConfig {

@@ -70,6 +70,16 @@ impl Split {
         self.labels.is_empty()
     }
 
+    /// Splits off the last `n` samples (e.g. as a validation set) and returns them.
+    pub fn split_off_last(&mut self, n: usize) -> Split {
+        let keep = self.len().saturating_sub(n);
+        Split {
+            images: self.images.split_off(keep * self.dim),
+            labels: self.labels.split_off(keep),
+            dim: self.dim,
+        }
+    }
+
     /// The first `n` samples (all of them when `n` is larger).
     pub fn truncate(&mut self, n: usize) {
         let n = n.min(self.len());
