@@ -106,12 +106,21 @@ impl Activation {
         }
     }
 
-    /// `d ← s ⊙ f'(a)`, with `f'` taken from the layer output `h`.
-    pub fn scaled_by_derivative(self, d: &mut [f32], s: &[f32], h: &[f32]) {
+    /// `d ← s ⊙ f'(a)` over `d.len() / width` rows of `width`, with `f'` taken from the layer
+    /// output `h` (`d`, `h` row-major with rows of `width`; the rows of `s` are `s_stride` apart,
+    /// e.g. one layer's columns of DFA's stacked feedback signal).
+    pub fn scaled_by_derivative(
+        self,
+        d: &mut [f32],
+        s: &[f32],
+        s_stride: usize,
+        h: &[f32],
+        width: usize,
+    ) {
         match self {
-            Activation::Tanh => scaled_tanh(d, s, h),
-            Activation::Logistic => scaled_logistic(d, s, h),
-            Activation::Relu => scaled_relu(d, s, h),
+            Activation::Tanh => scaled_tanh(d, s, s_stride, h, width),
+            Activation::Logistic => scaled_logistic(d, s, s_stride, h, width),
+            Activation::Relu => scaled_relu(d, s, s_stride, h, width),
         }
     }
 
@@ -145,9 +154,11 @@ macro_rules! element_wise {
             }
         }
         crate::multiversion! {
-            fn $scaled(d: &mut [f32], s: &[f32], h: &[f32]) {
-                for ((x, &s), &h) in d.iter_mut().zip(s).zip(h) {
-                    *x = s * $act.derivative_from_output(h);
+            fn $scaled(d: &mut [f32], s: &[f32], s_stride: usize, h: &[f32], width: usize) {
+                for ((d, s), h) in d.chunks_exact_mut(width).zip(s.chunks(s_stride)).zip(h.chunks_exact(width)) {
+                    for ((x, &s), &h) in d.iter_mut().zip(&s[..width]).zip(h) {
+                        *x = s * $act.derivative_from_output(h);
+                    }
                 }
             }
         }

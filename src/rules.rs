@@ -235,11 +235,13 @@ pub fn hidden_deltas(
             let mut offset = 0;
             for (l, d) in hidden.iter_mut().enumerate() {
                 let n_l = net.layers[l].fan_out;
-                for r in 0..rows {
-                    let src = &signal[r * total + offset..r * total + offset + n_l];
-                    let h = &outputs[l][r * n_l..(r + 1) * n_l];
-                    f.scaled_by_derivative(&mut d[r * n_l..(r + 1) * n_l], src, h);
-                }
+                f.scaled_by_derivative(
+                    &mut d[..rows * n_l],
+                    &signal[offset..],
+                    total,
+                    &outputs[l][..rows * n_l],
+                    n_l,
+                );
                 if let Some(m) = masks {
                     d[..rows * n_l]
                         .iter_mut()
