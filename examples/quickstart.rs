@@ -34,10 +34,6 @@ pub fn main() -> anyhow::Result<()> {
         last = Some(m);
     }
     let last = last.expect("at least one epoch");
-    anyhow::ensure!(
-        last.train_error < 20.0,
-        "DFA did not learn: {:.2}% training error",
-        last.train_error
-    );
+    anyhow::ensure!(last.train_error < 20.0, "DFA did not learn: {:.2}% training error", last.train_error);
     Ok(())
 }

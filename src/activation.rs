@@ -109,14 +109,7 @@ impl Activation {
     /// `d ← s ⊙ f'(a)` over `d.len() / width` rows of `width`, with `f'` taken from the layer
     /// output `h` (`d`, `h` row-major with rows of `width`; the rows of `s` are `s_stride` apart,
     /// e.g. one layer's columns of DFA's stacked feedback signal).
-    pub fn scaled_by_derivative(
-        self,
-        d: &mut [f32],
-        s: &[f32],
-        s_stride: usize,
-        h: &[f32],
-        width: usize,
-    ) {
+    pub fn scaled_by_derivative(self, d: &mut [f32], s: &[f32], s_stride: usize, h: &[f32], width: usize) {
         match self {
             Activation::Tanh => scaled_tanh(d, s, s_stride, h, width),
             Activation::Logistic => scaled_logistic(d, s, s_stride, h, width),
@@ -165,12 +158,7 @@ macro_rules! element_wise {
     };
 }
 element_wise!(bias_tanh, scale_tanh, scaled_tanh, Activation::Tanh);
-element_wise!(
-    bias_logistic,
-    scale_logistic,
-    scaled_logistic,
-    Activation::Logistic
-);
+element_wise!(bias_logistic, scale_logistic, scaled_logistic, Activation::Logistic);
 element_wise!(bias_relu, scale_relu, scaled_relu, Activation::Relu);
 
 #[cfg(test)]

@@ -34,22 +34,12 @@ pub struct Case {
 }
 
 pub fn cases() -> Vec<Case> {
-    let mnist = |name, model: &str| Case {
-        name,
-        model: model.into(),
-        inputs: 784,
-        epoch_samples: 60_000,
-    };
+    let mnist = |name, model: &str| Case { name, model: model.into(), inputs: 784, epoch_samples: 60_000 };
     vec![
         mnist("2x800", "2x800"),
         mnist("7x240", "7x240"),
         mnist("100x240", "100x240"),
-        Case {
-            name: "3x1000-cifar",
-            model: "3x1000".into(),
-            inputs: 3072,
-            epoch_samples: 50_000,
-        },
+        Case { name: "3x1000-cifar", model: "3x1000".into(), inputs: 3072, epoch_samples: 50_000 },
     ]
 }
 
@@ -63,8 +53,7 @@ pub fn flops_per_sample(sizes: &[usize], rule: Rule) -> f64 {
         Rule::Bp | Rule::Fa => 2 * layer[1..].iter().sum::<usize>(),
         Rule::Dfa => 2 * n_out * hidden.iter().sum::<usize>(),
         Rule::Ifa => {
-            2 * n_out * hidden.first().copied().unwrap_or(0)
-                + 2 * layer[1..layer.len() - 1].iter().sum::<usize>()
+            2 * n_out * hidden.first().copied().unwrap_or(0) + 2 * layer[1..layer.len() - 1].iter().sum::<usize>()
         }
     };
     (4 * p + propagate) as f64
@@ -73,27 +62,11 @@ pub fn flops_per_sample(sizes: &[usize], rule: Rule) -> f64 {
 /// Random MNIST-like inputs (80 % zeros, the rest uniform), random labels.
 pub fn synthetic(samples: usize, inputs: usize, seed: u64) -> Dataset {
     let mut rng = DfaRng::new(seed, Stream::Shuffle);
-    let images = (0..samples * inputs)
-        .map(|_| if rng.unit() < 0.8 { 0.0 } else { rng.unit() })
-        .collect();
+    let images = (0..samples * inputs).map(|_| if rng.unit() < 0.8 { 0.0 } else { rng.unit() }).collect();
     let labels = (0..samples).map(|_| rng.below(10) as u8).collect();
-    let train = Split {
-        images,
-        labels,
-        dim: inputs,
-    };
-    let test = Split {
-        images: vec![0.0; inputs],
-        labels: vec![0],
-        dim: inputs,
-    };
-    Dataset {
-        kind: DatasetKind::Mnist,
-        train,
-        test,
-        n_classes: 10,
-        files: Vec::new(),
-    }
+    let train = Split { images, labels, dim: inputs };
+    let test = Split { images: vec![0.0; inputs], labels: vec![0], dim: inputs };
+    Dataset { kind: DatasetKind::Mnist, train, test, n_classes: 10, files: Vec::new() }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -110,26 +83,15 @@ pub struct TrainResult {
 
 /// Trains `case` with `rule` on synthetic data for `samples` samples (mini-batch 64, RMSprop,
 /// tanh, the paper's initialisation) after a short warm-up; reports the throughput.
-pub fn train_throughput(
-    case: &Case,
-    rule: Rule,
-    threads: usize,
-    samples: usize,
-) -> crate::Result<TrainResult> {
+pub fn train_throughput(case: &Case, rule: Rule, threads: usize, samples: usize) -> crate::Result<TrainResult> {
     let pool_samples = samples.clamp(64, 64 * 200);
     let data = synthetic(pool_samples, case.inputs, 1);
-    let config = TrainConfig {
-        rule,
-        model: case.model.clone(),
-        activation: Activation::Tanh,
-        threads,
-        ..Default::default()
-    };
+    let config =
+        TrainConfig { rule, model: case.model.clone(), activation: Activation::Tanh, threads, ..Default::default() };
     let mut trainer = Trainer::new(config, &data)?;
     let sizes = trainer.model.net.sizes();
-    let batches: Vec<Vec<u32>> = (0..pool_samples / 64)
-        .map(|b| (b as u32 * 64..b as u32 * 64 + 64).collect())
-        .collect();
+    let batches: Vec<Vec<u32>> =
+        (0..pool_samples / 64).map(|b| (b as u32 * 64..b as u32 * 64 + 64).collect()).collect();
     let steps = samples.div_ceil(64);
     let seconds = trainer.in_pool(|t| {
         for idx in batches.iter().take(5) {
@@ -172,10 +134,7 @@ pub enum Layout {
 pub fn step_shapes(sizes: &[usize], batch: usize) -> Vec<(Layout, usize, usize, usize)> {
     let mut v = Vec::new();
     for w in sizes.windows(2) {
-        for shape in [
-            (Layout::Nt, batch, w[0], w[1]),
-            (Layout::Tn, w[1], batch, w[0]),
-        ] {
+        for shape in [(Layout::Nt, batch, w[0], w[1]), (Layout::Tn, w[1], batch, w[0])] {
             if !v.contains(&shape) {
                 v.push(shape);
             }
@@ -197,10 +156,7 @@ pub struct GemmResult {
 /// GFLOP/s of the trainer's GEMM (faer, split over threads as in training), median of 9 timed
 /// samples of at least 20 ms each.
 pub fn gemm_throughput(layout: Layout, m: usize, k: usize, n: usize, threads: usize) -> GemmResult {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("thread pool");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
     let mut rng = DfaRng::new(2, Stream::Weights);
     let a: Vec<f32> = (0..m * k).map(|_| rng.symmetric(1.0)).collect();
     let b: Vec<f32> = (0..n * k).map(|_| rng.symmetric(1.0)).collect();
@@ -235,14 +191,7 @@ pub fn gemm_throughput(layout: Layout, m: usize, k: usize, n: usize, threads: us
         samples.sort_by(f64::total_cmp);
         samples[4]
     });
-    GemmResult {
-        layout,
-        m,
-        k,
-        n,
-        threads,
-        gflops,
-    }
+    GemmResult { layout, m, k, n, threads, gflops }
 }
 
 #[cfg(test)]
@@ -253,22 +202,10 @@ mod tests {
     #[test]
     fn flop_counts_of_the_2x800_net() {
         let sizes = [784, 800, 800, 10];
-        assert_eq!(
-            flops_per_sample(&sizes, Rule::Dfa),
-            (4 * 1_275_200 + 2 * 10 * 1600) as f64
-        );
-        assert_eq!(
-            flops_per_sample(&sizes, Rule::Bp),
-            (4 * 1_275_200 + 2 * (640_000 + 8000)) as f64
-        );
-        assert_eq!(
-            flops_per_sample(&sizes, Rule::Fa),
-            flops_per_sample(&sizes, Rule::Bp)
-        );
-        assert_eq!(
-            flops_per_sample(&sizes, Rule::Ifa),
-            (4 * 1_275_200 + 2 * 10 * 800 + 2 * 640_000) as f64
-        );
+        assert_eq!(flops_per_sample(&sizes, Rule::Dfa), (4 * 1_275_200 + 2 * 10 * 1600) as f64);
+        assert_eq!(flops_per_sample(&sizes, Rule::Bp), (4 * 1_275_200 + 2 * (640_000 + 8000)) as f64);
+        assert_eq!(flops_per_sample(&sizes, Rule::Fa), flops_per_sample(&sizes, Rule::Bp));
+        assert_eq!(flops_per_sample(&sizes, Rule::Ifa), (4 * 1_275_200 + 2 * 10 * 800 + 2 * 640_000) as f64);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct TrainConfig {
     pub adversarial_epsilon: f32,
     /// Weight of the clean loss in `α·J(x) + (1−α)·J(x_adv)`.
     pub adversarial_alpha: f32,
+    /// Measure alignment angles every N mini-batches (0: never); see `alignment`.
+    pub align_every: usize,
     /// Hold out the last N training samples as a validation set (0: none); its error is
     /// measured after every epoch.
     pub validation: usize,
@@ -99,6 +101,7 @@ impl Default for TrainConfig {
             dropout_hidden: 0.0,
             adversarial_epsilon: 0.0,
             adversarial_alpha: 0.5,
+            align_every: 0,
             validation: 0,
             schedule_on: ScheduleOn::Train,
             train_subset: None,
@@ -123,20 +126,12 @@ pub fn parse_model(model: &str) -> Result<Vec<usize>> {
     let bad = |why: &str| {
         Error::config(
             "model",
-            format!(
-                "'{model}' {why}; expected DEPTHxWIDTH (e.g. 2x800) or comma-separated widths (e.g. 800,400,200)"
-            ),
+            format!("'{model}' {why}; expected DEPTHxWIDTH (e.g. 2x800) or comma-separated widths (e.g. 800,400,200)"),
         )
     };
     let widths: Vec<usize> = if let Some((depth, width)) = model.split_once('x') {
-        let depth: usize = depth
-            .trim()
-            .parse()
-            .map_err(|_| bad("has a depth that is not a number"))?;
-        let width: usize = width
-            .trim()
-            .parse()
-            .map_err(|_| bad("has a width that is not a number"))?;
+        let depth: usize = depth.trim().parse().map_err(|_| bad("has a depth that is not a number"))?;
+        let width: usize = width.trim().parse().map_err(|_| bad("has a width that is not a number"))?;
         vec![width; depth]
     } else {
         model
@@ -165,10 +160,7 @@ impl TrainConfig {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::config(
-                    field,
-                    format!("{v}; expected a finite number > 0"),
-                ))
+                Err(Error::config(field, format!("{v}; expected a finite number > 0")))
             }
         };
         positive("learning_rate", self.learning_rate)?;
@@ -177,16 +169,10 @@ impl TrainConfig {
             positive("feedback_bound", b)?;
         }
         if !(0.0..1.0).contains(&self.rms_decay) {
-            return Err(Error::config(
-                "rms_decay",
-                format!("{}; expected a number in [0, 1)", self.rms_decay),
-            ));
+            return Err(Error::config("rms_decay", format!("{}; expected a number in [0, 1)", self.rms_decay)));
         }
         if self.batch_size == 0 || self.batch_size > 1 << 16 {
-            return Err(Error::config(
-                "batch_size",
-                format!("{}; expected 1 to 65536", self.batch_size),
-            ));
+            return Err(Error::config("batch_size", format!("{}; expected 1 to 65536", self.batch_size)));
         }
         if self.max_epochs == 0 {
             return Err(Error::config("max_epochs", "0; expected at least 1"));
@@ -194,33 +180,18 @@ impl TrainConfig {
         if !(self.stop_train_error >= 0.0 && self.stop_train_error <= 100.0) {
             return Err(Error::config(
                 "stop_train_error",
-                format!(
-                    "{}; expected a percentage in [0, 100]",
-                    self.stop_train_error
-                ),
+                format!("{}; expected a percentage in [0, 100]", self.stop_train_error),
             ));
         }
         if self.threads > 1024 {
-            return Err(Error::config(
-                "threads",
-                format!("{}; expected 0 (all cores) to 1024", self.threads),
-            ));
+            return Err(Error::config("threads", format!("{}; expected 0 (all cores) to 1024", self.threads)));
         }
         if self.train_subset == Some(0) || self.test_subset == Some(0) {
-            return Err(Error::config(
-                "train_subset/test_subset",
-                "0; expected at least 1 sample",
-            ));
+            return Err(Error::config("train_subset/test_subset", "0; expected at least 1 sample"));
         }
-        for (field, p) in [
-            ("dropout_input", self.dropout_input),
-            ("dropout_hidden", self.dropout_hidden),
-        ] {
+        for (field, p) in [("dropout_input", self.dropout_input), ("dropout_hidden", self.dropout_hidden)] {
             if !(0.0..1.0).contains(&p) {
-                return Err(Error::config(
-                    field,
-                    format!("{p}; expected a probability in [0, 1)"),
-                ));
+                return Err(Error::config(field, format!("{p}; expected a probability in [0, 1)")));
             }
         }
         if !(self.adversarial_epsilon >= 0.0 && self.adversarial_epsilon.is_finite()) {
@@ -242,18 +213,12 @@ impl TrainConfig {
             ));
         }
         if self.schedule_on == ScheduleOn::Validation && self.validation == 0 {
-            return Err(Error::config(
-                "schedule_on",
-                "'validation' needs a validation set (validation = N > 0)",
-            ));
+            return Err(Error::config("schedule_on", "'validation' needs a validation set (validation = N > 0)"));
         }
         if self.shared_feedback && self.rule != Rule::Dfa {
             return Err(Error::config(
                 "shared_feedback",
-                format!(
-                    "only DFA can share feedback matrices, the rule is {}",
-                    self.rule.name()
-                ),
+                format!("only DFA can share feedback matrices, the rule is {}", self.rule.name()),
             ));
         }
         Ok(())
@@ -273,9 +238,7 @@ impl TrainConfig {
         match self.init {
             Init::Zero => false,
             Init::Uniform => true,
-            Init::Auto => {
-                !(matches!(self.rule, Rule::Fa | Rule::Dfa) && self.activation != Activation::Relu)
-            }
+            Init::Auto => !(matches!(self.rule, Rule::Fa | Rule::Dfa) && self.activation != Activation::Relu),
         }
     }
 
@@ -298,9 +261,8 @@ impl TrainConfig {
     }
 
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let config: TrainConfig = toml::from_str(text).map_err(|e| {
-            Error::config(origin, format!("not a valid training configuration: {e}"))
-        })?;
+        let config: TrainConfig = toml::from_str(text)
+            .map_err(|e| Error::config(origin, format!("not a valid training configuration: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -327,50 +289,26 @@ mod tests {
 
     #[test]
     fn toml_round_trip_and_unknown_fields() {
-        let c = TrainConfig {
-            rule: Rule::Ifa,
-            model: "4x100".into(),
-            train_subset: Some(10),
-            ..Default::default()
-        };
+        let c = TrainConfig { rule: Rule::Ifa, model: "4x100".into(), train_subset: Some(10), ..Default::default() };
         let back = TrainConfig::from_toml(&c.to_toml(), "x").unwrap();
         assert_eq!(c, back);
-        let e = TrainConfig::from_toml("lerning_rate = 1.0", "cfg.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TrainConfig::from_toml("lerning_rate = 1.0", "cfg.toml").unwrap_err().to_string();
         assert!(e.contains("cfg.toml") && e.contains("lerning_rate"), "{e}");
-        let e = TrainConfig::from_toml("learning_rate = -1.0", "cfg.toml")
-            .unwrap_err()
-            .to_string();
+        let e = TrainConfig::from_toml("learning_rate = -1.0", "cfg.toml").unwrap_err().to_string();
         assert!(e.contains("learning_rate"), "{e}");
     }
 
     #[test]
     fn paper_initialisation_and_warnings() {
-        let c = |rule, activation, init| TrainConfig {
-            rule,
-            activation,
-            init,
-            model: "2x10".into(),
-            ..Default::default()
-        };
+        let c =
+            |rule, activation, init| TrainConfig { rule, activation, init, model: "2x10".into(), ..Default::default() };
         assert!(!c(Rule::Dfa, Activation::Tanh, Init::Auto).uniform_init());
         assert!(!c(Rule::Fa, Activation::Logistic, Init::Auto).uniform_init());
         assert!(c(Rule::Dfa, Activation::Relu, Init::Auto).uniform_init());
         assert!(c(Rule::Bp, Activation::Tanh, Init::Auto).uniform_init());
         assert!(c(Rule::Ifa, Activation::Tanh, Init::Auto).uniform_init());
-        assert!(
-            c(Rule::Dfa, Activation::Tanh, Init::Auto)
-                .warnings()
-                .is_empty()
-        );
-        assert_eq!(
-            c(Rule::Ifa, Activation::Tanh, Init::Zero).warnings().len(),
-            1
-        );
-        assert_eq!(
-            c(Rule::Dfa, Activation::Relu, Init::Zero).warnings().len(),
-            1
-        );
+        assert!(c(Rule::Dfa, Activation::Tanh, Init::Auto).warnings().is_empty());
+        assert_eq!(c(Rule::Ifa, Activation::Tanh, Init::Zero).warnings().len(), 1);
+        assert_eq!(c(Rule::Dfa, Activation::Relu, Init::Zero).warnings().len(), 1);
     }
 }

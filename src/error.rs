@@ -5,19 +5,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error(
         "{dataset} data not found in {dir}: missing {missing}.\n  Fetch it with: dfa data download {dataset} --data-dir {dir}\n  (or point --data-dir / DFA_DATA at a folder that holds a `{dataset}/` directory)"
     )]
-    MissingData {
-        dataset: String,
-        dir: PathBuf,
-        missing: String,
-    },
+    MissingData { dataset: String, dir: PathBuf, missing: String },
 
     #[error(
         "{path}: not a valid gzip stream ({message}); the file is corrupt or truncated, delete it and download it again"
@@ -30,19 +23,10 @@ pub enum Error {
     #[error(
         "{images} holds {n_images} images but {labels} holds {n_labels} labels; the two files must belong together"
     )]
-    CountMismatch {
-        images: PathBuf,
-        labels: PathBuf,
-        n_images: usize,
-        n_labels: usize,
-    },
+    CountMismatch { images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
 
     #[error("{what}: SHA-256 of the content is {actual}, expected {expected}")]
-    Checksum {
-        what: String,
-        expected: String,
-        actual: String,
-    },
+    Checksum { what: String, expected: String, actual: String },
 
     #[error("download of {url} failed: {message}")]
     Download { url: String, message: String },
@@ -58,30 +42,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Format {
-            path: path.into(),
-            message: message.into(),
-        }
+        Error::Format { path: path.into(), message: message.into() }
     }
 
     pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Config { field: field.into(), message: message.into() }
     }
 
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Checkpoint {
-            path: path.into(),
-            message: message.into(),
-        }
+        Error::Checkpoint { path: path.into(), message: message.into() }
     }
 }

@@ -59,30 +59,17 @@ pub struct Cell {
 impl Experiment {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let exp: Experiment = toml::from_str(&text).map_err(|e| {
-            Error::config(
-                path.display().to_string(),
-                format!("not a valid experiment file: {e}"),
-            )
-        })?;
+        let exp: Experiment = toml::from_str(&text)
+            .map_err(|e| Error::config(path.display().to_string(), format!("not a valid experiment file: {e}")))?;
         for cell in &exp.cells {
-            exp.cell_config(cell, 1, None).map_err(|e| {
-                Error::config(
-                    format!("{}: cell '{}'", path.display(), cell.id),
-                    e.to_string(),
-                )
-            })?;
+            exp.cell_config(cell, 1, None)
+                .map_err(|e| Error::config(format!("{}: cell '{}'", path.display(), cell.id), e.to_string()))?;
         }
         Ok(exp)
     }
 
     /// The full configuration of `cell` for `seed` (shortened to `max_epochs` if given).
-    pub fn cell_config(
-        &self,
-        cell: &Cell,
-        seed: u64,
-        max_epochs: Option<usize>,
-    ) -> Result<TrainConfig> {
+    pub fn cell_config(&self, cell: &Cell, seed: u64, max_epochs: Option<usize>) -> Result<TrainConfig> {
         let mut table = self.defaults.clone();
         for (k, v) in &cell.config {
             table.insert(k.clone(), v.clone());
@@ -102,23 +89,15 @@ impl Experiment {
     pub fn select(&self, patterns: &[String]) -> Result<Vec<&Cell>> {
         let globs = patterns
             .iter()
-            .map(|p| {
-                glob::Pattern::new(p).map_err(|e| Error::config("--cells", format!("'{p}': {e}")))
-            })
+            .map(|p| glob::Pattern::new(p).map_err(|e| Error::config("--cells", format!("'{p}': {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        let cells: Vec<&Cell> = self
-            .cells
-            .iter()
-            .filter(|c| globs.is_empty() || globs.iter().any(|g| g.matches(&c.id)))
-            .collect();
+        let cells: Vec<&Cell> =
+            self.cells.iter().filter(|c| globs.is_empty() || globs.iter().any(|g| g.matches(&c.id))).collect();
         if cells.is_empty() {
             let ids: Vec<&str> = self.cells.iter().map(|c| c.id.as_str()).collect();
             return Err(Error::config(
                 "--cells",
-                format!(
-                    "{patterns:?} match no cell; the cells are: {}",
-                    ids.join(", ")
-                ),
+                format!("{patterns:?} match no cell; the cells are: {}", ids.join(", ")),
             ));
         }
         Ok(cells)
@@ -212,11 +191,7 @@ struct TaskObserver<'a> {
 }
 
 impl Observer for TaskObserver<'_> {
-    fn epoch_done(
-        &mut self,
-        metrics: &crate::training::EpochMetrics,
-        _: &crate::training::Progress,
-    ) {
+    fn epoch_done(&mut self, metrics: &crate::training::EpochMetrics, _: &crate::training::Progress) {
         self.observer.epoch_done(self.task, metrics);
     }
 }
@@ -224,15 +199,7 @@ impl Observer for TaskObserver<'_> {
 /// Configurations are compared without the thread count, which may differ between invocations
 /// (it does not change the numbers: see `docs/math.md`).
 fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
-    TrainConfig {
-        threads: 0,
-        data_dir: None,
-        ..a.clone()
-    } == TrainConfig {
-        threads: 0,
-        data_dir: None,
-        ..b.clone()
-    }
+    TrainConfig { threads: 0, data_dir: None, ..a.clone() } == TrainConfig { threads: 0, data_dir: None, ..b.clone() }
 }
 
 fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Result<Finished> {
@@ -248,12 +215,7 @@ fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Re
         }
         if dir.file(SUMMARY_FILE).is_file() {
             let summary: Summary = dir.read_json(SUMMARY_FILE)?;
-            return Ok(Finished {
-                cell: task.cell.clone(),
-                seed: task.seed,
-                summary,
-                reused: true,
-            });
+            return Ok(Finished { cell: task.cell.clone(), seed: task.seed, summary, reused: true });
         }
         dir
     } else {
@@ -263,8 +225,7 @@ fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Re
         dir
     };
     let mut trainer = if dir.file(record::CHECKPOINT_FILE).is_file() {
-        let (model, progress) =
-            dir.load_checkpoint(&task.config, data.train.dim, data.n_classes)?;
+        let (model, progress) = dir.load_checkpoint(&task.config, data.train.dim, data.n_classes)?;
         dir.truncate_metrics(progress.epoch)?;
         observer.run_started(task, Some(progress.epoch));
         Trainer::resume(task.config.clone(), &data, model, progress)?
@@ -275,17 +236,7 @@ fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Re
         dir.write_json(record::META_FILE, &record::Meta::new(&trainer, &data))?;
         trainer
     };
-    let summary = record::run(
-        &mut trainer,
-        &dir,
-        &mut TaskObserver { task, observer },
-        None,
-    )?
-    .ok_or_else(|| Error::config(task.cell.clone(), "the run ended without a summary"))?;
-    Ok(Finished {
-        cell: task.cell.clone(),
-        seed: task.seed,
-        summary,
-        reused: false,
-    })
+    let summary = record::run(&mut trainer, &dir, &mut TaskObserver { task, observer }, None)?
+        .ok_or_else(|| Error::config(task.cell.clone(), "the run ended without a summary"))?;
+    Ok(Finished { cell: task.cell.clone(), seed: task.seed, summary, reused: false })
 }

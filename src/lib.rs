@@ -8,6 +8,7 @@
 //! and [`record`] (run folders, checkpoints, resume).
 
 pub mod activation;
+pub mod alignment;
 pub mod bench;
 pub mod config;
 pub mod data;

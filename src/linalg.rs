@@ -29,21 +29,11 @@ const PARALLEL_THRESHOLD: usize = 1 << 20;
 const ALIGN: usize = 16;
 
 fn accum(accumulate: bool) -> Accum {
-    if accumulate {
-        Accum::Add
-    } else {
-        Accum::Replace
-    }
+    if accumulate { Accum::Add } else { Accum::Replace }
 }
 
 /// `C = A·B` (or `C += A·B`) on strided views, split over `threads` (see the module doc).
-pub fn gemm(
-    c: MatMut<'_, f32>,
-    a: MatRef<'_, f32>,
-    b: MatRef<'_, f32>,
-    accumulate: bool,
-    threads: usize,
-) {
+pub fn gemm(c: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>, accumulate: bool, threads: usize) {
     let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
     if threads <= 1 || m * k * n < PARALLEL_THRESHOLD {
         matmul(c, accum(accumulate), a, b, 1.0f32, Par::Seq);
@@ -55,18 +45,12 @@ pub fn gemm(
         let mid = share(n);
         let (c0, c1) = c.split_at_col_mut(mid);
         let (b0, b1) = b.split_at_col(mid);
-        rayon::join(
-            || gemm(c0, a, b0, accumulate, left),
-            || gemm(c1, a, b1, accumulate, threads - left),
-        );
+        rayon::join(|| gemm(c0, a, b0, accumulate, left), || gemm(c1, a, b1, accumulate, threads - left));
     } else {
         let mid = share(m);
         let (c0, c1) = c.split_at_row_mut(mid);
         let (a0, a1) = a.split_at_row(mid);
-        rayon::join(
-            || gemm(c0, a0, b, accumulate, left),
-            || gemm(c1, a1, b, accumulate, threads - left),
-        );
+        rayon::join(|| gemm(c0, a0, b, accumulate, left), || gemm(c1, a1, b, accumulate, threads - left));
     }
 }
 
@@ -82,16 +66,7 @@ pub fn warm_up_thread() {
 
 /// `C (m×n) = A (m×k) · B(n×k)ᵀ`, or `C += …` when `accumulate`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_nt(
-    c: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-    threads: usize,
-) {
+pub fn gemm_nt(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, accumulate: bool, threads: usize) {
     let a = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let b = MatRef::from_row_major_slice(&b[..n * k], n, k);
     let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
@@ -100,16 +75,7 @@ pub fn gemm_nt(
 
 /// `C (m×n) = A (m×k) · B (k×n)`, or `C += …` when `accumulate`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_nn(
-    c: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-    threads: usize,
-) {
+pub fn gemm_nn(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, accumulate: bool, threads: usize) {
     let a = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let b = MatRef::from_row_major_slice(&b[..k * n], k, n);
     let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
@@ -118,16 +84,7 @@ pub fn gemm_nn(
 
 /// `C (m×n) = A(k×m)ᵀ · B (k×n)`, or `C += …` when `accumulate`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_tn(
-    c: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-    threads: usize,
-) {
+pub fn gemm_tn(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, accumulate: bool, threads: usize) {
     let a = MatRef::from_row_major_slice(&a[..k * m], k, m);
     let b = MatRef::from_row_major_slice(&b[..k * n], k, n);
     let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
@@ -143,9 +100,7 @@ mod tests {
         let mut c = vec![0.0f32; m * n];
         for i in 0..m {
             for j in 0..n {
-                let s: f64 = (0..k)
-                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
-                    .sum();
+                let s: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
                 c[i * n + j] = s as f32;
             }
         }
@@ -164,22 +119,10 @@ mod tests {
 
     #[test]
     fn threaded_products_are_bitwise_equal_to_one_thread() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
-        for (m, k, n) in [
-            (64, 300, 200),
-            (200, 64, 300),
-            (64, 784, 800),
-            (37, 1000, 45),
-        ] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.011)
-                .collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for (m, k, n) in [(64, 300, 200), (200, 64, 300), (64, 784, 800), (37, 1000, 45)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.011).collect();
             let mut one = vec![0.0; m * n];
             gemm_nn(&mut one, &a, &b, m, k, n, false, 1);
             for threads in [2, 3] {

@@ -99,11 +99,7 @@ struct ReproduceArgs {
 #[derive(Args)]
 struct BenchArgs {
     /// Networks to train (comma-separated): 2x800, 7x240, 100x240, 3x1000-cifar.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "2x800,7x240,100x240,3x1000-cifar"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "2x800,7x240,100x240,3x1000-cifar")]
     cases: Vec<String>,
     /// Rules (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "bp,fa,dfa,ifa")]
@@ -244,8 +240,8 @@ impl TrainArgs {
     fn resolve(&self) -> Result<TrainConfig> {
         let mut c = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading --config {}", path.display()))?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading --config {}", path.display()))?;
                 TrainConfig::from_toml(&text, &path.display().to_string())?
             }
             None => TrainConfig::default(),
@@ -301,11 +297,9 @@ impl Observer for Console {
     fn epoch_started(&mut self, epoch: usize, batches: usize) {
         let bar = ProgressBar::new(batches as u64);
         bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix:>3} [{bar:30}] {pos}/{len} batches {per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} batches {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(epoch.to_string());
         self.bar = Some(bar);
@@ -327,8 +321,7 @@ impl Observer for Console {
             m.loss,
             m.train_error,
             m.test_error,
-            m.validation_error
-                .map_or(String::new(), |v| format!("  validation {v:6.3}%")),
+            m.validation_error.map_or(String::new(), |v| format!("  validation {v:6.3}%")),
             m.learning_rate,
             m.seconds,
             m.samples_per_s,
@@ -337,10 +330,7 @@ impl Observer for Console {
         if let Some(stop) = p.stop {
             println!("stop: {}", stop.describe());
         } else if p.learning_rate < m.learning_rate {
-            println!(
-                "learning rate halved to {:.3e} (halving {})",
-                p.learning_rate, p.halvings
-            );
+            println!("learning rate halved to {:.3e} (halving {})", p.learning_rate, p.halvings);
         }
     }
 }
@@ -377,11 +367,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         let trainer = if dir.file(record::CHECKPOINT_FILE).is_file() {
             let (model, progress) = dir.load_checkpoint(&config, data.train.dim, data.n_classes)?;
             dir.truncate_metrics(progress.epoch)?;
-            println!(
-                "resuming {} after epoch {}",
-                dir.path.display(),
-                progress.epoch
-            );
+            println!("resuming {} after epoch {}", dir.path.display(), progress.epoch);
             Trainer::resume(config, &data, model, progress)?
         } else {
             dir.truncate_metrics(0)?;
@@ -427,11 +413,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let summary = record::run(&mut trainer, &dir, &mut Console { bar: None }, None)?
         .context("the run ended without a summary")?;
     print_summary(&dir, &summary);
-    Ok(if summary.stop == StopReason::Diverged {
-        ExitCode::from(EXIT_DIVERGED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.stop == StopReason::Diverged { ExitCode::from(EXIT_DIVERGED) } else { ExitCode::SUCCESS })
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
@@ -465,16 +447,10 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         .cases
         .iter()
         .map(|name| {
-            bench::cases()
-                .into_iter()
-                .find(|c| c.name == name)
-                .with_context(|| {
-                    let known: Vec<&str> = bench::cases().iter().map(|c| c.name).collect();
-                    format!(
-                        "--cases: unknown case '{name}', expected one of {}",
-                        known.join(", ")
-                    )
-                })
+            bench::cases().into_iter().find(|c| c.name == name).with_context(|| {
+                let known: Vec<&str> = bench::cases().iter().map(|c| c.name).collect();
+                format!("--cases: unknown case '{name}', expected one of {}", known.join(", "))
+            })
         })
         .collect::<Result<_>>()?;
     if let Some(&t) = args.threads.iter().find(|&&t| t == 0 || t > 1024) {
@@ -492,11 +468,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
             }
         }
     }
-    let rules = if args.gemm_only {
-        Vec::new()
-    } else {
-        args.rules.clone()
-    };
+    let rules = if args.gemm_only { Vec::new() } else { args.rules.clone() };
     let total = args.threads.len() * (shapes.len() + cases.len() * rules.len());
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
@@ -522,32 +494,20 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
-    let peak = |threads: usize| {
-        gemm.iter()
-            .filter(|g| g.threads == threads)
-            .map(|g| g.gflops)
-            .fold(0.0, f64::max)
-    };
-    println!(
-        "GEMM (faer, split over threads as in training), GFLOP/s; M×K×N as C (M×N) = A (M×K) · B (K×N):"
-    );
+    let peak = |threads: usize| gemm.iter().filter(|g| g.threads == threads).map(|g| g.gflops).fold(0.0, f64::max);
+    println!("GEMM (faer, split over threads as in training), GFLOP/s; M×K×N as C (M×N) = A (M×K) · B (K×N):");
     println!(
         "{:>16} {:>6} {}",
         "M×K×N",
         "layout",
-        args.threads
-            .iter()
-            .map(|t| format!("{:>10}", format!("{t} thr")))
-            .collect::<String>()
+        args.threads.iter().map(|t| format!("{:>10}", format!("{t} thr"))).collect::<String>()
     );
     for &(layout, m, k, n) in &shapes {
         let row: String = args
             .threads
             .iter()
             .map(|&t| {
-                let g = gemm
-                    .iter()
-                    .find(|g| g.threads == t && (g.layout, g.m, g.k, g.n) == (layout, m, k, n));
+                let g = gemm.iter().find(|g| g.threads == t && (g.layout, g.m, g.k, g.n) == (layout, m, k, n));
                 format!("{:>10.1}", g.map_or(0.0, |g| g.gflops))
             })
             .collect();
@@ -559,17 +519,13 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         println!("{:>16} {name:>6} {row}", format!("{m}x{k}x{n}"));
     }
     if train.is_empty() {
-        return write_bench_json(args.json.as_deref(), &gemm, &train, &args.threads, &peak)
-            .map(|()| ExitCode::SUCCESS);
+        return write_bench_json(args.json.as_deref(), &gemm, &train, &args.threads, &peak).map(|()| ExitCode::SUCCESS);
     }
     println!();
     println!(
         "Training (batch 64, tanh, RMSprop; FLOPs as in src/bench.rs), peak = best GEMM above at that thread count:"
     );
-    println!(
-        "{:<14} {:<5} {:>7} {:>12} {:>9} {:>8}",
-        "net", "rule", "threads", "samples/s", "GFLOP/s", "of peak"
-    );
+    println!("{:<14} {:<5} {:>7} {:>12} {:>9} {:>8}", "net", "rule", "threads", "samples/s", "GFLOP/s", "of peak");
     for r in &train {
         println!(
             "{:<14} {:<5} {:>7} {:>12.0} {:>9.1} {:>7.0}%",
@@ -625,16 +581,8 @@ struct ReproduceConsole;
 impl dfa::experiments::ReproduceObserver for ReproduceConsole {
     fn run_started(&self, task: &dfa::experiments::Task, resumed_from: Option<usize>) {
         match resumed_from {
-            Some(e) => println!(
-                "[{} seed {}] resuming after epoch {e}",
-                task.cell, task.seed
-            ),
-            None => println!(
-                "[{} seed {}] starting in {}",
-                task.cell,
-                task.seed,
-                task.dir.display()
-            ),
+            Some(e) => println!("[{} seed {}] resuming after epoch {e}", task.cell, task.seed),
+            None => println!("[{} seed {}] starting in {}", task.cell, task.seed, task.dir.display()),
         }
     }
 
@@ -681,20 +629,13 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     }
     let selected = exp.select(&args.cells)?;
     let runs_dir = exp.runs_dir(&args.out, args.max_epochs);
-    let threads = args
-        .threads
-        .unwrap_or_else(|| (resolve_threads(0) / args.jobs).max(1));
+    let threads = args.threads.unwrap_or_else(|| (resolve_threads(0) / args.jobs).max(1));
     let mut tasks = Vec::new();
     for cell in &selected {
         for seed in 1..=seeds as u64 {
             let config = exp.cell_config(cell, seed, args.max_epochs)?;
             let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
-            tasks.push(Task {
-                cell: cell.id.clone(),
-                seed,
-                config,
-                dir,
-            });
+            tasks.push(Task { cell: cell.id.clone(), seed, config, dir });
         }
     }
     let data_dir = data::resolve_data_dir(args.data_dir.as_deref());
@@ -704,9 +645,7 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
         selected.len(),
         tasks.len(),
         args.jobs,
-        args.max_epochs.map_or(String::new(), |n| format!(
-            ", SHORTENED PROTOCOL: at most {n} epochs"
-        ))
+        args.max_epochs.map_or(String::new(), |n| format!(", SHORTENED PROTOCOL: at most {n} epochs"))
     );
     dfa::experiments::reproduce(tasks, &data_dir, args.jobs, threads, &ReproduceConsole)?;
     // the table: every cell with finished runs in this runs folder (not only this invocation's)
@@ -726,16 +665,9 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
                 });
             }
         }
-        cells.push((
-            cell,
-            Aggregate::of(&outcomes, exp.nonconvergence_train_error),
-        ));
+        cells.push((cell, Aggregate::of(&outcomes, exp.nonconvergence_train_error)));
     }
-    let table = TableResults {
-        experiment: &exp,
-        cells,
-        max_epochs: args.max_epochs,
-    };
+    let table = TableResults { experiment: &exp, cells, max_epochs: args.max_epochs };
     let markdown = table.markdown();
     println!("\n{markdown}");
     let stem = match args.max_epochs {
@@ -752,11 +684,7 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
 
 fn data_download(args: DownloadArgs) -> Result<ExitCode> {
     let dir = data::resolve_data_dir(args.data_dir.as_deref());
-    let mirrors = if args.mirrors.is_empty() {
-        download::default_mirrors(args.dataset)
-    } else {
-        args.mirrors
-    };
+    let mirrors = if args.mirrors.is_empty() { download::default_mirrors(args.dataset) } else { args.mirrors };
     let fetched = download::download(args.dataset, &dir, &mirrors, |msg| eprintln!("{msg}"))?;
     for f in fetched {
         match f {
@@ -774,9 +702,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(args),
         Command::Reproduce(args) => reproduce(args),
-        Command::Data {
-            command: DataCommand::Download(args),
-        } => data_download(args),
+        Command::Data { command: DataCommand::Download(args) } => data_download(args),
     };
     match result {
         Ok(code) => code,

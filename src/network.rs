@@ -41,13 +41,7 @@ pub enum Init {
 
 impl Dense {
     pub fn zeros(fan_in: usize, fan_out: usize, has_bias: bool) -> Self {
-        Dense {
-            fan_in,
-            fan_out,
-            weight: vec![0.0; fan_in * fan_out],
-            bias: vec![0.0; fan_out],
-            has_bias,
-        }
+        Dense { fan_in, fan_out, weight: vec![0.0; fan_in * fan_out], bias: vec![0.0; fan_out], has_bias }
     }
 
     /// Weights (and biases, if any) uniform in `[-1/√fan_in, 1/√fan_in]`.
@@ -73,16 +67,7 @@ impl Dense {
         accumulate: bool,
         threads: usize,
     ) {
-        gemm_tn(
-            &mut grad.weight,
-            delta,
-            input,
-            self.fan_out,
-            rows,
-            self.fan_in,
-            accumulate,
-            threads,
-        );
+        gemm_tn(&mut grad.weight, delta, input, self.fan_out, rows, self.fan_in, accumulate, threads);
         if !accumulate {
             grad.bias.fill(0.0);
         }
@@ -114,22 +99,10 @@ pub struct Network {
 impl Network {
     /// `sizes = [n_in, n_1, …, n_{L-1}, n_out]`; weights uniform (else zero), with or without
     /// biases.
-    pub fn new(
-        sizes: &[usize],
-        activation: Activation,
-        uniform: bool,
-        bias: bool,
-        rng: &mut DfaRng,
-    ) -> Self {
+    pub fn new(sizes: &[usize], activation: Activation, uniform: bool, bias: bool, rng: &mut DfaRng) -> Self {
         let layers = sizes
             .windows(2)
-            .map(|w| {
-                if uniform {
-                    Dense::uniform(w[0], w[1], bias, rng)
-                } else {
-                    Dense::zeros(w[0], w[1], bias)
-                }
-            })
+            .map(|w| if uniform { Dense::uniform(w[0], w[1], bias, rng) } else { Dense::zeros(w[0], w[1], bias) })
             .collect();
         Network { activation, layers }
     }
@@ -153,10 +126,7 @@ impl Network {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| l.weight.len() + l.bias.len())
-            .sum()
+        self.layers.iter().map(|l| l.weight.len() + l.bias.len()).sum()
     }
 
     /// Forward pass over `rows` samples of `x`: fills `ws.outputs[l]` with `h_{l+1}` for the
@@ -180,16 +150,7 @@ impl Network {
                 &before[l - 1]
             };
             let out = &mut rest[0];
-            gemm_nt(
-                out,
-                input,
-                &layer.weight,
-                rows,
-                layer.fan_in,
-                layer.fan_out,
-                false,
-                threads,
-            );
+            gemm_nt(out, input, &layer.weight, rows, layer.fan_in, layer.fan_out, false, threads);
             let out = &mut out[..rows * layer.fan_out];
             if l == last {
                 for row in out.chunks_exact_mut(layer.fan_out) {
@@ -200,12 +161,7 @@ impl Network {
             } else {
                 self.activation.bias_apply(out, &layer.bias);
                 if ws.dropout_active {
-                    apply_mask(
-                        &mut ws.dropped[l + 1],
-                        out,
-                        &ws.masks[l + 1],
-                        rows * layer.fan_out,
-                    );
+                    apply_mask(&mut ws.dropped[l + 1], out, &ws.masks[l + 1], rows * layer.fan_out);
                 }
             }
         }
@@ -213,13 +169,7 @@ impl Network {
 
     /// Predicted classes (argmax of the logits) for `rows` samples of `x`, in chunks of the
     /// workspace's batch size.
-    pub fn count_errors(
-        &self,
-        x: &[f32],
-        labels: &[u8],
-        ws: &mut Workspace,
-        threads: usize,
-    ) -> usize {
+    pub fn count_errors(&self, x: &[f32], labels: &[u8], ws: &mut Workspace, threads: usize) -> usize {
         let n_in = self.n_inputs();
         let n_out = self.n_outputs();
         let mut errors = 0;
@@ -269,28 +219,14 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new(net: &Network, max_rows: usize) -> Self {
-        let outputs = net
-            .layers
-            .iter()
-            .map(|l| vec![0.0; max_rows * l.fan_out])
-            .collect();
-        let deltas = net
-            .layers
-            .iter()
-            .map(|l| vec![0.0; max_rows * l.fan_out])
-            .collect();
+        let outputs = net.layers.iter().map(|l| vec![0.0; max_rows * l.fan_out]).collect();
+        let deltas = net.layers.iter().map(|l| vec![0.0; max_rows * l.fan_out]).collect();
         let grads = net
             .layers
             .iter()
-            .map(|l| Gradients {
-                weight: vec![0.0; l.weight.len()],
-                bias: vec![0.0; l.fan_out],
-            })
+            .map(|l| Gradients { weight: vec![0.0; l.weight.len()], bias: vec![0.0; l.fan_out] })
             .collect();
-        let hidden: usize = net.layers[..net.layers.len() - 1]
-            .iter()
-            .map(|l| l.fan_out)
-            .sum();
+        let hidden: usize = net.layers[..net.layers.len() - 1].iter().map(|l| l.fan_out).sum();
         Workspace {
             max_rows,
             outputs,
@@ -305,12 +241,8 @@ impl Workspace {
 
     /// Allocates the dropout buffers (input and every hidden layer).
     pub fn with_dropout(mut self, net: &Network) -> Self {
-        let widths = std::iter::once(net.n_inputs())
-            .chain(net.layers[..net.depth() - 1].iter().map(|l| l.fan_out));
-        self.masks = widths
-            .clone()
-            .map(|w| vec![0.0; self.max_rows * w])
-            .collect();
+        let widths = std::iter::once(net.n_inputs()).chain(net.layers[..net.depth() - 1].iter().map(|l| l.fan_out));
+        self.masks = widths.clone().map(|w| vec![0.0; self.max_rows * w]).collect();
         self.dropped = widths.map(|w| vec![0.0; self.max_rows * w]).collect();
         self
     }
@@ -344,10 +276,8 @@ pub fn output_error(logits: &[f32], labels: &[u8], n_out: usize, e: &mut [f32]) 
     let inv_n = 1.0 / rows as f32;
     let mut loss = 0.0f64;
     let mut errors = 0;
-    for ((a_row, e_row), &label) in logits[..rows * n_out]
-        .chunks_exact(n_out)
-        .zip(e.chunks_exact_mut(n_out))
-        .zip(labels)
+    for ((a_row, e_row), &label) in
+        logits[..rows * n_out].chunks_exact(n_out).zip(e.chunks_exact_mut(n_out)).zip(labels)
     {
         if argmax(a_row) != label as usize {
             errors += 1;

@@ -37,30 +37,15 @@ pub struct Optimiser {
 }
 
 impl Optimiser {
-    pub fn new(
-        kind: OptimiserKind,
-        learning_rate: f32,
-        decay: f32,
-        epsilon: f32,
-        net: &Network,
-    ) -> Self {
+    pub fn new(kind: OptimiserKind, learning_rate: f32, decay: f32, epsilon: f32, net: &Network) -> Self {
         // one state per layer; SGD keeps none, so its states are empty
         let size = |n: usize| if kind == OptimiserKind::Rmsprop { n } else { 0 };
         let mean_square = net
             .layers
             .iter()
-            .map(|l| Gradients {
-                weight: vec![0.0; size(l.weight.len())],
-                bias: vec![0.0; size(l.bias.len())],
-            })
+            .map(|l| Gradients { weight: vec![0.0; size(l.weight.len())], bias: vec![0.0; size(l.bias.len())] })
             .collect();
-        Optimiser {
-            kind,
-            learning_rate,
-            decay,
-            epsilon,
-            mean_square,
-        }
+        Optimiser { kind, learning_rate, decay, epsilon, mean_square }
     }
 
     /// Applies one update to every layer.
@@ -74,12 +59,8 @@ impl Optimiser {
     /// The hyper-parameters and the per-layer states, split so that each layer's update can run
     /// on its own thread: `update(kind, lr, ρ, ε, layer, grad, state)`.
     pub fn layer_states(&mut self) -> (UpdateRule, &mut [Gradients]) {
-        let rule = UpdateRule {
-            kind: self.kind,
-            learning_rate: self.learning_rate,
-            decay: self.decay,
-            epsilon: self.epsilon,
-        };
+        let rule =
+            UpdateRule { kind: self.kind, learning_rate: self.learning_rate, decay: self.decay, epsilon: self.epsilon };
         (rule, &mut self.mean_square)
     }
 }
@@ -96,16 +77,7 @@ pub struct UpdateRule {
 impl UpdateRule {
     /// Updates one layer with its state (RMSprop's mean squares; unused by SGD).
     pub fn apply(&self, layer: &mut Dense, g: &Gradients, state: &mut Gradients, threads: usize) {
-        update(
-            self.kind,
-            self.learning_rate,
-            self.decay,
-            self.epsilon,
-            layer,
-            g,
-            state,
-            threads,
-        );
+        update(self.kind, self.learning_rate, self.decay, self.epsilon, layer, g, state, threads);
     }
 }
 
@@ -122,24 +94,8 @@ fn update(
 ) {
     match kind {
         OptimiserKind::Rmsprop => {
-            rmsprop(
-                &mut layer.weight,
-                &g.weight,
-                &mut ms.weight,
-                lr,
-                rho,
-                eps,
-                threads,
-            );
-            rmsprop(
-                &mut layer.bias,
-                &g.bias,
-                &mut ms.bias,
-                lr,
-                rho,
-                eps,
-                threads,
-            );
+            rmsprop(&mut layer.weight, &g.weight, &mut ms.weight, lr, rho, eps, threads);
+            rmsprop(&mut layer.bias, &g.bias, &mut ms.bias, lr, rho, eps, threads);
         }
         OptimiserKind::Sgd => {
             sgd(&mut layer.weight, &g.weight, lr);
@@ -157,15 +113,7 @@ crate::multiversion! {
     }
 }
 
-fn rmsprop(
-    theta: &mut [f32],
-    g: &[f32],
-    v: &mut [f32],
-    lr: f32,
-    rho: f32,
-    eps: f32,
-    threads: usize,
-) {
+fn rmsprop(theta: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, rho: f32, eps: f32, threads: usize) {
     if threads > 1 && theta.len() > 2 * CHUNK {
         theta
             .par_chunks_mut(CHUNK)
@@ -201,20 +149,8 @@ mod tests {
             let g = 0.1 * t as f64;
             v = rho * v + (1.0 - rho) * g * g;
             theta -= lr * g / (v.sqrt() + eps);
-            rmsprop(
-                &mut t32,
-                &[g as f32],
-                &mut v32,
-                lr as f32,
-                rho as f32,
-                eps as f32,
-                1,
-            );
-            assert!(
-                (t32[0] as f64 - theta).abs() < 1e-6,
-                "step {t}: {} vs {theta}",
-                t32[0]
-            );
+            rmsprop(&mut t32, &[g as f32], &mut v32, lr as f32, rho as f32, eps as f32, 1);
+            assert!((t32[0] as f64 - theta).abs() < 1e-6, "step {t}: {} vs {theta}", t32[0]);
             if t == 1 {
                 assert!((t32[0] - 0.4).abs() < 1e-6);
             }
@@ -225,35 +161,21 @@ mod tests {
     #[test]
     fn sgd_steps_by_lr_times_gradient() {
         let mut rng = crate::rng::DfaRng::new(1, crate::rng::Stream::Weights);
-        let mut net = Network::new(
-            &[3, 2],
-            crate::activation::Activation::Tanh,
-            true,
-            true,
-            &mut rng,
-        );
+        let mut net = Network::new(&[3, 2], crate::activation::Activation::Tanh, true, true, &mut rng);
         let before = net.layers[0].clone();
         let mut opt = Optimiser::new(OptimiserKind::Sgd, 0.5, 0.99, 1e-8, &net);
-        let g = vec![Gradients {
-            weight: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-            bias: vec![-1.0, 1.0],
-        }];
+        let g = vec![Gradients { weight: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], bias: vec![-1.0, 1.0] }];
         opt.step(&mut net, &g, 1);
         for (k, (a, b)) in before.weight.iter().zip(&net.layers[0].weight).enumerate() {
             assert_eq!(*b, a - 0.5 * (k + 1) as f32);
         }
-        assert_eq!(
-            net.layers[0].bias,
-            vec![before.bias[0] + 0.5, before.bias[1] - 0.5]
-        );
+        assert_eq!(net.layers[0].bias, vec![before.bias[0] + 0.5, before.bias[1] - 0.5]);
     }
 
     #[test]
     fn parallel_and_serial_updates_are_bitwise_equal() {
         let n = 5 * CHUNK + 17;
-        let g: Vec<f32> = (0..n)
-            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
-            .collect();
+        let g: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
         let (mut a, mut va) = (vec![0.1f32; n], vec![0.0f32; n]);
         let (mut b, mut vb) = (a.clone(), va.clone());
         rmsprop(&mut a, &g, &mut va, 1e-3, 0.99, 1e-8, 1);

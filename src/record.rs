@@ -102,11 +102,7 @@ impl RunDir {
     pub fn create_unique(base: &Path, name: &str) -> Result<Self> {
         std::fs::create_dir_all(base).map_err(|e| Error::io(base, e))?;
         for k in 1.. {
-            let path = if k == 1 {
-                base.join(name)
-            } else {
-                base.join(format!("{name}-{k}"))
-            };
+            let path = if k == 1 { base.join(name) } else { base.join(format!("{name}-{k}")) };
             match std::fs::create_dir(&path) {
                 Ok(()) => return Ok(RunDir { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -118,22 +114,15 @@ impl RunDir {
 
     /// An existing, empty folder that is to become a run folder.
     pub fn open_new(path: &Path) -> Result<Self> {
-        Ok(RunDir {
-            path: path.to_path_buf(),
-        })
+        Ok(RunDir { path: path.to_path_buf() })
     }
 
     /// An existing run folder (it must hold a `config.toml`).
     pub fn open(path: &Path) -> Result<Self> {
         if !path.join(CONFIG_FILE).is_file() {
-            return Err(Error::format(
-                path,
-                format!("not a run folder: no {CONFIG_FILE} in it"),
-            ));
+            return Err(Error::format(path, format!("not a run folder: no {CONFIG_FILE} in it")));
         }
-        Ok(RunDir {
-            path: path.to_path_buf(),
-        })
+        Ok(RunDir { path: path.to_path_buf() })
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -163,15 +152,10 @@ impl RunDir {
 
     pub fn append_metrics(&self, m: &EpochMetrics) -> Result<()> {
         let path = self.file(METRICS_FILE);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let line = serde_json::to_string(m).expect("metrics always serialise");
-        writeln!(f, "{line}")
-            .and_then(|()| f.sync_data())
-            .map_err(|e| Error::io(&path, e))
+        writeln!(f, "{line}").and_then(|()| f.sync_data()).map_err(|e| Error::io(&path, e))
     }
 
     pub fn read_metrics(&self) -> Result<Vec<EpochMetrics>> {
@@ -182,10 +166,7 @@ impl RunDir {
             Err(e) => return Err(Error::io(&path, e)),
         };
         // A line cut short by a kill is dropped (the checkpoint decides what counts).
-        Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect())
+        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
     }
 
     /// Keeps only the metrics of epochs `1..=epoch` (rewritten atomically).
@@ -206,12 +187,7 @@ impl RunDir {
     }
 
     /// Loads a checkpoint into a model built for `config` (shapes are checked).
-    pub fn load_checkpoint(
-        &self,
-        config: &TrainConfig,
-        n_in: usize,
-        n_out: usize,
-    ) -> Result<(Model, Progress)> {
+    pub fn load_checkpoint(&self, config: &TrainConfig, n_in: usize, n_out: usize) -> Result<(Model, Progress)> {
         let path = self.file(CHECKPOINT_FILE);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         load_checkpoint_bytes(&bytes, &path, config, n_in, n_out)
@@ -226,69 +202,39 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 fn tensors(model: &Model) -> Vec<(String, Vec<usize>, &[f32])> {
     let mut t: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (l, layer) in model.net.layers.iter().enumerate() {
-        t.push((
-            format!("layers.{l}.weight"),
-            vec![layer.fan_out, layer.fan_in],
-            &layer.weight,
-        ));
+        t.push((format!("layers.{l}.weight"), vec![layer.fan_out, layer.fan_in], &layer.weight));
         t.push((format!("layers.{l}.bias"), vec![layer.fan_out], &layer.bias));
     }
     for (k, b) in model.feedback.matrices.iter().enumerate() {
         t.push((format!("feedback.{k}"), vec![b.rows, b.cols], &b.values));
     }
-    for (l, (ms, layer)) in model
-        .optimiser
-        .mean_square
-        .iter()
-        .zip(&model.net.layers)
-        .enumerate()
-    {
-        t.push((
-            format!("optimiser.layers.{l}.weight.mean_square"),
-            vec![layer.fan_out, layer.fan_in],
-            &ms.weight,
-        ));
-        t.push((
-            format!("optimiser.layers.{l}.bias.mean_square"),
-            vec![layer.fan_out],
-            &ms.bias,
-        ));
+    for (l, (ms, layer)) in model.optimiser.mean_square.iter().zip(&model.net.layers).enumerate() {
+        t.push((format!("optimiser.layers.{l}.weight.mean_square"), vec![layer.fan_out, layer.fan_in], &ms.weight));
+        t.push((format!("optimiser.layers.{l}.bias.mean_square"), vec![layer.fan_out], &ms.bias));
     }
     t
 }
 
-pub fn checkpoint_bytes(
-    model: &Model,
-    progress: &Progress,
-    config: &TrainConfig,
-) -> Result<Vec<u8>> {
+pub fn checkpoint_bytes(model: &Model, progress: &Progress, config: &TrainConfig) -> Result<Vec<u8>> {
     let list = tensors(model);
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = list
-        .into_iter()
-        .map(|(name, shape, v)| (name, shape, f32_bytes(v)))
-        .collect();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> =
+        list.into_iter().map(|(name, shape, v)| (name, shape, f32_bytes(v))).collect();
     let views = data
         .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
-        })
+        .map(|(name, shape, bytes)| TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::checkpoint("(memory)", e.to_string()))?;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
     meta.insert("dfa_version".to_string(), VERSION.to_string());
     meta.insert("git_commit".to_string(), GIT_COMMIT.to_string());
-    meta.insert(
-        "progress".to_string(),
-        serde_json::to_string(progress).expect("progress serialises"),
-    );
+    meta.insert("progress".to_string(), serde_json::to_string(progress).expect("progress serialises"));
     meta.insert("config".to_string(), config.to_toml());
     meta.insert(
         "feedback_layers".to_string(),
         serde_json::to_string(&model.feedback.layer_matrix).expect("serialises"),
     );
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::checkpoint("(memory)", e.to_string()))
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::checkpoint("(memory)", e.to_string()))
 }
 
 pub fn load_checkpoint_bytes(
@@ -299,29 +245,20 @@ pub fn load_checkpoint_bytes(
     n_out: usize,
 ) -> Result<(Model, Progress)> {
     let bad = |m: String| Error::checkpoint(path, m);
-    let st =
-        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
         return Err(bad(format!("metadata 'format' is not {CHECKPOINT_FORMAT}")));
     }
-    let progress: Progress = serde_json::from_str(
-        meta.get("progress")
-            .ok_or_else(|| bad("no 'progress' metadata".into()))?,
-    )
-    .map_err(|e| bad(format!("metadata 'progress': {e}")))?;
+    let progress: Progress =
+        serde_json::from_str(meta.get("progress").ok_or_else(|| bad("no 'progress' metadata".into()))?)
+            .map_err(|e| bad(format!("metadata 'progress': {e}")))?;
     let mut model = Model::new(config, n_in, n_out)?;
     let fill = |name: &str, shape: &[usize], out: &mut [f32]| -> Result<()> {
-        let t = st
-            .tensor(name)
-            .map_err(|_| bad(format!("tensor '{name}' is missing")))?;
+        let t = st.tensor(name).map_err(|_| bad(format!("tensor '{name}' is missing")))?;
         if t.dtype() != Dtype::F32 || t.shape() != shape {
-            return Err(bad(format!(
-                "tensor '{name}' is {:?} {:?}, expected F32 {shape:?}",
-                t.dtype(),
-                t.shape()
-            )));
+            return Err(bad(format!("tensor '{name}' is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape())));
         }
         for (o, c) in out.iter_mut().zip(t.data().chunks_exact(4)) {
             *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -333,30 +270,16 @@ pub fn load_checkpoint_bytes(
         fill(&format!("layers.{l}.weight"), &shape, &mut layer.weight)?;
         fill(&format!("layers.{l}.bias"), &shape[..1], &mut layer.bias)?;
     }
-    for (k, FeedbackMatrix { rows, cols, values }) in model.feedback.matrices.iter_mut().enumerate()
-    {
+    for (k, FeedbackMatrix { rows, cols, values }) in model.feedback.matrices.iter_mut().enumerate() {
         fill(&format!("feedback.{k}"), &[*rows, *cols], values)?;
     }
     let layers = model.net.layers.iter().map(|l| (l.fan_out, l.fan_in));
     let rmsprop = model.optimiser.kind == OptimiserKind::Rmsprop;
-    for (l, (Gradients { weight, bias }, (o, i))) in model
-        .optimiser
-        .mean_square
-        .iter_mut()
-        .zip(layers)
-        .enumerate()
-        .filter(|_| rmsprop)
+    for (l, (Gradients { weight, bias }, (o, i))) in
+        model.optimiser.mean_square.iter_mut().zip(layers).enumerate().filter(|_| rmsprop)
     {
-        fill(
-            &format!("optimiser.layers.{l}.weight.mean_square"),
-            &[o, i],
-            weight,
-        )?;
-        fill(
-            &format!("optimiser.layers.{l}.bias.mean_square"),
-            &[o],
-            bias,
-        )?;
+        fill(&format!("optimiser.layers.{l}.weight.mean_square"), &[o, i], weight)?;
+        fill(&format!("optimiser.layers.{l}.bias.mean_square"), &[o], bias)?;
     }
     model.feedback.restack();
     model.optimiser.learning_rate = progress.learning_rate;
@@ -414,8 +337,7 @@ pub fn summarise(trainer: &Trainer, metrics: &[EpochMetrics]) -> Summary {
         final_loss: last.map_or(f64::NAN, |m| m.loss),
         final_train_error: last.map_or(f64::NAN, |m| m.train_error),
         final_test_error: last.map_or(f64::NAN, |m| m.test_error),
-        mean_epoch_seconds: metrics.iter().map(|m| m.seconds).sum::<f64>()
-            / metrics.len().max(1) as f64,
+        mean_epoch_seconds: metrics.iter().map(|m| m.seconds).sum::<f64>() / metrics.len().max(1) as f64,
         median_samples_per_s: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
         total_seconds: metrics.iter().map(|m| m.seconds + m.eval_seconds).sum(),
         seed: trainer.config.seed,

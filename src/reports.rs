@@ -38,38 +38,21 @@ impl Aggregate {
         }
         let ok: Vec<&RunOutcome> = runs
             .iter()
-            .filter(|r| {
-                r.stop != StopReason::Diverged && r.train_error <= nonconvergence_train_error
-            })
+            .filter(|r| r.stop != StopReason::Diverged && r.train_error <= nonconvergence_train_error)
             .collect();
         let n = ok.len() as f64;
         let mean = |f: &dyn Fn(&RunOutcome) -> f64| ok.iter().map(|r| f(r)).sum::<f64>() / n;
         let (test_mean, train_mean, epochs_mean) = if ok.is_empty() {
             (f64::NAN, f64::NAN, f64::NAN)
         } else {
-            (
-                mean(&|r| r.test_error),
-                mean(&|r| r.train_error),
-                mean(&|r| r.epochs as f64),
-            )
+            (mean(&|r| r.test_error), mean(&|r| r.train_error), mean(&|r| r.epochs as f64))
         };
         let test_std = if ok.len() > 1 {
-            (ok.iter()
-                .map(|r| (r.test_error - test_mean).powi(2))
-                .sum::<f64>()
-                / (n - 1.0))
-                .sqrt()
+            (ok.iter().map(|r| (r.test_error - test_mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
         } else {
             0.0
         };
-        Some(Aggregate {
-            runs: runs.len(),
-            converged: ok.len(),
-            test_mean,
-            test_std,
-            train_mean,
-            epochs_mean,
-        })
+        Some(Aggregate { runs: runs.len(), converged: ok.len(), test_mean, test_std, train_mean, epochs_mean })
     }
 
     /// `1.74 ± 0.08 (0.03)`, `1.74 (0.03)` for one seed, `—` when nothing converged; a note
@@ -124,9 +107,7 @@ pub struct TableResults<'a> {
 
 impl TableResults<'_> {
     fn find(&self, row: &str, column: &str) -> Option<&(&Cell, Option<Aggregate>)> {
-        self.cells
-            .iter()
-            .find(|(c, _)| c.row == row && c.column == column)
+        self.cells.iter().find(|(c, _)| c.row == row && c.column == column)
     }
 
     pub fn markdown(&self) -> String {
@@ -138,10 +119,7 @@ impl TableResults<'_> {
             );
         }
         out += "Measured test error (%) as mean ± std over the converged seeds, training error in brackets when above ";
-        out += &format!(
-            "{} %, — when no seed converged; Δ = measured − paper.\n\n",
-            e.bracket_above
-        );
+        out += &format!("{} %, — when no seed converged; Δ = measured − paper.\n\n", e.bracket_above);
         out += "| model |";
         for c in &e.columns {
             out += &format!(" {c} | paper | Δ |");
@@ -160,14 +138,8 @@ impl TableResults<'_> {
             for column in &e.columns {
                 match self.find(row, column) {
                     Some((cell, agg)) => {
-                        let measured = agg
-                            .as_ref()
-                            .map_or("not run".to_string(), |a| a.format(e.bracket_above));
-                        out += &format!(
-                            " {measured} | {} | {} |",
-                            paper_cell(cell),
-                            difference(agg.as_ref(), cell)
-                        );
+                        let measured = agg.as_ref().map_or("not run".to_string(), |a| a.format(e.bracket_above));
+                        out += &format!(" {measured} | {} | {} |", paper_cell(cell), difference(agg.as_ref(), cell));
                     }
                     None => out += " | | |",
                 }
@@ -178,12 +150,7 @@ impl TableResults<'_> {
             .cells
             .iter()
             .filter_map(|(c, a)| {
-                a.as_ref().map(|a| {
-                    format!(
-                        "{}: {} runs, {:.0} epochs on average",
-                        c.id, a.runs, a.epochs_mean
-                    )
-                })
+                a.as_ref().map(|a| format!("{}: {} runs, {:.0} epochs on average", c.id, a.runs, a.epochs_mean))
             })
             .collect();
         out += &format!("\nRuns: {}.\n", seeds.join("; "));
@@ -195,17 +162,11 @@ impl TableResults<'_> {
             "cell,row,column,runs,converged,test_mean,test_std,train_mean,epochs_mean,paper_test,paper_std,paper_train,difference,max_epochs\n",
         );
         let num = |v: f64| {
-            if v.is_finite() {
-                format!("{v:.4}")
-            } else {
-                String::new()
-            }
+            if v.is_finite() { format!("{v:.4}") } else { String::new() }
         };
         for (cell, agg) in &self.cells {
             let Some(a) = agg else { continue };
-            let (pm, ps) = cell
-                .paper
-                .map_or((String::new(), String::new()), |[m, s]| (num(m), num(s)));
+            let (pm, ps) = cell.paper.map_or((String::new(), String::new()), |[m, s]| (num(m), num(s)));
             out += &format!(
                 "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 cell.id,
@@ -233,13 +194,7 @@ mod tests {
     use super::*;
 
     fn run(seed: u64, test: f64, train: f64, stop: StopReason) -> RunOutcome {
-        RunOutcome {
-            seed,
-            test_error: test,
-            train_error: train,
-            epochs: 40,
-            stop,
-        }
+        RunOutcome { seed, test_error: test, train_error: train, epochs: 40, stop }
     }
 
     /// Hand values: tests 1.6, 1.7, 1.8 → mean 1.70, sample std 0.10.

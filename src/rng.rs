@@ -40,11 +40,7 @@ impl DfaRng {
     }
 
     pub fn state(&self) -> RngState {
-        RngState {
-            key: self.0.get_seed(),
-            stream: self.0.get_stream(),
-            word_pos: self.0.get_word_pos().to_string(),
-        }
+        RngState { key: self.0.get_seed(), stream: self.0.get_stream(), word_pos: self.0.get_word_pos().to_string() }
     }
 
     pub fn from_state(state: &RngState) -> Option<Self> {

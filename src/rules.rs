@@ -67,13 +67,7 @@ pub struct Feedback {
 impl Feedback {
     /// Draws the feedback for `rule` on a network of `sizes = [n_in, n_1, …, n_out]`, uniform in
     /// `[-bound, bound]` with `bound = 1/√n_i` unless `bound_override` is given.
-    pub fn new(
-        rule: Rule,
-        sizes: &[usize],
-        share: bool,
-        bound_override: Option<f32>,
-        rng: &mut DfaRng,
-    ) -> Self {
+    pub fn new(rule: Rule, sizes: &[usize], share: bool, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
         let n_out = *sizes.last().expect("sizes has an output layer");
         let hidden = &sizes[1..sizes.len() - 1];
         let mut matrices: Vec<FeedbackMatrix> = Vec::new();
@@ -90,11 +84,7 @@ impl Feedback {
                 continue;
             };
             let shared = (share && rule == Rule::Dfa)
-                .then(|| {
-                    matrices
-                        .iter()
-                        .position(|m| m.rows == n_i && m.cols == cols)
-                })
+                .then(|| matrices.iter().position(|m| m.rows == n_i && m.cols == cols))
                 .flatten();
             if let Some(k) = shared {
                 layer_matrix.push(Some(k));
@@ -103,19 +93,10 @@ impl Feedback {
             let bound = bound_override.unwrap_or(1.0 / (n_i as f32).sqrt());
             let mut values = vec![0.0; n_i * cols];
             rng.fill_symmetric(&mut values, bound);
-            matrices.push(FeedbackMatrix {
-                rows: n_i,
-                cols,
-                values,
-            });
+            matrices.push(FeedbackMatrix { rows: n_i, cols, values });
             layer_matrix.push(Some(matrices.len() - 1));
         }
-        let mut feedback = Feedback {
-            rule,
-            matrices,
-            layer_matrix,
-            stacked: Vec::new(),
-        };
+        let mut feedback = Feedback { rule, matrices, layer_matrix, stacked: Vec::new() };
         feedback.restack();
         feedback
     }
@@ -133,24 +114,13 @@ impl Feedback {
 
     /// The feedback matrix of hidden layer `l` (0-based).
     pub fn for_layer(&self, l: usize) -> Option<&FeedbackMatrix> {
-        self.layer_matrix
-            .get(l)
-            .copied()
-            .flatten()
-            .map(|k| &self.matrices[k])
+        self.layer_matrix.get(l).copied().flatten().map(|k| &self.matrices[k])
     }
 }
 
 /// Fills the hidden update directions `ws.deltas[0..L-1]` from the output error already in
 /// `ws.deltas[L-1]`, as `rule` prescribes. `rows` is the mini-batch size.
-pub fn hidden_deltas(
-    rule: Rule,
-    net: &Network,
-    feedback: &Feedback,
-    ws: &mut Workspace,
-    rows: usize,
-    threads: usize,
-) {
+pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Workspace, rows: usize, threads: usize) {
     let depth = net.depth();
     let f = net.activation;
     let n_out = net.n_outputs();
@@ -166,12 +136,7 @@ pub fn hidden_deltas(
             d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
         }
     };
-    let missing = |l: usize| -> ! {
-        panic!(
-            "{} feedback for hidden layer {l} was not drawn",
-            rule.name()
-        )
-    };
+    let missing = |l: usize| -> ! { panic!("{} feedback for hidden layer {l} was not drawn", rule.name()) };
     match rule {
         Rule::Bp => {
             for l in (0..depth - 1).rev() {
@@ -179,16 +144,7 @@ pub fn hidden_deltas(
                 let (lower, upper) = hidden.split_at_mut(l + 1);
                 let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
                 // δa_i = (W_{i+1}ᵀ δa_{i+1}): rows × n_{i+1} times n_{i+1} × n_i
-                gemm_nn(
-                    &mut lower[l],
-                    d_above,
-                    &above.weight,
-                    rows,
-                    above.fan_out,
-                    above.fan_in,
-                    false,
-                    threads,
-                );
+                gemm_nn(&mut lower[l], d_above, &above.weight, rows, above.fan_out, above.fan_in, false, threads);
                 finish(&mut lower[l][..rows * above.fan_in], l);
             }
         }
@@ -197,16 +153,7 @@ pub fn hidden_deltas(
                 let b = feedback.for_layer(l).unwrap_or_else(|| missing(l));
                 let (lower, upper) = hidden.split_at_mut(l + 1);
                 let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
-                gemm_nt(
-                    &mut lower[l],
-                    d_above,
-                    &b.values,
-                    rows,
-                    b.cols,
-                    b.rows,
-                    false,
-                    threads,
-                );
+                gemm_nt(&mut lower[l], d_above, &b.values, rows, b.cols, b.rows, false, threads);
                 finish(&mut lower[l][..rows * b.rows], l);
             }
         }
@@ -215,38 +162,17 @@ pub fn hidden_deltas(
             let total = feedback.stacked.len() / n_out.max(1);
             assert_eq!(
                 total,
-                net.layers[..depth - 1]
-                    .iter()
-                    .map(|l| l.fan_out)
-                    .sum::<usize>(),
+                net.layers[..depth - 1].iter().map(|l| l.fan_out).sum::<usize>(),
                 "DFA feedback not stacked"
             );
             let signal = &mut ws.signal[..rows * total];
-            gemm_nt(
-                signal,
-                e,
-                &feedback.stacked,
-                rows,
-                n_out,
-                total,
-                false,
-                threads,
-            );
+            gemm_nt(signal, e, &feedback.stacked, rows, n_out, total, false, threads);
             let mut offset = 0;
             for (l, d) in hidden.iter_mut().enumerate() {
                 let n_l = net.layers[l].fan_out;
-                f.scaled_by_derivative(
-                    &mut d[..rows * n_l],
-                    &signal[offset..],
-                    total,
-                    &outputs[l][..rows * n_l],
-                    n_l,
-                );
+                f.scaled_by_derivative(&mut d[..rows * n_l], &signal[offset..], total, &outputs[l][..rows * n_l], n_l);
                 if let Some(m) = masks {
-                    d[..rows * n_l]
-                        .iter_mut()
-                        .zip(&m[l + 1])
-                        .for_each(|(d, m)| *d *= m);
+                    d[..rows * n_l].iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
                 }
                 offset += n_l;
             }
@@ -256,29 +182,11 @@ pub fn hidden_deltas(
                 let (lower, upper) = hidden.split_at_mut(l);
                 if l == 0 {
                     let b = feedback.for_layer(0).unwrap_or_else(|| missing(0));
-                    gemm_nt(
-                        &mut upper[0],
-                        e,
-                        &b.values,
-                        rows,
-                        b.cols,
-                        b.rows,
-                        false,
-                        threads,
-                    );
+                    gemm_nt(&mut upper[0], e, &b.values, rows, b.cols, b.rows, false, threads);
                 } else {
                     // δa_i = (W_i δa_{i-1}): rows × n_{i-1} times (n_i × n_{i-1})ᵀ
                     let w = &net.layers[l];
-                    gemm_nt(
-                        &mut upper[0],
-                        &lower[l - 1],
-                        &w.weight,
-                        rows,
-                        w.fan_in,
-                        w.fan_out,
-                        false,
-                        threads,
-                    );
+                    gemm_nt(&mut upper[0], &lower[l - 1], &w.weight, rows, w.fan_in, w.fan_out, false, threads);
                 }
                 let n_l = net.layers[l].fan_out;
                 finish(&mut upper[0][..rows * n_l], l);
@@ -292,14 +200,7 @@ pub fn hidden_deltas(
 pub fn gradients(net: &Network, x: &[f32], ws: &mut Workspace, rows: usize, threads: usize) {
     for (l, layer) in net.layers.iter().enumerate() {
         let mut g = std::mem::take(&mut ws.grads[l]);
-        layer.gradients(
-            &ws.deltas[l],
-            ws.layer_input(x, l),
-            rows,
-            &mut g,
-            false,
-            threads,
-        );
+        layer.gradients(&ws.deltas[l], ws.layer_input(x, l), rows, &mut g, false, threads);
         ws.grads[l] = g;
     }
 }

@@ -39,32 +39,12 @@ impl Model {
         sizes.push(n_out);
         let mut weights_rng = DfaRng::new(config.seed, Stream::Weights);
         let mut feedback_rng = DfaRng::new(config.seed, Stream::Feedback);
-        let net = Network::new(
-            &sizes,
-            config.activation,
-            config.uniform_init(),
-            config.bias,
-            &mut weights_rng,
-        );
-        let feedback = Feedback::new(
-            config.rule,
-            &sizes,
-            config.shared_feedback,
-            config.feedback_bound,
-            &mut feedback_rng,
-        );
-        let optimiser = Optimiser::new(
-            config.optimiser,
-            config.learning_rate,
-            config.rms_decay,
-            config.rms_epsilon,
-            &net,
-        );
-        Ok(Model {
-            net,
-            feedback,
-            optimiser,
-        })
+        let net = Network::new(&sizes, config.activation, config.uniform_init(), config.bias, &mut weights_rng);
+        let feedback =
+            Feedback::new(config.rule, &sizes, config.shared_feedback, config.feedback_bound, &mut feedback_rng);
+        let optimiser =
+            Optimiser::new(config.optimiser, config.learning_rate, config.rms_decay, config.rms_epsilon, &net);
+        Ok(Model { net, feedback, optimiser })
     }
 }
 
@@ -158,11 +138,7 @@ pub struct Trainer {
 
 /// The thread count a configuration asks for (`0`: all cores).
 pub fn resolve_threads(threads: usize) -> usize {
-    if threads > 0 {
-        threads
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    }
+    if threads > 0 { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
 }
 
 impl Trainer {
@@ -177,21 +153,14 @@ impl Trainer {
             error_mean: None,
             initial_loss: None,
             shuffle_rng: DfaRng::new(config.seed, Stream::Shuffle).state(),
-            dropout_rng: config
-                .dropout()
-                .then(|| DfaRng::new(config.seed, Stream::Dropout).state()),
+            dropout_rng: config.dropout().then(|| DfaRng::new(config.seed, Stream::Dropout).state()),
             stop: None,
         };
         Self::resume(config, data, model, progress)
     }
 
     /// A run continued from a saved model and progress.
-    pub fn resume(
-        config: TrainConfig,
-        data: &Dataset,
-        model: Model,
-        progress: Progress,
-    ) -> Result<Self> {
+    pub fn resume(config: TrainConfig, data: &Dataset, model: Model, progress: Progress) -> Result<Self> {
         config.validate()?;
         let threads = resolve_threads(config.threads);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -202,9 +171,8 @@ impl Trainer {
         let shuffle = DfaRng::from_state(&progress.shuffle_rng)
             .ok_or_else(|| crate::error::Error::config("shuffle_rng", "unreadable RNG state"))?;
         let dropout_rng = match &progress.dropout_rng {
-            Some(state) => DfaRng::from_state(state).ok_or_else(|| {
-                crate::error::Error::config("dropout_rng", "unreadable RNG state")
-            })?,
+            Some(state) => DfaRng::from_state(state)
+                .ok_or_else(|| crate::error::Error::config("dropout_rng", "unreadable RNG state"))?,
             None => DfaRng::new(config.seed, Stream::Dropout),
         };
         let rows = config.batch_size;
@@ -219,19 +187,14 @@ impl Trainer {
                 ),
             ));
         }
-        let validation =
-            (config.validation > 0).then(|| Arc::new(train.split_off_last(config.validation)));
+        let validation = (config.validation > 0).then(|| Arc::new(train.split_off_last(config.validation)));
         let train = Arc::new(train);
         let mut ws = Workspace::new(&model.net, rows);
         if config.dropout() {
             ws = ws.with_dropout(&model.net);
             ws.dropout_active = true;
         }
-        let x_adv = if config.adversarial() {
-            vec![0.0; rows * train.dim]
-        } else {
-            Vec::new()
-        };
+        let x_adv = if config.adversarial() { vec![0.0; rows * train.dim] } else { Vec::new() };
         Ok(Trainer {
             ws,
             dropout_rng,
@@ -265,15 +228,10 @@ impl Trainer {
     pub fn train_batch(&mut self, indices: &[u32]) -> (f64, usize) {
         let dim = self.train.dim;
         let rows = indices.len();
-        assert!(
-            rows <= self.config.batch_size,
-            "{rows} samples for a batch of {}",
-            self.config.batch_size
-        );
+        assert!(rows <= self.config.batch_size, "{rows} samples for a batch of {}", self.config.batch_size);
         for (r, &i) in indices.iter().enumerate() {
             let i = i as usize;
-            self.x[r * dim..(r + 1) * dim]
-                .copy_from_slice(&self.train.images[i * dim..(i + 1) * dim]);
+            self.x[r * dim..(r + 1) * dim].copy_from_slice(&self.train.images[i * dim..(i + 1) * dim]);
             self.y[r] = self.train.labels[i];
         }
         self.step(rows)
@@ -288,17 +246,7 @@ impl Trainer {
     /// is the rule's update of `α·J(x) + (1−α)·J(x_adv)`: the two passes' gradients, with `e`
     /// scaled by `α` and `1−α`, summed before one optimiser step.
     fn step(&mut self, rows: usize) -> (f64, usize) {
-        let Trainer {
-            model,
-            ws,
-            x,
-            y,
-            threads,
-            config,
-            dropout_rng,
-            x_adv,
-            ..
-        } = self;
+        let Trainer { model, ws, x, y, threads, config, dropout_rng, x_adv, .. } = self;
         let threads = *threads;
         let net = &mut model.net;
         let depth = net.depth();
@@ -306,28 +254,15 @@ impl Trainer {
         let n_in = net.n_inputs();
         if ws.dropout_active {
             let p = |l: usize| {
-                if l == 0 {
-                    config.dropout_input
-                } else {
-                    config.dropout_hidden
-                }
+                if l == 0 { config.dropout_input } else { config.dropout_hidden }
             };
             for (l, mask) in ws.masks.iter_mut().enumerate() {
-                let width = if l == 0 {
-                    n_in
-                } else {
-                    net.layers[l - 1].fan_out
-                };
+                let width = if l == 0 { n_in } else { net.layers[l - 1].fan_out };
                 draw_mask(&mut mask[..rows * width], p(l), dropout_rng);
             }
         }
         net.forward(x, rows, ws, threads);
-        let (mut loss, errors) = output_error(
-            &ws.outputs[depth - 1],
-            &y[..rows],
-            n_out,
-            &mut ws.deltas[depth - 1],
-        );
+        let (mut loss, errors) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         if !config.adversarial() {
             rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
             update_layers(net, &mut model.optimiser, ws, x, rows, false, true, threads);
@@ -336,42 +271,15 @@ impl Trainer {
         let (alpha, epsilon) = (config.adversarial_alpha, config.adversarial_epsilon);
         fast_gradient_sign(net, &model.feedback, ws, x, rows, epsilon, x_adv, threads);
         // the clean pass: the rule's gradients of α·J(x)
-        ws.deltas[depth - 1][..rows * n_out]
-            .iter_mut()
-            .for_each(|e| *e *= alpha);
+        ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
         rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
-        update_layers(
-            net,
-            &mut model.optimiser,
-            ws,
-            x,
-            rows,
-            false,
-            false,
-            threads,
-        );
+        update_layers(net, &mut model.optimiser, ws, x, rows, false, false, threads);
         // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
         net.forward(x_adv, rows, ws, threads);
-        let (loss_adv, _) = output_error(
-            &ws.outputs[depth - 1],
-            &y[..rows],
-            n_out,
-            &mut ws.deltas[depth - 1],
-        );
-        ws.deltas[depth - 1][..rows * n_out]
-            .iter_mut()
-            .for_each(|e| *e *= 1.0 - alpha);
+        let (loss_adv, _) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
+        ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
         rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
-        update_layers(
-            net,
-            &mut model.optimiser,
-            ws,
-            x_adv,
-            rows,
-            true,
-            true,
-            threads,
-        );
+        update_layers(net, &mut model.optimiser, ws, x_adv, rows, true, true, threads);
         loss = alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv;
         (loss, errors)
     }
@@ -379,9 +287,7 @@ impl Trainer {
     /// Classification error (%) of the current network on a split.
     pub fn error_rate(&mut self, which: &Split) -> f64 {
         let (net, ws, threads) = (&self.model.net, &mut self.eval_ws, self.threads);
-        let errors = self
-            .pool
-            .install(|| net.count_errors(&which.images, &which.labels, ws, threads));
+        let errors = self.pool.install(|| net.count_errors(&which.images, &which.labels, ws, threads));
         100.0 * errors as f64 / which.len().max(1) as f64
     }
 
@@ -426,11 +332,7 @@ impl Trainer {
         });
         let seconds = start.elapsed().as_secs_f64();
         let eval_start = Instant::now();
-        let (train_error, test_error) = if finite {
-            self.evaluate()
-        } else {
-            (100.0, 100.0)
-        };
+        let (train_error, test_error) = if finite { self.evaluate() } else { (100.0, 100.0) };
         let validation_error = match (&self.validation, finite) {
             (Some(v), true) => Some(self.error_rate(&v.clone())),
             (Some(_), false) => Some(100.0),
@@ -482,10 +384,7 @@ impl Trainer {
                     p.learning_rate *= 0.5;
                 }
             }
-            p.error_mean = Some(
-                p.error_mean
-                    .map_or(watched, |mean| 0.75 * mean + 0.25 * watched),
-            );
+            p.error_mean = Some(p.error_mean.map_or(watched, |mean| 0.75 * mean + 0.25 * watched));
         }
         if p.stop.is_none() && p.epoch >= c.max_epochs {
             p.stop = Some(StopReason::MaxEpochs);
@@ -522,19 +421,8 @@ pub fn update_layers(
     // inputs can be borrowed from the rest of the workspace
     let mut grads = std::mem::take(&mut ws.grads);
     let shared: &Workspace = ws;
-    let task = |l: usize,
-                layer: &mut crate::network::Dense,
-                g: &mut crate::network::Gradients,
-                state,
-                t| {
-        layer.gradients(
-            &shared.deltas[l],
-            shared.layer_input(x, l),
-            rows,
-            g,
-            accumulate,
-            t,
-        );
+    let task = |l: usize, layer: &mut crate::network::Dense, g: &mut crate::network::Gradients, state, t| {
+        layer.gradients(&shared.deltas[l], shared.layer_input(x, l), rows, g, accumulate, t);
         if apply {
             rule.apply(layer, g, state, t);
         }
@@ -549,13 +437,7 @@ pub fn update_layers(
             .with_max_len(1)
             .for_each(|(l, ((layer, g), state))| task(l, layer, g, state, 1));
     } else {
-        for (l, ((layer, g), state)) in net
-            .layers
-            .iter_mut()
-            .zip(grads.iter_mut())
-            .zip(states.iter_mut())
-            .enumerate()
-        {
+        for (l, ((layer, g), state)) in net.layers.iter_mut().zip(grads.iter_mut()).zip(states.iter_mut()).enumerate() {
             task(l, layer, g, state, threads);
         }
     }
@@ -580,16 +462,7 @@ pub fn fast_gradient_sign(
     let n_in = net.n_inputs();
     rules::hidden_deltas(Rule::Bp, net, feedback, ws, rows, threads);
     let first = &net.layers[0];
-    gemm_nn(
-        x_adv,
-        &ws.deltas[0],
-        &first.weight,
-        rows,
-        first.fan_out,
-        n_in,
-        false,
-        threads,
-    );
+    gemm_nn(x_adv, &ws.deltas[0], &first.weight, rows, first.fan_out, n_in, false, threads);
     for (a, &v) in x_adv[..rows * n_in].iter_mut().zip(&x[..rows * n_in]) {
         let sign = if *a > 0.0 {
             1.0

@@ -38,10 +38,7 @@ fn steady_state_training_step_allocates_nothing() {
     let mut failures = Vec::new();
     for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
         for threads in [1, 2] {
-            for (model, optimiser) in [
-                ("2x256", OptimiserKind::Rmsprop),
-                ("5x64", OptimiserKind::Sgd),
-            ] {
+            for (model, optimiser) in [("2x256", OptimiserKind::Rmsprop), ("5x64", OptimiserKind::Sgd)] {
                 let config = TrainConfig {
                     rule,
                     model: model.into(),
@@ -55,8 +52,7 @@ fn steady_state_training_step_allocates_nothing() {
                 };
                 let data = apply_subsets(data.clone(), &config);
                 let mut t = Trainer::new(config, &data).unwrap();
-                let batches: Vec<Vec<u32>> =
-                    (0..15).map(|b| (b * 64..b * 64 + 64).collect()).collect();
+                let batches: Vec<Vec<u32>> = (0..15).map(|b| (b * 64..b * 64 + 64).collect()).collect();
                 let last: Vec<u32> = (960..1000).collect(); // a short last batch, as at an epoch's end
                 let counted = t.in_pool(|t| {
                     for idx in &batches[..3] {
@@ -71,9 +67,7 @@ fn steady_state_training_step_allocates_nothing() {
                     ALLOCATIONS.load(Ordering::SeqCst) - before
                 });
                 if counted != 0 {
-                    failures.push(format!(
-                        "{rule:?} {model} {threads} threads: {counted} allocations in 13 steps"
-                    ));
+                    failures.push(format!("{rule:?} {model} {threads} threads: {counted} allocations in 13 steps"));
                 }
             }
         }

@@ -7,19 +7,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn dfa(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dfa"))
-        .args(args)
-        .env("DFA_DATA", data)
-        .output()
-        .expect("dfa runs")
+    Command::new(env!("CARGO_BIN_EXE_dfa")).args(args).env("DFA_DATA", data).output().expect("dfa runs")
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn assert_clean_failure(o: &Output, code: i32, must_contain: &[&str]) {
@@ -60,13 +52,7 @@ fn train_eval_config_and_resume_from_the_command_line() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let run = tmp.path().join("run");
-    for f in [
-        "config.toml",
-        "meta.json",
-        "metrics.jsonl",
-        "checkpoint.safetensors",
-        "summary.json",
-    ] {
+    for f in ["config.toml", "meta.json", "metrics.jsonl", "checkpoint.safetensors", "summary.json"] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let summary: serde_json::Value =
@@ -77,36 +63,16 @@ fn train_eval_config_and_resume_from_the_command_line() {
         serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["data_files"].as_array().unwrap().len(), 4);
     assert_eq!(meta["data_files"][0]["sha256"].as_str().unwrap().len(), 64);
-    assert_eq!(
-        std::fs::read_to_string(run.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        2
-    );
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
 
     // eval reproduces the recorded test error from the checkpoint
     let o = dfa(&["eval", run.to_str().unwrap()], &data);
     let test_error = summary["final_test_error"].as_f64().unwrap();
-    assert!(
-        text(&o).contains(&format!("test error {test_error:.3}%")),
-        "{} vs {test_error}",
-        text(&o)
-    );
+    assert!(text(&o).contains(&format!("test error {test_error:.3}%")), "{} vs {test_error}", text(&o));
 
     // the recorded config trains the same run again, to the same numbers
-    let o = dfa(
-        &[
-            "train",
-            "--config",
-            run.join("config.toml").to_str().unwrap(),
-            "--out",
-            out,
-            "--name",
-            "again",
-        ],
-        &data,
-    );
+    let o =
+        dfa(&["train", "--config", run.join("config.toml").to_str().unwrap(), "--out", out, "--name", "again"], &data);
     assert!(o.status.success(), "{}", text(&o));
     let again = std::fs::read_to_string(tmp.path().join("again/metrics.jsonl")).unwrap();
     let first = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -114,11 +80,7 @@ fn train_eval_config_and_resume_from_the_command_line() {
         s.lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["loss"].as_f64(),
-                    v["train_error"].as_f64(),
-                    v["test_error"].as_f64(),
-                )
+                (v["loss"].as_f64(), v["train_error"].as_f64(), v["test_error"].as_f64())
             })
             .collect::<Vec<_>>()
     };
@@ -126,85 +88,41 @@ fn train_eval_config_and_resume_from_the_command_line() {
 
     // resuming a finished run says so
     let o = dfa(&["train", "--resume", run.to_str().unwrap()], &data);
-    assert!(
-        o.status.success() && text(&o).contains("already finished"),
-        "{}",
-        text(&o)
-    );
+    assert!(o.status.success() && text(&o).contains("already finished"), "{}", text(&o));
 }
 
 #[test]
 fn bad_flags_are_clear_errors() {
     let data = common::data_dir();
-    assert_clean_failure(
-        &dfa(&["train", "--rule", "xfa"], &data),
-        2,
-        &["--rule", "possible values", "dfa"],
-    );
+    assert_clean_failure(&dfa(&["train", "--rule", "xfa"], &data), 2, &["--rule", "possible values", "dfa"]);
     assert_clean_failure(&dfa(&["train", "--act", "gelu"], &data), 2, &["--act"]);
-    assert_clean_failure(
-        &dfa(&["train", "--model", "2y800"], &data),
-        1,
-        &["model", "DEPTHxWIDTH"],
-    );
+    assert_clean_failure(&dfa(&["train", "--model", "2y800"], &data), 1, &["model", "DEPTHxWIDTH"]);
     assert_clean_failure(&dfa(&["train", "--lr=-1"], &data), 1, &["learning_rate"]);
-    assert_clean_failure(
-        &dfa(&["train", "--batch-size", "0"], &data),
-        1,
-        &["batch_size"],
-    );
-    assert_clean_failure(
-        &dfa(&["train", "--rule", "fa", "--shared-feedback"], &data),
-        1,
-        &["shared_feedback"],
-    );
-    assert_clean_failure(
-        &dfa(&["train", "--config", "/nonexistent/cfg.toml"], &data),
-        1,
-        &["/nonexistent/cfg.toml"],
-    );
-    assert_clean_failure(
-        &dfa(&["eval", "/nonexistent/run"], &data),
-        1,
-        &["not a run folder"],
-    );
+    assert_clean_failure(&dfa(&["train", "--batch-size", "0"], &data), 1, &["batch_size"]);
+    assert_clean_failure(&dfa(&["train", "--rule", "fa", "--shared-feedback"], &data), 1, &["shared_feedback"]);
+    assert_clean_failure(&dfa(&["train", "--config", "/nonexistent/cfg.toml"], &data), 1, &["/nonexistent/cfg.toml"]);
+    assert_clean_failure(&dfa(&["eval", "/nonexistent/run"], &data), 1, &["not a run folder"]);
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("bad.toml");
     std::fs::write(&cfg, "rule = \"dfa\"\nlerning_rate = 0.1\n").unwrap();
-    assert_clean_failure(
-        &dfa(&["train", "--config", cfg.to_str().unwrap()], &data),
-        1,
-        &["bad.toml", "lerning_rate"],
-    );
+    assert_clean_failure(&dfa(&["train", "--config", cfg.to_str().unwrap()], &data), 1, &["bad.toml", "lerning_rate"]);
 }
 
 #[test]
 fn bad_data_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     // missing data
-    assert_clean_failure(
-        &dfa(&["train"], tmp.path()),
-        1,
-        &["train-images-idx3-ubyte.gz", "dfa data download mnist"],
-    );
+    assert_clean_failure(&dfa(&["train"], tmp.path()), 1, &["train-images-idx3-ubyte.gz", "dfa data download mnist"]);
     // a corrupted file
     let folder = tmp.path().join("mnist");
     std::fs::create_dir(&folder).unwrap();
     for name in dfa::data::IDX_FILES {
-        std::fs::copy(
-            common::mnist_dir().join(format!("{name}.gz")),
-            folder.join(format!("{name}.gz")),
-        )
-        .unwrap();
+        std::fs::copy(common::mnist_dir().join(format!("{name}.gz")), folder.join(format!("{name}.gz"))).unwrap();
     }
     let bad = folder.join("train-labels-idx1-ubyte.gz");
     let bytes = std::fs::read(&bad).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() - 100]).unwrap();
-    assert_clean_failure(
-        &dfa(&["train", "--max-epochs", "1"], tmp.path()),
-        1,
-        &[bad.to_str().unwrap(), "gzip"],
-    );
+    assert_clean_failure(&dfa(&["train", "--max-epochs", "1"], tmp.path()), 1, &[bad.to_str().unwrap(), "gzip"]);
 }
 
 #[test]
@@ -229,36 +147,18 @@ fn bench_measures_and_reports() {
         &data,
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("64x240x240") && text(&o).contains("of peak"),
-        "{}",
-        text(&o)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(text(&o).contains("64x240x240") && text(&o).contains("of peak"), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let train = report["train"].as_array().unwrap();
     assert_eq!(train.len(), 2);
-    assert!(
-        train
-            .iter()
-            .all(|r| r["samples_per_s"].as_f64().unwrap() > 0.0)
-    );
-    assert_clean_failure(
-        &dfa(&["bench", "--cases", "9x9"], &data),
-        1,
-        &["--cases", "9x9", "2x800"],
-    );
+    assert!(train.iter().all(|r| r["samples_per_s"].as_f64().unwrap() > 0.0));
+    assert_clean_failure(&dfa(&["bench", "--cases", "9x9"], &data), 1, &["--cases", "9x9", "2x800"]);
 }
 
 #[test]
 fn every_command_has_help() {
     let data = common::data_dir();
-    for args in [
-        &["--help"][..],
-        &["train", "--help"],
-        &["eval", "--help"],
-        &["data", "download", "--help"],
-    ] {
+    for args in [&["--help"][..], &["train", "--help"], &["eval", "--help"], &["data", "download", "--help"]] {
         let o = dfa(args, &data);
         assert!(o.status.success() && text(&o).contains("Usage"), "{args:?}");
     }

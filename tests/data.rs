@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_end(&mut out)
-        .unwrap();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut out).unwrap();
     out
 }
 
@@ -25,10 +23,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn loads_real_mnist() {
     let d = data::load(DatasetKind::Mnist, &common::data_dir()).unwrap();
-    assert_eq!(
-        (d.train.len(), d.test.len(), d.train.dim, d.n_classes),
-        (60000, 10000, 784, 10)
-    );
+    assert_eq!((d.train.len(), d.test.len(), d.train.dim, d.n_classes), (60000, 10000, 784, 10));
     // the well-known first labels and pixel mean of MNIST (../shared/data/README.md)
     assert_eq!(&d.train.labels[..5], &[5, 0, 4, 1, 9]);
     assert_eq!(&d.test.labels[..5], &[7, 2, 1, 0, 4]);
@@ -36,10 +31,7 @@ fn loads_real_mnist() {
     assert!((mean - 0.1306605).abs() < 1e-6, "mean {mean}");
     assert!(d.train.images.iter().all(|&v| (0.0..=1.0).contains(&v)));
     assert_eq!(d.files.len(), 4);
-    assert_eq!(
-        d.files[0].sha256,
-        "71524e2cd1ad2968737f7f2f2ff69cbfc32df8ccddff51593f7cb2d4e0eb5b64"
-    );
+    assert_eq!(d.files[0].sha256, "71524e2cd1ad2968737f7f2f2ff69cbfc32df8ccddff51593f7cb2d4e0eb5b64");
 }
 
 #[test]
@@ -47,21 +39,12 @@ fn loads_fashion_mnist_when_installed() {
     let dir = Path::new("/usr/share/datasets/fashion-mnist");
     if !dir.is_dir() {
         // .ci/run installs it (apt-get install dataset-fashion-mnist); elsewhere it is optional
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install dataset-fashion-mnist"
-        );
-        eprintln!(
-            "note: {} absent, Fashion-MNIST loader not exercised",
-            dir.display()
-        );
+        assert!(std::env::var_os("CI").is_none(), "CI must install dataset-fashion-mnist");
+        eprintln!("note: {} absent, Fashion-MNIST loader not exercised", dir.display());
         return;
     }
     let d = data::load(DatasetKind::FashionMnist, dir).unwrap();
-    assert_eq!(
-        (d.train.len(), d.test.len(), d.train.dim),
-        (60000, 10000, 784)
-    );
+    assert_eq!((d.train.len(), d.test.len(), d.train.dim), (60000, 10000, 784));
     assert_eq!(&d.train.labels[..3], &[9, 0, 0]); // ankle boot, T-shirt, T-shirt
 }
 
@@ -80,18 +63,12 @@ fn damaged_copy(file: usize, bytes: &[u8], raw: bool) -> (tempfile::TempDir, Pat
             std::os::unix::fs::symlink(common::mnist_dir().join(&gz), folder.join(&gz)).unwrap();
         }
     }
-    let damaged = folder.join(if raw {
-        IDX_FILES[file].to_string()
-    } else {
-        format!("{}.gz", IDX_FILES[file])
-    });
+    let damaged = folder.join(if raw { IDX_FILES[file].to_string() } else { format!("{}.gz", IDX_FILES[file]) });
     (tmp, damaged)
 }
 
 fn load_error(dir: &Path) -> String {
-    data::load(DatasetKind::Mnist, dir)
-        .expect_err("damaged data must not load")
-        .to_string()
+    data::load(DatasetKind::Mnist, dir).expect_err("damaged data must not load").to_string()
 }
 
 #[test]
@@ -99,10 +76,7 @@ fn truncated_gzip_is_a_clear_error() {
     let real = std::fs::read(common::mnist_dir().join("t10k-images-idx3-ubyte.gz")).unwrap();
     let (tmp, damaged) = damaged_copy(2, &real[..real.len() / 2], false);
     let e = load_error(tmp.path());
-    assert!(
-        e.contains(&damaged.display().to_string()) && e.contains("gzip"),
-        "{e}"
-    );
+    assert!(e.contains(&damaged.display().to_string()) && e.contains("gzip"), "{e}");
 }
 
 #[test]
@@ -114,10 +88,7 @@ fn corrupt_gzip_body_is_a_clear_error() {
     }
     let (tmp, damaged) = damaged_copy(3, &bytes, false);
     let e = load_error(tmp.path());
-    assert!(
-        e.contains(&damaged.display().to_string()) && e.contains("gzip"),
-        "{e}"
-    );
+    assert!(e.contains(&damaged.display().to_string()) && e.contains("gzip"), "{e}");
 }
 
 #[test]
@@ -127,10 +98,7 @@ fn wrong_magic_is_a_clear_error() {
     raw[1] = 0x00;
     let (tmp, damaged) = damaged_copy(3, &raw, true);
     let e = load_error(tmp.path());
-    assert!(
-        e.contains(&damaged.display().to_string()) && e.contains("bad magic number 1f000801"),
-        "{e}"
-    );
+    assert!(e.contains(&damaged.display().to_string()) && e.contains("bad magic number 1f000801"), "{e}");
 }
 
 #[test]
@@ -138,12 +106,7 @@ fn truncated_raw_images_are_a_clear_error() {
     let raw = gunzip(&common::mnist_dir().join("t10k-images-idx3-ubyte.gz"));
     let (tmp, _) = damaged_copy(2, &raw[..raw.len() - 1000], true);
     let e = load_error(tmp.path());
-    assert!(
-        e.contains(
-            "truncated: dimensions [10000, 28, 28] need 7840000 data bytes, file has 7839000"
-        ),
-        "{e}"
-    );
+    assert!(e.contains("truncated: dimensions [10000, 28, 28] need 7840000 data bytes, file has 7839000"), "{e}");
 }
 
 #[test]
@@ -153,10 +116,7 @@ fn image_label_count_mismatch_is_a_clear_error() {
     let labels = idx::encode(&[9999], &raw[8..8 + 9999]);
     let (tmp, _) = damaged_copy(3, &gzip(&labels), false);
     let e = load_error(tmp.path());
-    assert!(
-        e.contains("holds 10000 images but") && e.contains("holds 9999 labels"),
-        "{e}"
-    );
+    assert!(e.contains("holds 10000 images but") && e.contains("holds 9999 labels"), "{e}");
 }
 
 #[test]
@@ -165,20 +125,14 @@ fn out_of_range_label_is_a_clear_error() {
     raw[8 + 17] = 12;
     let (tmp, _) = damaged_copy(3, &gzip(&raw), false);
     let e = load_error(tmp.path());
-    assert!(
-        e.contains("label 12 at position 17 is outside 0..10"),
-        "{e}"
-    );
+    assert!(e.contains("label 12 at position 17 is outside 0..10"), "{e}");
 }
 
 #[test]
 fn missing_data_names_the_files_and_the_command() {
     let tmp = tempfile::tempdir().unwrap();
     let e = load_error(tmp.path());
-    assert!(
-        e.contains("train-images-idx3-ubyte.gz") && e.contains("t10k-labels-idx1-ubyte.gz"),
-        "{e}"
-    );
+    assert!(e.contains("train-images-idx3-ubyte.gz") && e.contains("t10k-labels-idx1-ubyte.gz"), "{e}");
     assert!(e.contains("dfa data download mnist"), "{e}");
 }
 
@@ -197,31 +151,17 @@ fn serve(files: impl Fn(&str, &str) -> Option<Vec<u8>> + Send + 'static) -> Stri
                     Ok(n) => req.extend_from_slice(&buf[..n]),
                 }
             }
-            let line = String::from_utf8_lossy(&req)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let path = line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/')
-                .to_string();
+            let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
             let (prefix, name) = path.split_once('/').unwrap_or(("", &path));
             let _ = match files(prefix, name) {
                 Some(body) => stream
                     .write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .as_bytes(),
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                            .as_bytes(),
                     )
                     .and_then(|()| stream.write_all(&body)),
-                None => stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                ),
+                None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             };
         }
     });
@@ -249,16 +189,9 @@ fn download_verifies_checksums_and_falls_back_across_mirrors() {
         }
     });
     let tmp = tempfile::tempdir().unwrap();
-    let mirrors = vec![
-        format!("{base}/none/"),
-        format!("{base}/bad"),
-        format!("{base}/good/"),
-    ];
+    let mirrors = vec![format!("{base}/none/"), format!("{base}/bad"), format!("{base}/good/")];
     let mut log = Vec::new();
-    let got = download::download(DatasetKind::Mnist, tmp.path(), &mirrors, |m| {
-        log.push(m.to_string())
-    })
-    .unwrap();
+    let got = download::download(DatasetKind::Mnist, tmp.path(), &mirrors, |m| log.push(m.to_string())).unwrap();
     let urls: Vec<String> = got
         .iter()
         .map(|f| match f {
@@ -267,10 +200,7 @@ fn download_verifies_checksums_and_falls_back_across_mirrors() {
         })
         .collect();
     // train images from "bad" (intact there), train labels only from "good" after a checksum failure
-    assert!(
-        urls[0].contains("/bad/") && urls[1].contains("/good/"),
-        "{urls:?}"
-    );
+    assert!(urls[0].contains("/bad/") && urls[1].contains("/good/"), "{urls:?}");
     assert!(log.iter().any(|m| m.contains("404")), "{log:?}");
     assert!(log.iter().any(|m| m.contains("SHA-256")), "{log:?}");
     let d = data::load(DatasetKind::Mnist, tmp.path()).unwrap();
@@ -282,18 +212,9 @@ fn download_verifies_checksums_and_falls_back_across_mirrors() {
         .collect();
     assert_eq!(names.len(), 4, "{names:?}");
     // a second run finds everything present and fetches nothing
-    let again = download::download(
-        DatasetKind::Mnist,
-        tmp.path(),
-        &["http://127.0.0.1:9/".to_string()],
-        |_| {},
-    )
-    .unwrap();
-    assert!(
-        again
-            .iter()
-            .all(|f| matches!(f, download::Fetched::Present(_)))
-    );
+    let again =
+        download::download(DatasetKind::Mnist, tmp.path(), &["http://127.0.0.1:9/".to_string()], |_| {}).unwrap();
+    assert!(again.iter().all(|f| matches!(f, download::Fetched::Present(_))));
 }
 
 #[test]
@@ -307,18 +228,9 @@ fn download_with_only_bad_mirrors_fails_and_writes_nothing() {
         Some(gzip(&raw))
     });
     let tmp = tempfile::tempdir().unwrap();
-    let e = download::download(
-        DatasetKind::Mnist,
-        tmp.path(),
-        &[format!("{base}/x/")],
-        |_| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("every mirror failed") && e.contains("SHA-256"),
-        "{e}"
-    );
+    let e =
+        download::download(DatasetKind::Mnist, tmp.path(), &[format!("{base}/x/")], |_| {}).unwrap_err().to_string();
+    assert!(e.contains("every mirror failed") && e.contains("SHA-256"), "{e}");
     let folder = tmp.path().join("mnist");
     let left = std::fs::read_dir(&folder).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "nothing may be written under {}", folder.display());

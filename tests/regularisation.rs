@@ -30,20 +30,8 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
     let sizes = [5, 4, 3, 2];
     let rows = 3;
     for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
-        let net = Network::new(
-            &sizes,
-            Activation::Tanh,
-            true,
-            true,
-            &mut DfaRng::new(4, Stream::Weights),
-        );
-        let fb = Feedback::new(
-            rule,
-            &sizes,
-            false,
-            None,
-            &mut DfaRng::new(5, Stream::Feedback),
-        );
+        let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(4, Stream::Weights));
+        let fb = Feedback::new(rule, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
         let mut ws = Workspace::new(&net, rows).with_dropout(&net);
         ws.dropout_active = true;
         // masks by hand: every third unit dropped, the rest scaled by 2
@@ -53,9 +41,7 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
             }
         }
         let masks = ws.masks.clone();
-        let x: Vec<f32> = (0..rows * 5)
-            .map(|i| (i as f32 * 0.13).sin().abs())
-            .collect();
+        let x: Vec<f32> = (0..rows * 5).map(|i| (i as f32 * 0.13).sin().abs()).collect();
         let y = [0u8, 1, 1];
         net.forward(&x, rows, &mut ws, 1);
         let logits = ws.outputs[2].clone();
@@ -69,49 +55,30 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
             let m = fb.for_layer(k).unwrap();
             m.values[r * m.cols + c] as f64
         };
-        let mut want: Vec<Vec<f64>> = net
-            .layers
-            .iter()
-            .map(|l: &Dense| vec![0.0; l.weight.len()])
-            .collect();
+        let mut want: Vec<Vec<f64>> = net.layers.iter().map(|l: &Dense| vec![0.0; l.weight.len()]).collect();
         for s in 0..rows {
             let mask = |l: usize, i: usize| masks[l][s * sizes[l] + i] as f64;
-            let mut h_tilde: Vec<Vec<f64>> =
-                vec![(0..5).map(|i| x[s * 5 + i] as f64 * mask(0, i)).collect()];
+            let mut h_tilde: Vec<Vec<f64>> = vec![(0..5).map(|i| x[s * 5 + i] as f64 * mask(0, i)).collect()];
             let mut h: Vec<Vec<f64>> = vec![];
             for l in 0..3 {
                 let a: Vec<f64> = (0..sizes[l + 1])
                     .map(|o| {
-                        (0..sizes[l])
-                            .map(|i| w(l, o, i) * h_tilde[l][i])
-                            .sum::<f64>()
-                            + net.layers[l].bias[o] as f64
+                        (0..sizes[l]).map(|i| w(l, o, i) * h_tilde[l][i]).sum::<f64>() + net.layers[l].bias[o] as f64
                     })
                     .collect();
                 if l < 2 {
                     let hl: Vec<f64> = a.iter().map(|v| v.tanh()).collect();
-                    h_tilde.push(
-                        hl.iter()
-                            .enumerate()
-                            .map(|(i, v)| v * mask(l + 1, i))
-                            .collect(),
-                    );
+                    h_tilde.push(hl.iter().enumerate().map(|(i, v)| v * mask(l + 1, i)).collect());
                     h.push(hl);
                 } else {
                     h.push(a);
                 }
             }
             let e: Vec<f64> = (0..2)
-                .map(|k| {
-                    (1.0 / (1.0 + (-h[2][k]).exp()) - (k == y[s] as usize) as i32 as f64)
-                        / rows as f64
-                })
+                .map(|k| (1.0 / (1.0 + (-h[2][k]).exp()) - (k == y[s] as usize) as i32 as f64) / rows as f64)
                 .collect();
             let gate = |l: usize, v: Vec<f64>| -> Vec<f64> {
-                v.iter()
-                    .enumerate()
-                    .map(|(i, v)| v * (1.0 - h[l][i] * h[l][i]) * mask(l + 1, i))
-                    .collect()
+                v.iter().enumerate().map(|(i, v)| v * (1.0 - h[l][i] * h[l][i]) * mask(l + 1, i)).collect()
             };
             let mut d = vec![vec![]; 3];
             d[2] = e.clone();
@@ -121,11 +88,7 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
                         d[l] = gate(
                             l,
                             (0..sizes[l + 1])
-                                .map(|i| {
-                                    (0..sizes[l + 2])
-                                        .map(|o| w(l + 1, o, i) * d[l + 1][o])
-                                        .sum()
-                                })
+                                .map(|i| (0..sizes[l + 2]).map(|o| w(l + 1, o, i) * d[l + 1][o]).sum())
                                 .collect(),
                         );
                     }
@@ -142,27 +105,12 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
                 }
                 Rule::Dfa => {
                     for l in 0..2 {
-                        d[l] = gate(
-                            l,
-                            (0..sizes[l + 1])
-                                .map(|i| (0..2).map(|o| b(l, i, o) * e[o]).sum())
-                                .collect(),
-                        );
+                        d[l] = gate(l, (0..sizes[l + 1]).map(|i| (0..2).map(|o| b(l, i, o) * e[o]).sum()).collect());
                     }
                 }
                 Rule::Ifa => {
-                    d[0] = gate(
-                        0,
-                        (0..4)
-                            .map(|i| (0..2).map(|o| b(0, i, o) * e[o]).sum())
-                            .collect(),
-                    );
-                    d[1] = gate(
-                        1,
-                        (0..3)
-                            .map(|o| (0..4).map(|i| w(1, o, i) * d[0][i]).sum())
-                            .collect(),
-                    );
+                    d[0] = gate(0, (0..4).map(|i| (0..2).map(|o| b(0, i, o) * e[o]).sum()).collect());
+                    d[1] = gate(1, (0..3).map(|o| (0..4).map(|i| w(1, o, i) * d[0][i]).sum()).collect());
                 }
             }
             for l in 0..3 {
@@ -175,15 +123,8 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
         }
         for l in 0..3 {
             let scale = want[l].iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let err = ws.grads[l]
-                .weight
-                .iter()
-                .zip(&want[l])
-                .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
-            assert!(
-                err <= 1e-5 * scale.max(1e-12),
-                "{rule:?} layer {l}: {err:e} of {scale:e}"
-            );
+            let err = ws.grads[l].weight.iter().zip(&want[l]).fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+            assert!(err <= 1e-5 * scale.max(1e-12), "{rule:?} layer {l}: {err:e} of {scale:e}");
         }
     }
 }
@@ -196,22 +137,10 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
 #[test]
 #[allow(clippy::approx_constant)] // 1.0472 is the hand value of δa_1, not π/3
 fn fast_gradient_sign_matches_the_hand_computation() {
-    let mut net = Network::new(
-        &[2, 1, 2],
-        Activation::Tanh,
-        false,
-        true,
-        &mut DfaRng::new(1, Stream::Weights),
-    );
+    let mut net = Network::new(&[2, 1, 2], Activation::Tanh, false, true, &mut DfaRng::new(1, Stream::Weights));
     net.layers[0].weight = vec![1.0, -1.0];
     net.layers[1].weight = vec![2.0, -1.0];
-    let fb = Feedback::new(
-        Rule::Dfa,
-        &[2, 1, 2],
-        false,
-        None,
-        &mut DfaRng::new(1, Stream::Feedback),
-    );
+    let fb = Feedback::new(Rule::Dfa, &[2, 1, 2], false, None, &mut DfaRng::new(1, Stream::Feedback));
     for (x, want) in [([0.5f32, 0.2], [0.4f32, 0.3]), ([0.05, 0.98], [0.0, 1.0])] {
         let mut ws = Workspace::new(&net, 1);
         net.forward(&x, 1, &mut ws, 1);
@@ -219,10 +148,7 @@ fn fast_gradient_sign_matches_the_hand_computation() {
         output_error(&logits, &[0], 2, &mut ws.deltas[1]);
         let mut x_adv = [0.0f32; 2];
         fast_gradient_sign(&net, &fb, &mut ws, &x, 1, 0.1, &mut x_adv, 1);
-        assert!(
-            (x_adv[0] - want[0]).abs() < 1e-6 && (x_adv[1] - want[1]).abs() < 1e-6,
-            "{x:?} → {x_adv:?}"
-        );
+        assert!((x_adv[0] - want[0]).abs() < 1e-6 && (x_adv[1] - want[1]).abs() < 1e-6, "{x:?} → {x_adv:?}");
     }
     // the gradient itself, before the sign: δa_1 = −1.0472 (hand value above)
     let mut ws = Workspace::new(&net, 1);
@@ -230,9 +156,5 @@ fn fast_gradient_sign_matches_the_hand_computation() {
     let logits = ws.outputs[1].clone();
     output_error(&logits, &[0], 2, &mut ws.deltas[1]);
     rules::hidden_deltas(Rule::Bp, &net, &fb, &mut ws, 1, 1);
-    assert!(
-        (ws.deltas[0][0] + 1.0472).abs() < 1e-4,
-        "{}",
-        ws.deltas[0][0]
-    );
+    assert!((ws.deltas[0][0] + 1.0472).abs() < 1e-4, "{}", ws.deltas[0][0]);
 }

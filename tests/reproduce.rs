@@ -56,11 +56,7 @@ fn reproduce(exp: &Path, out: &Path, results: &Path, extra: &[&str]) -> String {
         .env("DFA_DATA", common::data_dir())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{text}");
     text
 }
@@ -74,29 +70,13 @@ fn reproduce_runs_reuses_and_resumes() {
 
     // uninterrupted, two jobs at a time
     let whole = tmp.path().join("whole");
-    let text = reproduce(
-        &exp_path,
-        &whole,
-        &results,
-        &["--jobs", "2", "--threads", "1"],
-    );
+    let text = reproduce(&exp_path, &whole, &results, &["--jobs", "2", "--threads", "1"]);
     assert!(text.contains("2 cells × 2 seeds = 4 runs"), "{text}");
     let md = std::fs::read_to_string(results.join("tiny.md")).unwrap();
-    assert!(
-        md.contains("| 1x32 tanh |")
-            && md.contains("5.00 ± 0.50")
-            && md.contains("6.00 ± 0.50 (0.50)"),
-        "{md}"
-    );
+    assert!(md.contains("| 1x32 tanh |") && md.contains("5.00 ± 0.50") && md.contains("6.00 ± 0.50 (0.50)"), "{md}");
     let csv = std::fs::read_to_string(results.join("tiny.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(
-        csv.lines()
-            .nth(1)
-            .unwrap()
-            .starts_with("1x32-bp,1x32 tanh,BP,2,2,"),
-        "{csv}"
-    );
+    assert!(csv.lines().nth(1).unwrap().starts_with("1x32-bp,1x32 tanh,BP,2,2,"), "{csv}");
 
     // a second invocation reuses everything
     let again = reproduce(&exp_path, &whole, &results, &["--threads", "1"]);
@@ -113,21 +93,11 @@ fn reproduce_runs_reuses_and_resumes() {
     std::fs::create_dir_all(&dir_path).unwrap();
     let dir = RunDir::open_new(&dir_path).unwrap();
     dir.write_config(&config).unwrap();
-    let data = apply_subsets(
-        data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(),
-        &config,
-    );
+    let data = apply_subsets(data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(), &config);
     let mut t = Trainer::new(config, &data).unwrap();
-    assert!(
-        record::run(&mut t, &dir, &mut Quiet, Some(1))
-            .unwrap()
-            .is_none()
-    );
+    assert!(record::run(&mut t, &dir, &mut Quiet, Some(1)).unwrap().is_none());
     let text = reproduce(&exp_path, &cut, &results, &["--threads", "1"]);
-    assert!(
-        text.contains("[1x32-dfa seed 1] resuming after epoch 1"),
-        "{text}"
-    );
+    assert!(text.contains("[1x32-dfa seed 1] resuming after epoch 1"), "{text}");
     let cut_md = std::fs::read_to_string(results.join("tiny.md")).unwrap();
     assert_eq!(cut_md, md, "resumed results differ from uninterrupted ones");
 
@@ -136,22 +106,10 @@ fn reproduce_runs_reuses_and_resumes() {
         &exp_path,
         &whole,
         &results,
-        &[
-            "--threads",
-            "1",
-            "--max-epochs",
-            "1",
-            "--cells",
-            "*-bp",
-            "--seeds",
-            "1",
-        ],
+        &["--threads", "1", "--max-epochs", "1", "--cells", "*-bp", "--seeds", "1"],
     );
     assert!(text.contains("SHORTENED PROTOCOL"), "{text}");
     let short = std::fs::read_to_string(results.join("tiny-max1.md")).unwrap();
-    assert!(
-        short.contains("Shortened protocol: at most 1 epochs"),
-        "{short}"
-    );
+    assert!(short.contains("Shortened protocol: at most 1 epochs"), "{short}");
     assert!(whole.join("tiny-max1/1x32-bp/seed1/summary.json").is_file());
 }

@@ -19,13 +19,7 @@ fn batch(seed: u64) -> (Vec<f32>, Vec<u8>) {
 }
 
 fn random_net(act: Activation, bias: bool, seed: u64) -> Network {
-    Network::new(
-        &SIZES,
-        act,
-        true,
-        bias,
-        &mut DfaRng::new(seed, Stream::Weights),
-    )
+    Network::new(&SIZES, act, true, bias, &mut DfaRng::new(seed, Stream::Weights))
 }
 
 /// The library's forward pass, output error and rule, as the trainer runs them.
@@ -71,25 +65,11 @@ impl Plain {
             .layers
             .iter()
             .map(|l| {
-                (0..l.fan_out)
-                    .map(|o| {
-                        (0..l.fan_in)
-                            .map(|i| l.weight[o * l.fan_in + i] as f64)
-                            .collect()
-                    })
-                    .collect()
+                (0..l.fan_out).map(|o| (0..l.fan_in).map(|i| l.weight[o * l.fan_in + i] as f64).collect()).collect()
             })
             .collect();
-        let b = net
-            .layers
-            .iter()
-            .map(|l| l.bias.iter().map(|&v| v as f64).collect())
-            .collect();
-        Plain {
-            act: net.activation,
-            w,
-            b,
-        }
+        let b = net.layers.iter().map(|l| l.bias.iter().map(|&v| v as f64).collect()).collect();
+        Plain { act: net.activation, w, b }
     }
 
     /// Pre-activations `a_i` and outputs `h_i` (h_0 = x) of one sample.
@@ -104,11 +84,7 @@ impl Plain {
                 .map(|(row, b)| row.iter().zip(h).map(|(w, h)| w * h).sum::<f64>() + b)
                 .collect();
             let last = l == self.w.len() - 1;
-            h_all.push(if last {
-                a.clone()
-            } else {
-                a.iter().map(|&v| f(self.act, v)).collect()
-            });
+            h_all.push(if last { a.clone() } else { a.iter().map(|&v| f(self.act, v)).collect() });
             a_all.push(a);
         }
         (a_all, h_all)
@@ -138,20 +114,13 @@ impl Plain {
     ) -> Vec<(Vec<Vec<f64>>, Vec<f64>)> {
         let depth = self.w.len();
         let n = xs.len() as f64;
-        let mut acc: Vec<(Vec<Vec<f64>>, Vec<f64>)> = self
-            .w
-            .iter()
-            .map(|w| (vec![vec![0.0; w[0].len()]; w.len()], vec![0.0; w.len()]))
-            .collect();
+        let mut acc: Vec<(Vec<Vec<f64>>, Vec<f64>)> =
+            self.w.iter().map(|w| (vec![vec![0.0; w[0].len()]; w.len()], vec![0.0; w.len()])).collect();
         let matvec = |m: &Vec<Vec<f64>>, v: &[f64]| -> Vec<f64> {
-            m.iter()
-                .map(|r| r.iter().zip(v).map(|(a, b)| a * b).sum())
-                .collect()
+            m.iter().map(|r| r.iter().zip(v).map(|(a, b)| a * b).sum()).collect()
         };
         let transpose = |m: &Vec<Vec<f64>>| -> Vec<Vec<f64>> {
-            (0..m[0].len())
-                .map(|j| m.iter().map(|r| r[j]).collect())
-                .collect()
+            (0..m[0].len()).map(|j| m.iter().map(|r| r[j]).collect()).collect()
         };
         for (x, &y) in xs.iter().zip(ys) {
             let (a, h) = self.forward(x);
@@ -163,10 +132,7 @@ impl Plain {
             let mut d: Vec<Vec<f64>> = vec![Vec::new(); depth];
             d[depth - 1] = e.clone();
             let fp = |i: usize, v: Vec<f64>| -> Vec<f64> {
-                v.iter()
-                    .zip(&a[i])
-                    .map(|(v, &ai)| v * f_prime(self.act, ai))
-                    .collect()
+                v.iter().zip(&a[i]).map(|(v, &ai)| v * f_prime(self.act, ai)).collect()
             };
             match rule {
                 Rule::Bp => {
@@ -209,44 +175,22 @@ impl Plain {
 fn plain_feedback(fb: &Feedback, hidden: usize) -> Vec<Vec<Vec<f64>>> {
     (0..hidden)
         .map(|l| match fb.for_layer(l) {
-            Some(m) => (0..m.rows)
-                .map(|r| {
-                    (0..m.cols)
-                        .map(|c| m.values[r * m.cols + c] as f64)
-                        .collect()
-                })
-                .collect(),
+            Some(m) => (0..m.rows).map(|r| (0..m.cols).map(|c| m.values[r * m.cols + c] as f64).collect()).collect(),
             None => Vec::new(),
         })
         .collect()
 }
 
 fn xs_f64(x: &[f32]) -> Vec<Vec<f64>> {
-    x.chunks(SIZES[0])
-        .map(|r| r.iter().map(|&v| v as f64).collect())
-        .collect()
+    x.chunks(SIZES[0]).map(|r| r.iter().map(|&v| v as f64).collect()).collect()
 }
 
 /// max |lib − want| / max |want| over one layer's weights and biases.
 fn rel_err(lib: &Gradients, want: &(Vec<Vec<f64>>, Vec<f64>)) -> f64 {
-    let flat: Vec<f64> = want
-        .0
-        .iter()
-        .flatten()
-        .copied()
-        .chain(want.1.iter().copied())
-        .collect();
-    let got: Vec<f64> = lib
-        .weight
-        .iter()
-        .chain(&lib.bias)
-        .map(|&v| v as f64)
-        .collect();
+    let flat: Vec<f64> = want.0.iter().flatten().copied().chain(want.1.iter().copied()).collect();
+    let got: Vec<f64> = lib.weight.iter().chain(&lib.bias).map(|&v| v as f64).collect();
     let scale = flat.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
-    got.iter()
-        .zip(&flat)
-        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()))
-        / scale
+    got.iter().zip(&flat).fold(0.0f64, |m, (g, w)| m.max((g - w).abs())) / scale
 }
 
 #[test]
@@ -256,13 +200,7 @@ fn bp_matches_finite_differences_in_f64() {
         for bias in [true, false] {
             let net = random_net(act, bias, 11);
             let (x, y) = batch(5);
-            let fb = Feedback::new(
-                Rule::Bp,
-                &SIZES,
-                false,
-                None,
-                &mut DfaRng::new(1, Stream::Feedback),
-            );
+            let fb = Feedback::new(Rule::Bp, &SIZES, false, None, &mut DfaRng::new(1, Stream::Feedback));
             let lib = library_grads(Rule::Bp, &net, &fb, &x, &y);
             let plain = Plain::from(&net);
             let xs = xs_f64(&x);
@@ -284,18 +222,11 @@ fn bp_matches_finite_differences_in_f64() {
                             m.b[l][o] -= h;
                         }
                         let d = (p.loss(&xs, &y) - m.loss(&xs, &y)) / (2.0 * h);
-                        if i < layer.fan_in {
-                            fd_w[o][i] = d
-                        } else {
-                            fd_b[o] = d
-                        }
+                        if i < layer.fan_in { fd_w[o][i] = d } else { fd_b[o] = d }
                     }
                 }
                 let err = rel_err(&lib[l], &(fd_w, fd_b));
-                assert!(
-                    err < 1e-3,
-                    "{act:?} bias={bias} layer {l}: BP vs finite differences, rel err {err:.2e}"
-                );
+                assert!(err < 1e-3, "{act:?} bias={bias} layer {l}: BP vs finite differences, rel err {err:.2e}");
             }
             if !bias {
                 assert!(lib.iter().all(|g| g.bias.iter().all(|&v| v == 0.0)));
@@ -309,21 +240,10 @@ fn fa_dfa_ifa_equal_the_formulas_written_out() {
     for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 21);
-            let fb = Feedback::new(
-                rule,
-                &SIZES,
-                false,
-                None,
-                &mut DfaRng::new(3, Stream::Feedback),
-            );
+            let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
             let (x, y) = batch(9);
             let lib = library_grads(rule, &net, &fb, &x, &y);
-            let want = Plain::from(&net).rule_grads(
-                rule,
-                &plain_feedback(&fb, SIZES.len() - 2),
-                &xs_f64(&x),
-                &y,
-            );
+            let want = Plain::from(&net).rule_grads(rule, &plain_feedback(&fb, SIZES.len() - 2), &xs_f64(&x), &y);
             for l in 0..net.depth() {
                 let err = rel_err(&lib[l], &want[l]);
                 assert!(err < 1e-5, "{rule:?} {act:?} layer {l}: rel err {err:.2e}");
@@ -334,13 +254,7 @@ fn fa_dfa_ifa_equal_the_formulas_written_out() {
 
 #[test]
 fn dfa_with_shared_feedback_uses_one_matrix_per_width() {
-    let fb = Feedback::new(
-        Rule::Dfa,
-        &SIZES,
-        true,
-        None,
-        &mut DfaRng::new(3, Stream::Feedback),
-    );
+    let fb = Feedback::new(Rule::Dfa, &SIZES, true, None, &mut DfaRng::new(3, Stream::Feedback));
     // hidden widths 5, 4, 4: two matrices, the 4-wide layers share the second
     assert_eq!(fb.matrices.len(), 2);
     assert_eq!(fb.layer_matrix, vec![Some(0), Some(1), Some(1)]);
@@ -358,21 +272,9 @@ fn feedback_has_the_paper_shapes_and_bounds() {
     let sizes = [784, 800, 400, 10];
     let mut rng = DfaRng::new(1, Stream::Feedback);
     let fa = Feedback::new(Rule::Fa, &sizes, false, None, &mut rng);
-    assert_eq!(
-        fa.matrices
-            .iter()
-            .map(|m| (m.rows, m.cols))
-            .collect::<Vec<_>>(),
-        vec![(800, 400), (400, 10)]
-    );
+    assert_eq!(fa.matrices.iter().map(|m| (m.rows, m.cols)).collect::<Vec<_>>(), vec![(800, 400), (400, 10)]);
     let dfa = Feedback::new(Rule::Dfa, &sizes, false, None, &mut rng);
-    assert_eq!(
-        dfa.matrices
-            .iter()
-            .map(|m| (m.rows, m.cols))
-            .collect::<Vec<_>>(),
-        vec![(800, 10), (400, 10)]
-    );
+    assert_eq!(dfa.matrices.iter().map(|m| (m.rows, m.cols)).collect::<Vec<_>>(), vec![(800, 10), (400, 10)]);
     // uniform in ±1/√n_i, n_i the receiving width
     let b = &dfa.matrices[0];
     let bound = 1.0 / 800f32.sqrt();
@@ -381,24 +283,14 @@ fn feedback_has_the_paper_shapes_and_bounds() {
     let ifa = Feedback::new(Rule::Ifa, &sizes, false, None, &mut rng);
     assert_eq!(ifa.matrices.len(), 1);
     assert_eq!(ifa.layer_matrix, vec![Some(0), None]);
-    assert!(
-        Feedback::new(Rule::Bp, &sizes, false, None, &mut rng)
-            .matrices
-            .is_empty()
-    );
+    assert!(Feedback::new(Rule::Bp, &sizes, false, None, &mut rng).matrices.is_empty());
 }
 
 #[test]
 fn fa_equals_bp_when_feedback_is_the_transposed_weights() {
     for act in ACTIVATIONS {
         let net = random_net(act, true, 31);
-        let mut fb = Feedback::new(
-            Rule::Fa,
-            &SIZES,
-            false,
-            None,
-            &mut DfaRng::new(3, Stream::Feedback),
-        );
+        let mut fb = Feedback::new(Rule::Fa, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
         for (l, m) in fb.matrices.iter_mut().enumerate() {
             let w = &net.layers[l + 1]; // B_i := W_{i+1}ᵀ, shape fan_in × fan_out of W_{i+1}
             for r in 0..m.rows {
@@ -424,32 +316,17 @@ fn fa_equals_bp_when_feedback_is_the_transposed_weights() {
 fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
     let net = random_net(Activation::Tanh, true, 41);
     let (x, y) = batch(4);
-    let bp_fb = Feedback::new(
-        Rule::Bp,
-        &SIZES,
-        false,
-        None,
-        &mut DfaRng::new(3, Stream::Feedback),
-    );
+    let bp_fb = Feedback::new(Rule::Bp, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
     let bp = library_grads(Rule::Bp, &net, &bp_fb, &x, &y);
     for rule in [Rule::Fa, Rule::Dfa, Rule::Ifa] {
-        let fb = Feedback::new(
-            rule,
-            &SIZES,
-            false,
-            None,
-            &mut DfaRng::new(3, Stream::Feedback),
-        );
+        let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
         let g = library_grads(rule, &net, &fb, &x, &y);
         for l in 0..net.depth() - 1 {
             let want = (
                 vec![bp[l].weight.iter().map(|&v| v as f64).collect()],
                 bp[l].bias.iter().map(|&v| v as f64).collect(),
             );
-            assert!(
-                rel_err(&g[l], &want) > 0.1,
-                "{rule:?} hidden layer {l} equals BP"
-            );
+            assert!(rel_err(&g[l], &want) > 0.1, "{rule:?} hidden layer {l} equals BP");
         }
         // the output layer always learns from e: identical to BP
         let last = net.depth() - 1;

@@ -51,33 +51,18 @@ fn train(config: &TrainConfig) -> (Trainer, Vec<EpochMetrics>) {
 /// IFA 12.06 / 18.00 (3x100); the PyTorch reference gives BP 5.94 / 11.90 without the schedule.
 #[test]
 fn every_rule_learns_real_mnist() {
-    for (rule, model, max_train_error) in [
-        (Rule::Bp, "2x200", 12.0),
-        (Rule::Fa, "2x200", 12.0),
-        (Rule::Dfa, "2x200", 12.0),
-        (Rule::Ifa, "3x100", 18.0),
-    ] {
-        let config = TrainConfig {
-            model: model.into(),
-            max_epochs: 8,
-            ..small(rule)
-        };
+    for (rule, model, max_train_error) in
+        [(Rule::Bp, "2x200", 12.0), (Rule::Fa, "2x200", 12.0), (Rule::Dfa, "2x200", 12.0), (Rule::Ifa, "3x100", 18.0)]
+    {
+        let config = TrainConfig { model: model.into(), max_epochs: 8, ..small(rule) };
         let (_, m) = train(&config);
         let last = m.last().unwrap();
         eprintln!(
             "{rule:?} {model}: train {:.2}% test {:.2}% loss {:.4}",
             last.train_error, last.test_error, last.loss
         );
-        assert!(
-            last.train_error < max_train_error,
-            "{rule:?}: training error {:.2}%",
-            last.train_error
-        );
-        assert!(
-            last.test_error < 25.0,
-            "{rule:?}: test error {:.2}%",
-            last.test_error
-        );
+        assert!(last.train_error < max_train_error, "{rule:?}: training error {:.2}%", last.train_error);
+        assert!(last.test_error < 25.0, "{rule:?}: test error {:.2}%", last.test_error);
         assert!(m[0].loss > last.loss, "{rule:?}: loss did not fall");
     }
 }
@@ -98,12 +83,7 @@ fn every_hidden_layer_is_updated_under_every_rule() {
             let before = t.model.net.clone();
             t.run_epoch(&mut |_, _| {});
             for (l, (a, b)) in before.layers.iter().zip(&t.model.net.layers).enumerate() {
-                let changed = a
-                    .weight
-                    .iter()
-                    .zip(&b.weight)
-                    .filter(|(x, y)| x != y)
-                    .count();
+                let changed = a.weight.iter().zip(&b.weight).filter(|(x, y)| x != y).count();
                 assert!(
                     changed * 2 > a.weight.len(),
                     "{rule:?} {act:?}: layer {l} barely updated ({changed} of {})",
@@ -116,30 +96,17 @@ fn every_hidden_layer_is_updated_under_every_rule() {
 
 #[test]
 fn same_seed_and_threads_give_identical_bits() {
-    let config = TrainConfig {
-        train_subset: Some(2000),
-        max_epochs: 2,
-        ..small(Rule::Dfa)
-    };
+    let config = TrainConfig { train_subset: Some(2000), max_epochs: 2, ..small(Rule::Dfa) };
     let (a, ma) = train(&config);
     let (b, mb) = train(&config);
-    let strip = |m: &[EpochMetrics]| {
-        m.iter()
-            .map(|m| (m.loss.to_bits(), m.train_error, m.test_error))
-            .collect::<Vec<_>>()
-    };
+    let strip =
+        |m: &[EpochMetrics]| m.iter().map(|m| (m.loss.to_bits(), m.train_error, m.test_error)).collect::<Vec<_>>();
     assert_eq!(strip(&ma), strip(&mb));
     assert_eq!(a.model.net, b.model.net);
-    let (c, _) = train(&TrainConfig {
-        seed: 2,
-        ..config.clone()
-    });
+    let (c, _) = train(&TrainConfig { seed: 2, ..config.clone() });
     assert_ne!(a.model.net, c.model.net);
     // one thread gives the same bits too (faer splits products without reordering sums)
-    let (d, md) = train(&TrainConfig {
-        threads: 1,
-        ..config
-    });
+    let (d, md) = train(&TrainConfig { threads: 1, ..config });
     assert_eq!(strip(&ma), strip(&md));
     assert_eq!(a.model.net, d.model.net);
 }
@@ -147,75 +114,43 @@ fn same_seed_and_threads_give_identical_bits() {
 #[test]
 fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
     for rule in [Rule::Dfa, Rule::Bp] {
-        let config = TrainConfig {
-            train_subset: Some(1500),
-            max_epochs: 4,
-            ..small(rule)
-        };
+        let config = TrainConfig { train_subset: Some(1500), max_epochs: 4, ..small(rule) };
         let data = subset(&config);
         let tmp = tempfile::tempdir().unwrap();
 
         let whole = RunDir::create_unique(tmp.path(), "whole").unwrap();
         whole.write_config(&config).unwrap();
         let mut t = Trainer::new(config.clone(), &data).unwrap();
-        let s_whole = record::run(&mut t, &whole, &mut Quiet, None)
-            .unwrap()
-            .unwrap();
+        let s_whole = record::run(&mut t, &whole, &mut Quiet, None).unwrap().unwrap();
 
         let cut = RunDir::create_unique(tmp.path(), "cut").unwrap();
         cut.write_config(&config).unwrap();
         let mut t = Trainer::new(config.clone(), &data).unwrap();
-        assert!(
-            record::run(&mut t, &cut, &mut Quiet, Some(2))
-                .unwrap()
-                .is_none()
-        );
+        assert!(record::run(&mut t, &cut, &mut Quiet, Some(2)).unwrap().is_none());
         drop(t);
         // a kill in the middle of epoch 3 may leave a partial metrics line behind
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(cut.file(record::METRICS_FILE))
-            .unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(cut.file(record::METRICS_FILE)).unwrap();
         std::io::Write::write_all(&mut f, b"{\"epoch\":3,\"loss\":0.1").unwrap();
 
         let config = cut.read_config().unwrap();
         let resumed_config = config.clone();
-        let (model, progress) = cut
-            .load_checkpoint(&config, data.train.dim, data.n_classes)
-            .unwrap();
+        let (model, progress) = cut.load_checkpoint(&config, data.train.dim, data.n_classes).unwrap();
         assert_eq!(progress.epoch, 2);
         cut.truncate_metrics(progress.epoch).unwrap();
         let mut t = Trainer::resume(resumed_config, &data, model, progress).unwrap();
-        let s_cut = record::run(&mut t, &cut, &mut Quiet, None)
-            .unwrap()
-            .unwrap();
+        let s_cut = record::run(&mut t, &cut, &mut Quiet, None).unwrap().unwrap();
 
-        let key = |m: &EpochMetrics| {
-            (
-                m.epoch,
-                m.loss.to_bits(),
-                m.train_error.to_bits(),
-                m.test_error.to_bits(),
-            )
-        };
+        let key = |m: &EpochMetrics| (m.epoch, m.loss.to_bits(), m.train_error.to_bits(), m.test_error.to_bits());
         let mw: Vec<_> = whole.read_metrics().unwrap().iter().map(key).collect();
         let mc: Vec<_> = cut.read_metrics().unwrap().iter().map(key).collect();
         assert_eq!(mw.len(), 4);
         assert_eq!(mw, mc, "{rule:?}");
-        assert_eq!(
-            s_whole.final_test_error.to_bits(),
-            s_cut.final_test_error.to_bits()
-        );
+        assert_eq!(s_whole.final_test_error.to_bits(), s_cut.final_test_error.to_bits());
         let (mw, pw) = whole.load_checkpoint(&config, 784, 10).unwrap();
         let (mc, pc) = cut.load_checkpoint(&config, 784, 10).unwrap();
         assert_eq!(mw.net, mc.net, "{rule:?}: final weights differ");
         assert_eq!(pw, pc);
-        for (a, b) in mw
-            .optimiser
-            .mean_square
-            .iter()
-            .zip(&mc.optimiser.mean_square)
-        {
+        for (a, b) in mw.optimiser.mean_square.iter().zip(&mc.optimiser.mean_square) {
             assert_eq!(a.weight, b.weight);
         }
     }
@@ -223,11 +158,7 @@ fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
 
 #[test]
 fn checkpoint_round_trip_restores_everything() {
-    let config = TrainConfig {
-        train_subset: Some(640),
-        max_epochs: 1,
-        ..small(Rule::Fa)
-    };
+    let config = TrainConfig { train_subset: Some(640), max_epochs: 1, ..small(Rule::Fa) };
     let data = subset(&config);
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create_unique(tmp.path(), "r").unwrap();
@@ -238,28 +169,14 @@ fn checkpoint_round_trip_restores_everything() {
     assert_eq!(model.net, t.model.net);
     assert_eq!(model.feedback, t.model.feedback);
     assert_eq!(model.optimiser.mean_square.len(), 3);
-    for (a, b) in model
-        .optimiser
-        .mean_square
-        .iter()
-        .zip(&t.model.optimiser.mean_square)
-    {
+    for (a, b) in model.optimiser.mean_square.iter().zip(&t.model.optimiser.mean_square) {
         assert_eq!(a.weight, b.weight);
     }
     assert_eq!(progress, t.progress);
     // a checkpoint of another shape is refused with the tensor's name
-    let other = TrainConfig {
-        model: "2x100".into(),
-        ..config
-    };
-    let e = dir
-        .load_checkpoint(&other, 784, 10)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("layers.0.weight") && e.contains("expected F32 [100, 784]"),
-        "{e}"
-    );
+    let other = TrainConfig { model: "2x100".into(), ..config };
+    let e = dir.load_checkpoint(&other, 784, 10).unwrap_err().to_string();
+    assert!(e.contains("layers.0.weight") && e.contains("expected F32 [100, 784]"), "{e}");
 }
 
 #[test]
@@ -280,35 +197,15 @@ fn a_diverging_run_stops_and_says_so() {
 
 #[test]
 fn a_validation_set_is_held_out_and_measured() {
-    let config = TrainConfig {
-        train_subset: Some(2000),
-        validation: 500,
-        max_epochs: 2,
-        ..small(Rule::Dfa)
-    };
+    let config = TrainConfig { train_subset: Some(2000), validation: 500, max_epochs: 2, ..small(Rule::Dfa) };
     let (t, m) = train(&config);
     assert_eq!(t.n_train(), 1500);
-    assert!(m.iter().all(|m| {
-        m.validation_error
-            .is_some_and(|v| (0.0..=100.0).contains(&v))
-    }));
+    assert!(m.iter().all(|m| { m.validation_error.is_some_and(|v| (0.0..=100.0).contains(&v)) }));
     // the held-out samples are the last ones: training on the first 1500 alone gives the same run
-    let (u, _) = train(&TrainConfig {
-        train_subset: Some(1500),
-        max_epochs: 2,
-        ..small(Rule::Dfa)
-    });
+    let (u, _) = train(&TrainConfig { train_subset: Some(1500), max_epochs: 2, ..small(Rule::Dfa) });
     assert_eq!(t.model.net, u.model.net);
-    let bad = TrainConfig {
-        schedule_on: dfa::config::ScheduleOn::Validation,
-        ..small(Rule::Dfa)
-    };
-    assert!(
-        bad.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("schedule_on")
-    );
+    let bad = TrainConfig { schedule_on: dfa::config::ScheduleOn::Validation, ..small(Rule::Dfa) };
+    assert!(bad.validate().unwrap_err().to_string().contains("schedule_on"));
 }
 
 #[test]

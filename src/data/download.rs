@@ -58,28 +58,16 @@ pub enum Fetched {
 }
 
 fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>> {
-    let fail = |message: String| Error::Download {
-        url: url.to_string(),
-        message,
-    };
+    let fail = |message: String| Error::Download { url: url.to_string(), message };
     let response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
-    response
-        .into_body()
-        .into_with_config()
-        .limit(512 * 1024 * 1024)
-        .read_to_vec()
-        .map_err(|e| fail(e.to_string()))
+    response.into_body().into_with_config().limit(512 * 1024 * 1024).read_to_vec().map_err(|e| fail(e.to_string()))
 }
 
 fn verify(bytes: Vec<u8>, what: &str, expected: &str) -> Result<()> {
     let raw = maybe_gunzip(bytes, Path::new(what))?;
     let actual = sha256_hex(&raw);
     if actual != expected {
-        return Err(Error::Checksum {
-            what: what.to_string(),
-            expected: expected.to_string(),
-            actual,
-        });
+        return Err(Error::Checksum { what: what.to_string(), expected: expected.to_string(), actual });
     }
     Ok(())
 }
@@ -115,10 +103,8 @@ pub fn download(
     mut report: impl FnMut(&str),
 ) -> Result<Vec<Fetched>> {
     let folder = data_dir.join(kind.name());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(600)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(600))).build().into();
     let mut done = Vec::new();
     for (name, expected) in IDX_FILES.iter().zip(expected_sha256(kind)) {
         let target = folder.join(format!("{name}.gz"));
@@ -128,19 +114,14 @@ pub fn download(
                 done.push(Fetched::Present(target));
                 continue;
             }
-            report(&format!(
-                "{}: present but its checksum is wrong, downloading again",
-                target.display()
-            ));
+            report(&format!("{}: present but its checksum is wrong, downloading again", target.display()));
         }
         let mut failures = Vec::new();
         let mut fetched = None;
         for mirror in mirrors {
             let url = format!("{}/{name}.gz", mirror.trim_end_matches('/'));
             report(&format!("fetching {url}"));
-            match fetch(&agent, &url)
-                .and_then(|bytes| verify(bytes.clone(), &url, expected).map(|()| bytes))
-            {
+            match fetch(&agent, &url).and_then(|bytes| verify(bytes.clone(), &url, expected).map(|()| bytes)) {
                 Ok(bytes) => {
                     fetched = Some((bytes, url));
                     break;

@@ -22,10 +22,7 @@ pub fn maybe_gunzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(bytes.len() * 4);
         GzDecoder::new(&bytes[..])
             .read_to_end(&mut out)
-            .map_err(|e| Error::Gzip {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::Gzip { path: path.to_path_buf(), message: e.to_string() })?;
         Ok(out)
     } else {
         Ok(bytes)
@@ -35,13 +32,7 @@ pub fn maybe_gunzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
 /// Parses an uncompressed IDX file; `path` only names the file in errors.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     if bytes.len() < 4 {
-        return Err(Error::format(
-            path,
-            format!(
-                "file is {} bytes, shorter than the 4-byte IDX header",
-                bytes.len()
-            ),
-        ));
+        return Err(Error::format(path, format!("file is {} bytes, shorter than the 4-byte IDX header", bytes.len())));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(Error::format(
@@ -53,13 +44,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
         ));
     }
     if bytes[2] != 0x08 {
-        return Err(Error::format(
-            path,
-            format!(
-                "IDX type code 0x{:02x}, expected 0x08 (unsigned byte)",
-                bytes[2]
-            ),
-        ));
+        return Err(Error::format(path, format!("IDX type code 0x{:02x}, expected 0x08 (unsigned byte)", bytes[2])));
     }
     let ndim = bytes[3] as usize;
     if ndim == 0 {
@@ -69,16 +54,11 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     if bytes.len() < header {
         return Err(Error::format(
             path,
-            format!(
-                "truncated header: {ndim} dimensions need {header} bytes, file has {}",
-                bytes.len()
-            ),
+            format!("truncated header: {ndim} dimensions need {header} bytes, file has {}", bytes.len()),
         ));
     }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let Some(count) = count else {
         return Err(Error::format(path, format!("dimensions {dims:?} overflow")));
@@ -93,16 +73,10 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     if body > count {
         return Err(Error::format(
             path,
-            format!(
-                "{} bytes of trailing data after the {count} declared by dimensions {dims:?}",
-                body - count
-            ),
+            format!("{} bytes of trailing data after the {count} declared by dimensions {dims:?}", body - count),
         ));
     }
-    Ok(IdxArray {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
 }
 
 /// Reads and parses an IDX file from disk (gzip detected by its magic bytes).

@@ -21,12 +21,8 @@ pub enum DatasetKind {
 }
 
 /// The four IDX files, in the order train images, train labels, test images, test labels.
-pub const IDX_FILES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
+pub const IDX_FILES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
 impl DatasetKind {
     /// The name used on the command line and as the sub-folder of the data folder.
@@ -73,11 +69,7 @@ impl Split {
     /// Splits off the last `n` samples (e.g. as a validation set) and returns them.
     pub fn split_off_last(&mut self, n: usize) -> Split {
         let keep = self.len().saturating_sub(n);
-        Split {
-            images: self.images.split_off(keep * self.dim),
-            labels: self.labels.split_off(keep),
-            dim: self.dim,
-        }
+        Split { images: self.images.split_off(keep * self.dim), labels: self.labels.split_off(keep), dim: self.dim }
     }
 
     /// The first `n` samples (all of them when `n` is larger).
@@ -116,10 +108,7 @@ pub fn locate(kind: DatasetKind, dir: &Path) -> Result<[PathBuf; 4]> {
         IDX_FILES
             .iter()
             .map(|name| {
-                [format!("{name}.gz"), name.to_string()]
-                    .into_iter()
-                    .map(|f| folder.join(f))
-                    .find(|p| p.is_file())
+                [format!("{name}.gz"), name.to_string()].into_iter().map(|f| folder.join(f)).find(|p| p.is_file())
             })
             .collect()
     };
@@ -138,46 +127,28 @@ pub fn locate(kind: DatasetKind, dir: &Path) -> Result<[PathBuf; 4]> {
         .filter(|(_, f)| f.is_none())
         .map(|(name, _)| sub.join(format!("{name}.gz")).display().to_string())
         .collect();
-    Err(Error::MissingData {
-        dataset: kind.name().into(),
-        dir: dir.to_path_buf(),
-        missing: missing.join(", "),
-    })
+    Err(Error::MissingData { dataset: kind.name().into(), dir: dir.to_path_buf(), missing: missing.join(", ") })
 }
 
 fn read_file(path: &Path, files: &mut Vec<DataFile>) -> Result<idx::IdxArray> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    files.push(DataFile {
-        path: path.to_path_buf(),
-        sha256: sha256_hex(&raw),
-    });
+    files.push(DataFile { path: path.to_path_buf(), sha256: sha256_hex(&raw) });
     idx::parse(&idx::maybe_gunzip(raw, path)?, path)
 }
 
-fn split(
-    images_path: &Path,
-    labels_path: &Path,
-    n_classes: usize,
-    files: &mut Vec<DataFile>,
-) -> Result<Split> {
+fn split(images_path: &Path, labels_path: &Path, n_classes: usize, files: &mut Vec<DataFile>) -> Result<Split> {
     let images = read_file(images_path, files)?;
     let labels = read_file(labels_path, files)?;
     if images.dims.len() != 3 {
         return Err(Error::format(
             images_path,
-            format!(
-                "expected an image file with 3 dimensions (count × rows × cols), found {:?}",
-                images.dims
-            ),
+            format!("expected an image file with 3 dimensions (count × rows × cols), found {:?}", images.dims),
         ));
     }
     if labels.dims.len() != 1 {
         return Err(Error::format(
             labels_path,
-            format!(
-                "expected a label file with 1 dimension, found {:?}",
-                labels.dims
-            ),
+            format!("expected a label file with 1 dimension, found {:?}", labels.dims),
         ));
     }
     if images.dims[0] != labels.dims[0] {
@@ -188,24 +159,12 @@ fn split(
             n_labels: labels.dims[0],
         });
     }
-    if let Some((i, &l)) = labels
-        .data
-        .iter()
-        .enumerate()
-        .find(|(_, l)| **l as usize >= n_classes)
-    {
-        return Err(Error::format(
-            labels_path,
-            format!("label {l} at position {i} is outside 0..{n_classes}"),
-        ));
+    if let Some((i, &l)) = labels.data.iter().enumerate().find(|(_, l)| **l as usize >= n_classes) {
+        return Err(Error::format(labels_path, format!("label {l} at position {i} is outside 0..{n_classes}")));
     }
     let dim = images.dims[1] * images.dims[2];
     let images = images.data.iter().map(|&p| p as f32 / 255.0).collect();
-    Ok(Split {
-        images,
-        labels: labels.data,
-        dim,
-    })
+    Ok(Split { images, labels: labels.data, dim })
 }
 
 /// Loads `kind` from the data folder `dir`.
@@ -218,17 +177,8 @@ pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
     if train.dim != test.dim {
         return Err(Error::format(
             &paths[2],
-            format!(
-                "test images have {} pixels, training images {}",
-                test.dim, train.dim
-            ),
+            format!("test images have {} pixels, training images {}", test.dim, train.dim),
         ));
     }
-    Ok(Dataset {
-        kind,
-        train,
-        test,
-        n_classes,
-        files,
-    })
+    Ok(Dataset { kind, train, test, n_classes, files })
 }
