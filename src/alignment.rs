@@ -35,7 +35,8 @@ pub fn angle(a: &[f32], b: &[f32]) -> f64 {
     if aa == 0.0 || bb == 0.0 {
         return f64::NAN;
     }
-    (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0).acos().to_degrees()
+    // sqrt(fl(x²)) = x exactly, so a vector against itself gives cos = 1 and exactly 0°
+    (ab / (aa * bb).sqrt()).clamp(-1.0, 1.0).acos().to_degrees()
 }
 
 /// Diagnostics of one hidden layer on one mini-batch.

@@ -221,6 +221,10 @@ struct TrainArgs {
     /// Weight α of the clean loss in α·J(x) + (1−α)·J(x_adv) [default: 0.5].
     #[arg(long)]
     adv_alpha: Option<f32>,
+    /// Measure alignment angles (rule vs true gradient, per hidden layer) every N mini-batches
+    /// and log them in metrics.jsonl.
+    #[arg(long)]
+    align_every: Option<usize>,
     /// Hold out the last N training samples as a validation set (MNIST: 10000).
     #[arg(long)]
     validation: Option<usize>,
@@ -272,7 +276,7 @@ impl TrainArgs {
         if self.adversarial {
             c.adversarial_epsilon = 0.08;
         }
-        set!(validation => validation, schedule_on => schedule_on);
+        set!(validation => validation, schedule_on => schedule_on, align_every => align_every);
         set!(dropout_input => dropout_input, dropout_hidden => dropout_hidden,
              adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
         if self.no_bias {
@@ -327,6 +331,14 @@ impl Observer for Console {
             m.samples_per_s,
             m.eval_seconds
         );
+        if let Some(last) = m.alignment.last() {
+            let angles: Vec<String> = last
+                .layers
+                .iter()
+                .map(|l| format!("h{} {:.1}° (L>0 {:.0}%)", l.layer, l.delta_angle_mean, 100.0 * l.criterion_positive))
+                .collect();
+            println!("          alignment with BP at batch {}: {}", last.batch, angles.join(", "));
+        }
         if let Some(stop) = p.stop {
             println!("stop: {}", stop.describe());
         } else if p.learning_rate < m.learning_rate {

@@ -101,6 +101,9 @@ pub struct EpochMetrics {
     pub train_error: f64,
     /// Test error (%) after the epoch.
     pub test_error: f64,
+    /// Alignment diagnostics of the measured mini-batches (`--align-every`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alignment: Vec<crate::alignment::AlignmentRecord>,
     /// Validation error (%) after the epoch, when a validation set is held out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_error: Option<f64>,
@@ -124,6 +127,10 @@ pub struct Trainer {
     train: Arc<Split>,
     test: Arc<Split>,
     validation: Option<Arc<Split>>,
+    /// Alignment measurement: its buffers (when enabled), the batch to measure next, the records.
+    align: Option<crate::alignment::Scratch>,
+    measure_batch: Option<usize>,
+    alignment_log: Vec<crate::alignment::AlignmentRecord>,
     ws: Workspace,
     eval_ws: Workspace,
     shuffle: DfaRng,
@@ -205,6 +212,9 @@ impl Trainer {
             y: vec![0; rows],
             test: Arc::new(data.test.clone()),
             validation,
+            align: None,
+            measure_batch: None,
+            alignment_log: Vec::new(),
             train,
             shuffle,
             threads,
@@ -246,7 +256,9 @@ impl Trainer {
     /// is the rule's update of `α·J(x) + (1−α)·J(x_adv)`: the two passes' gradients, with `e`
     /// scaled by `α` and `1−α`, summed before one optimiser step.
     fn step(&mut self, rows: usize) -> (f64, usize) {
-        let Trainer { model, ws, x, y, threads, config, dropout_rng, x_adv, .. } = self;
+        let Trainer {
+            model, ws, x, y, threads, config, dropout_rng, x_adv, align, measure_batch, alignment_log, ..
+        } = self;
         let threads = *threads;
         let net = &mut model.net;
         let depth = net.depth();
@@ -265,6 +277,12 @@ impl Trainer {
         let (mut loss, errors) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         if !config.adversarial() {
             rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
+            if let Some(batch) = measure_batch.take() {
+                let scratch = align.get_or_insert_with(|| crate::alignment::Scratch::new(net, ws));
+                let layers =
+                    crate::alignment::measure(config.rule, net, &model.feedback, ws, x, rows, scratch, threads);
+                alignment_log.push(crate::alignment::AlignmentRecord { batch, layers });
+            }
             update_layers(net, &mut model.optimiser, ws, x, rows, false, true, threads);
             return (loss, errors);
         }
@@ -315,6 +333,8 @@ impl Trainer {
             t.shuffle.shuffle(&mut t.order);
             let order = std::mem::take(&mut t.order);
             for (b, idx) in order.chunks(batch).enumerate() {
+                let every = t.config.align_every;
+                t.measure_batch = (every > 0 && b % every == 0).then_some(b);
                 let (loss, err) = t.train_batch(idx);
                 if t.progress.initial_loss.is_none() {
                     t.progress.initial_loss = Some(loss / idx.len() as f64);
@@ -344,6 +364,7 @@ impl Trainer {
             train_error,
             test_error,
             validation_error,
+            alignment: std::mem::take(&mut self.alignment_log),
             batch_error: 100.0 * errors as f64 / seen.max(1) as f64,
             learning_rate: self.progress.learning_rate,
             seconds,
