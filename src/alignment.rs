@@ -14,7 +14,7 @@
 //!   above (`δa_L = e` at the top); `L_k > 0` means `δh_k` is within 90° of `c_k`;
 //! - `feedback_angle` (FA only): the angle between `W_{k+1}ᵀ` and `B_k`.
 //!
-//! Angles are in degrees, in `[0, 180]`; `NaN` where a vector is zero. BP measures 0° everywhere.
+//! Angles are in degrees, in `[0, 180]`; absent (`null`) where a vector is zero. BP measures 0° everywhere.
 //! The measurement works on copies of the step's buffers (allocated once, when enabled) and does
 //! not change the training: runs with and without it give the same numbers.
 
@@ -39,14 +39,19 @@ pub fn angle(a: &[f32], b: &[f32]) -> f64 {
     (ab / (aa * bb).sqrt()).clamp(-1.0, 1.0).acos().to_degrees()
 }
 
+fn defined(a: f64) -> Option<f64> {
+    a.is_finite().then_some(a)
+}
+
 /// Diagnostics of one hidden layer on one mini-batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerAlignment {
     /// Hidden layer, 1-based.
     pub layer: usize,
-    pub delta_angle_mean: f64,
-    pub delta_angle_batch: f64,
-    pub update_angle: f64,
+    /// `None` where the angle is undefined (a zero vector, e.g. at the first step from zero init).
+    pub delta_angle_mean: Option<f64>,
+    pub delta_angle_batch: Option<f64>,
+    pub update_angle: Option<f64>,
     pub criterion_positive: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback_angle: Option<f64>,
@@ -119,7 +124,7 @@ pub fn measure(
             .filter(|a| a.is_finite())
             .collect();
         let delta_angle_mean =
-            if per_sample.is_empty() { f64::NAN } else { per_sample.iter().sum::<f64>() / per_sample.len() as f64 };
+            (!per_sample.is_empty()).then(|| per_sample.iter().sum::<f64>() / per_sample.len() as f64);
         // δh_k, the rule's signal at h_k before ⊙ f'
         let signal = &mut scratch.signal[..rows * n_k];
         let d_above: &[f32] = if k + 1 == depth - 1 { e } else { &ws.deltas[k + 1] };
@@ -163,8 +168,8 @@ pub fn measure(
         out.push(LayerAlignment {
             layer: k + 1,
             delta_angle_mean,
-            delta_angle_batch: angle(d_rule, d_bp),
-            update_angle: angle(&scratch.grad_rule[..size], &scratch.grad_bp[..size]),
+            delta_angle_batch: defined(angle(d_rule, d_bp)),
+            update_angle: defined(angle(&scratch.grad_rule[..size], &scratch.grad_bp[..size])),
             criterion_positive: positive as f64 / rows as f64,
             feedback_angle,
         });

@@ -17,6 +17,7 @@ pub mod experiments;
 pub mod linalg;
 pub mod network;
 pub mod optimiser;
+pub mod plots;
 pub mod record;
 pub mod reports;
 pub mod rng;

@@ -38,6 +38,8 @@ enum Command {
     Bench(BenchArgs),
     /// Reproduce a table of the paper from its experiment file, beside the paper's numbers.
     Reproduce(ReproduceArgs),
+    /// Draw learning curves (and alignment angles, where recorded) of runs, overlaid.
+    Plot(PlotArgs),
     /// Manage data sets.
     Data {
         #[command(subcommand)]
@@ -61,6 +63,25 @@ struct DownloadArgs {
     /// Base URL to fetch from instead of the built-in mirrors (repeatable; tried in order).
     #[arg(long = "mirror")]
     mirrors: Vec<String>,
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// Run folders (each with a metrics.jsonl).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// The picture: FILE.png or FILE.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Labels of the runs, comma-separated [default: the folder names].
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Which error curves.
+    #[arg(long, default_value = "both")]
+    curves: dfa::plots::Curves,
+    /// Logarithmic error axis.
+    #[arg(long)]
+    log: bool,
 }
 
 #[derive(Args)]
@@ -335,7 +356,10 @@ impl Observer for Console {
             let angles: Vec<String> = last
                 .layers
                 .iter()
-                .map(|l| format!("h{} {:.1}° (L>0 {:.0}%)", l.layer, l.delta_angle_mean, 100.0 * l.criterion_positive))
+                .map(|l| {
+                    let a = l.delta_angle_mean.map_or("–".into(), |a| format!("{a:.1}°"));
+                    format!("h{} {a} (L>0 {:.0}%)", l.layer, 100.0 * l.criterion_positive)
+                })
                 .collect();
             println!("          alignment with BP at batch {}: {}", last.batch, angles.join(", "));
         }
@@ -694,6 +718,32 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn plot(args: PlotArgs) -> Result<ExitCode> {
+    if !args.labels.is_empty() && args.labels.len() != args.runs.len() {
+        anyhow::bail!("--labels: {} labels for {} runs", args.labels.len(), args.runs.len());
+    }
+    let mut runs = Vec::new();
+    for (i, path) in args.runs.iter().enumerate() {
+        let dir = RunDir::open(path)?;
+        let metrics = dir.read_metrics()?;
+        if metrics.is_empty() {
+            anyhow::bail!("{}: no epochs in {}", path.display(), record::METRICS_FILE);
+        }
+        let label = args.labels.get(i).cloned().unwrap_or_else(|| {
+            let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let own = name(path);
+            match path.parent() {
+                Some(parent) if own.starts_with("seed") => format!("{} {own}", name(parent)),
+                _ => own,
+            }
+        });
+        runs.push(dfa::plots::RunCurves { label, metrics });
+    }
+    dfa::plots::plot(&runs, &args.out, args.curves, args.log)?;
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn data_download(args: DownloadArgs) -> Result<ExitCode> {
     let dir = data::resolve_data_dir(args.data_dir.as_deref());
     let mirrors = if args.mirrors.is_empty() { download::default_mirrors(args.dataset) } else { args.mirrors };
@@ -714,6 +764,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(args),
         Command::Reproduce(args) => reproduce(args),
+        Command::Plot(args) => plot(args),
         Command::Data { command: DataCommand::Download(args) } => data_download(args),
     };
     match result {

@@ -165,8 +165,18 @@ impl RunDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        // A line cut short by a kill is dropped (the checkpoint decides what counts).
-        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        // A last line cut short by a kill is dropped (the checkpoint decides what counts); any
+        // other line that does not parse is an error.
+        let lines: Vec<&str> = text.lines().collect();
+        let mut metrics = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(m) => metrics.push(m),
+                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+                Err(e) => return Err(Error::format(&path, format!("line {}: {e}", i + 1))),
+            }
+        }
+        Ok(metrics)
     }
 
     /// Keeps only the metrics of epochs `1..=epoch` (rewritten atomically).

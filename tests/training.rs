@@ -224,3 +224,15 @@ fn the_schedule_halves_the_rate_and_ends_the_run() {
     assert!((t.progress.learning_rate - 0.25e-9).abs() < 1e-15);
     assert!(m.len() < 50);
 }
+
+#[test]
+fn a_damaged_metrics_line_is_an_error_unless_it_is_the_cut_last_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = RunDir::create_unique(tmp.path(), "r").unwrap();
+    let good = r#"{"epoch":1,"loss":0.5,"train_error":1.0,"test_error":2.0,"batch_error":1.0,"learning_rate":0.1,"seconds":1.0,"eval_seconds":0.1,"samples_per_s":10.0}"#;
+    std::fs::write(dir.file(record::METRICS_FILE), format!("{good}\n{{\"epoch\":2,\"lo")).unwrap();
+    assert_eq!(dir.read_metrics().unwrap().len(), 1);
+    std::fs::write(dir.file(record::METRICS_FILE), format!("{{\"epoch\":1,\"lo\n{good}\n")).unwrap();
+    let e = dir.read_metrics().unwrap_err().to_string();
+    assert!(e.contains("metrics.jsonl") && e.contains("line 1"), "{e}");
+}

@@ -1,0 +1,223 @@
+//! `dfa plot`: learning curves and alignment angles of one or more runs, as PNG or SVG.
+//!
+//! Text is drawn with DejaVu Sans, compiled into the binary (`assets/fonts`, Bitstream Vera
+//! licence), so no system font is needed for PNG; SVG names the family `sans-serif`.
+
+use crate::error::{Error, Result};
+use crate::training::EpochMetrics;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            panic!("the bundled font is not a valid TrueType font");
+        }
+    });
+}
+
+type Series = (String, RGBColor, bool, Vec<(f64, f64)>);
+
+/// Which error curves to draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Curves {
+    Train,
+    Test,
+    Both,
+}
+
+/// One run to draw: its label and per-epoch metrics.
+pub struct RunCurves {
+    pub label: String,
+    pub metrics: Vec<EpochMetrics>,
+}
+
+/// Draws the error curves (and, when any run recorded them, the alignment angles per hidden
+/// layer in a second panel) to `out` (`.png` or `.svg`).
+pub fn plot(runs: &[RunCurves], out: &Path, curves: Curves, log_scale: bool) -> Result<()> {
+    register_font();
+    let aligned = runs.iter().any(|r| r.metrics.iter().any(|m| !m.alignment.is_empty()));
+    let size = if aligned { (1400, 560) } else { (800, 560) };
+    let fail = |e: String| Error::format(out, format!("cannot draw the plot: {e}"));
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("png") => {
+            let root = BitMapBackend::new(out, size).into_drawing_area();
+            draw(&root, runs, curves, log_scale, aligned).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))
+        }
+        Some("svg") => {
+            let root = SVGBackend::new(out, size).into_drawing_area();
+            draw(&root, runs, curves, log_scale, aligned).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))
+        }
+        _ => Err(Error::config("--out", format!("{}: expected a file name ending in .png or .svg", out.display()))),
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    runs: &[RunCurves],
+    curves: Curves,
+    log_scale: bool,
+    aligned: bool,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let panels = if aligned { root.split_evenly((1, 2)) } else { vec![root.clone()] };
+    errors_panel(&panels[0], runs, curves, log_scale)?;
+    if aligned {
+        alignment_panel(&panels[1], runs)?;
+    }
+    Ok(())
+}
+
+fn errors_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[RunCurves],
+    curves: Curves,
+    log_scale: bool,
+) -> std::result::Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    let max_epoch = runs.iter().flat_map(|r| r.metrics.iter().map(|m| m.epoch)).max().unwrap_or(1).max(1) as f64;
+    let values: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| r.metrics.iter())
+        .flat_map(|m| [m.train_error, m.test_error])
+        .filter(|v| v.is_finite())
+        .collect();
+    let top = values.iter().copied().fold(1.0f64, f64::max) * 1.1;
+    // on a log axis zero errors sit at the floor: half the smallest non-zero error, at least
+    // 0.001 % (below one error in 60 000)
+    let smallest = values.iter().copied().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
+    let floor = if smallest.is_finite() { (smallest / 2.0).clamp(1e-3, 1.0) } else { 1e-3 };
+    // (label, colour, solid (training) or with markers (test), points)
+    let mut series: Vec<Series> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pick = |f: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
+            run.metrics.iter().map(|m| (m.epoch as f64, if log_scale { f(m).max(floor) } else { f(m) })).collect()
+        };
+        if curves != Curves::Test {
+            series.push((format!("{} train", run.label), color, true, pick(&|m| m.train_error)));
+        }
+        if curves != Curves::Train {
+            series.push((format!("{} test", run.label), color, false, pick(&|m| m.test_error)));
+        }
+    }
+    let caption = match curves {
+        Curves::Train => "Training error",
+        Curves::Test => "Test error",
+        Curves::Both => "Training and test error",
+    };
+    macro_rules! chart_body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc("error (%)")
+                .light_line_style(RGBColor(242, 242, 242))
+                .light_line_style(RGBColor(242, 242, 242))
+                .label_style(("sans-serif", 16))
+                .axis_desc_style(("sans-serif", 18))
+                .draw()
+                .map_err(e)?;
+            for (label, color, solid, points) in series {
+                let style = if solid { color.stroke_width(2) } else { color.mix(0.8).stroke_width(1) };
+                let drawn = chart.draw_series(LineSeries::new(points.clone(), style)).map_err(e)?;
+                drawn.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                if !solid {
+                    chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(e)?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .label_font(("sans-serif", 15))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .draw()
+                .map_err(e)?;
+        }};
+    }
+    let mut builder = ChartBuilder::on(area);
+    builder.caption(caption, ("sans-serif", 22)).margin(12).x_label_area_size(45).y_label_area_size(60);
+    if log_scale {
+        chart_body!(builder.build_cartesian_2d(1f64..max_epoch, (floor..top).log_scale()).map_err(e)?);
+    } else {
+        chart_body!(builder.build_cartesian_2d(1f64..max_epoch, 0f64..top).map_err(e)?);
+    }
+    Ok(())
+}
+
+fn alignment_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[RunCurves],
+) -> std::result::Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    let max_epoch = runs.iter().flat_map(|r| r.metrics.iter().map(|m| m.epoch)).max().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Angle between the rule's δa and back-propagation's", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..max_epoch, 0f64..120f64)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("angle (degrees)")
+        .light_line_style(RGBColor(242, 242, 242))
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()
+        .map_err(e)?;
+    chart.draw_series(LineSeries::new(vec![(0.0, 90.0), (max_epoch, 90.0)], BLACK.mix(0.4))).map_err(e)?;
+    let mut k = 0;
+    for run in runs {
+        let layers =
+            run.metrics.iter().flat_map(|m| m.alignment.iter()).flat_map(|r| r.layers.iter().map(|l| l.layer)).max();
+        let batches = run.metrics.iter().flat_map(|m| m.alignment.iter().map(|r| r.batch)).max().unwrap_or(0) + 1;
+        for layer in 1..=layers.unwrap_or(0) {
+            let color = PALETTE[k % PALETTE.len()];
+            k += 1;
+            // x: epochs done when the batch was measured (epoch − 1 + batch / batches)
+            let points: Vec<(f64, f64)> = run
+                .metrics
+                .iter()
+                .flat_map(|m| {
+                    m.alignment.iter().filter_map(move |r| {
+                        let a = r.layers.iter().find(|l| l.layer == layer)?.delta_angle_mean?;
+                        Some((m.epoch as f64 - 1.0 + r.batch as f64 / batches as f64, a))
+                    })
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(e)?
+                .label(format!("{} hidden layer {layer}", run.label))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Pictures are produced, non-empty, and labelled.
+
+use dfa::alignment::{AlignmentRecord, LayerAlignment};
+use dfa::plots::{Curves, RunCurves, plot};
+use dfa::training::EpochMetrics;
+
+fn run(label: &str, scale: f64, aligned: bool) -> RunCurves {
+    let metrics = (1..=8)
+        .map(|epoch| EpochMetrics {
+            epoch,
+            loss: 1.0 / epoch as f64,
+            train_error: scale * 10.0 / epoch as f64,
+            test_error: scale * 12.0 / epoch as f64,
+            alignment: if aligned {
+                (0..3)
+                    .map(|b| AlignmentRecord {
+                        batch: b * 10,
+                        layers: (1..=2)
+                            .map(|layer| LayerAlignment {
+                                layer,
+                                delta_angle_mean: Some(80.0 - epoch as f64 * 5.0 - layer as f64),
+                                delta_angle_batch: Some(70.0),
+                                update_angle: Some(60.0),
+                                criterion_positive: 1.0,
+                                feedback_angle: None,
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            validation_error: None,
+            batch_error: 0.0,
+            learning_rate: 1e-4,
+            seconds: 1.0,
+            eval_seconds: 0.1,
+            samples_per_s: 1000.0,
+        })
+        .collect();
+    RunCurves { label: label.into(), metrics }
+}
+
+#[test]
+fn png_and_svg_pictures_are_drawn_with_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = [run("dfa run", 1.0, true), run("bp run", 0.5, false)];
+    let png = tmp.path().join("curves.png");
+    plot(&runs, &png, Curves::Both, true).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(bytes.len() > 20_000, "{} bytes", bytes.len());
+    // 1400 × 560 with the alignment panel (width and height are big-endian at bytes 16..24)
+    assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 1400);
+    let svg = tmp.path().join("curves.svg");
+    plot(&runs[1..], &svg, Curves::Train, false).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("bp run train") && !text.contains("bp run test"),
+        "{}",
+        &text[..200]
+    );
+    assert!(text.contains("width=\"800\""));
+    let e = plot(&runs, &tmp.path().join("x.jpg"), Curves::Both, false).unwrap_err().to_string();
+    assert!(e.contains(".png or .svg"), "{e}");
+}
