@@ -36,6 +36,32 @@ pub struct Experiment {
     #[serde(default)]
     pub defaults: toml::Table,
     pub cells: Vec<Cell>,
+    /// Pictures drawn from the first seed's runs after the table (`dfa reproduce` writes them
+    /// next to the table).
+    #[serde(default)]
+    pub figures: Vec<Figure>,
+}
+
+/// A picture of learning curves of some cells' first-seed runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Figure {
+    /// File name in the results folder (`.png` or `.svg`).
+    pub file: String,
+    /// Cell ids, in legend order.
+    pub cells: Vec<String>,
+    /// Legend labels (default: the cell ids).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// `train`, `test` or `both`.
+    #[serde(default = "both")]
+    pub curves: crate::plots::Curves,
+    #[serde(default)]
+    pub log: bool,
+}
+
+fn both() -> crate::plots::Curves {
+    crate::plots::Curves::Both
 }
 
 /// One cell of the table.

@@ -715,6 +715,32 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     download::write_atomically(&md, markdown.as_bytes())?;
     download::write_atomically(&csv, table.csv().as_bytes())?;
     println!("wrote {} and {}", md.display(), csv.display());
+    for figure in &exp.figures {
+        let mut runs = Vec::new();
+        for (i, id) in figure.cells.iter().enumerate() {
+            let dir = runs_dir.join(id).join("seed1");
+            if !dir.join(record::METRICS_FILE).is_file() {
+                continue;
+            }
+            let label = figure.labels.get(i).cloned().unwrap_or_else(|| id.clone());
+            runs.push(dfa::plots::RunCurves { label, metrics: RunDir::open(&dir)?.read_metrics()? });
+        }
+        if runs.is_empty() {
+            continue;
+        }
+        let stem = std::path::Path::new(&figure.file);
+        let file = match args.max_epochs {
+            Some(n) => format!(
+                "{}-max{n}.{}",
+                stem.file_stem().and_then(|s| s.to_str()).unwrap_or("figure"),
+                stem.extension().and_then(|s| s.to_str()).unwrap_or("png")
+            ),
+            None => figure.file.clone(),
+        };
+        let out = args.results.join(file);
+        dfa::plots::plot(&runs, &out, figure.curves, figure.log)?;
+        println!("wrote {}", out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

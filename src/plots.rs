@@ -34,7 +34,8 @@ fn register_font() {
 type Series = (String, RGBColor, bool, Vec<(f64, f64)>);
 
 /// Which error curves to draw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Curves {
     Train,
     Test,

@@ -81,7 +81,8 @@ pub fn paper_cell(cell: &Cell) -> String {
     match cell.paper {
         None => "—".into(),
         Some([m, s]) => {
-            let mut out = format!("{m:.2} ± {s:.2}");
+            // a standard deviation of 0 means the paper gives none (a single run)
+            let mut out = if s > 0.0 { format!("{m:.2} ± {s:.2}") } else { format!("{m:.2}") };
             if let Some(t) = cell.paper_train {
                 out += &format!(" ({t:.2})");
             }

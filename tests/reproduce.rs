@@ -26,6 +26,11 @@ train_subset = 600
 test_subset = 300
 max_epochs = 3
 
+[[figures]]
+file = "tiny-curves.svg"
+cells = ["1x32-bp", "1x32-dfa"]
+curves = "train"
+
 [[cells]]
 id = "1x32-bp"
 row = "1x32 tanh"
@@ -74,6 +79,8 @@ fn reproduce_runs_reuses_and_resumes() {
     assert!(text.contains("2 cells × 2 seeds = 4 runs"), "{text}");
     let md = std::fs::read_to_string(results.join("tiny.md")).unwrap();
     assert!(md.contains("| 1x32 tanh |") && md.contains("5.00 ± 0.50") && md.contains("6.00 ± 0.50 (0.50)"), "{md}");
+    let svg = std::fs::read_to_string(results.join("tiny-curves.svg")).unwrap();
+    assert!(svg.contains("1x32-bp train") && svg.contains("1x32-dfa train"), "{}", &svg[..200]);
     let csv = std::fs::read_to_string(results.join("tiny.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.lines().nth(1).unwrap().starts_with("1x32-bp,1x32 tanh,BP,2,2,"), "{csv}");
