@@ -62,6 +62,9 @@ pub struct LayerAlignment {
 pub struct AlignmentRecord {
     /// Mini-batch index within the epoch (0-based).
     pub batch: usize,
+    /// Mini-batches in the epoch (so that `batch` can be placed on an epoch axis).
+    #[serde(default)]
+    pub batches: usize,
     pub layers: Vec<LayerAlignment>,
 }
 

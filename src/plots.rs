@@ -191,7 +191,7 @@ fn alignment_panel<DB: DrawingBackend>(
     for run in runs {
         let layers =
             run.metrics.iter().flat_map(|m| m.alignment.iter()).flat_map(|r| r.layers.iter().map(|l| l.layer)).max();
-        let batches = run.metrics.iter().flat_map(|m| m.alignment.iter().map(|r| r.batch)).max().unwrap_or(0) + 1;
+        let measured = run.metrics.iter().flat_map(|m| m.alignment.iter().map(|r| r.batch)).max().unwrap_or(0) + 1;
         for layer in 1..=layers.unwrap_or(0) {
             let color = PALETTE[k % PALETTE.len()];
             k += 1;
@@ -202,6 +202,7 @@ fn alignment_panel<DB: DrawingBackend>(
                 .flat_map(|m| {
                     m.alignment.iter().filter_map(move |r| {
                         let a = r.layers.iter().find(|l| l.layer == layer)?.delta_angle_mean?;
+                        let batches = if r.batches > 0 { r.batches } else { measured };
                         Some((m.epoch as f64 - 1.0 + r.batch as f64 / batches as f64, a))
                     })
                 })

@@ -281,7 +281,7 @@ impl Trainer {
                 let scratch = align.get_or_insert_with(|| crate::alignment::Scratch::new(net, ws));
                 let layers =
                     crate::alignment::measure(config.rule, net, &model.feedback, ws, x, rows, scratch, threads);
-                alignment_log.push(crate::alignment::AlignmentRecord { batch, layers });
+                alignment_log.push(crate::alignment::AlignmentRecord { batch, batches: 0, layers });
             }
             update_layers(net, &mut model.optimiser, ws, x, rows, false, true, threads);
             return (loss, errors);
@@ -364,7 +364,10 @@ impl Trainer {
             train_error,
             test_error,
             validation_error,
-            alignment: std::mem::take(&mut self.alignment_log),
+            alignment: std::mem::take(&mut self.alignment_log)
+                .into_iter()
+                .map(|r| crate::alignment::AlignmentRecord { batches, ..r })
+                .collect(),
             batch_error: 100.0 * errors as f64 / seen.max(1) as f64,
             learning_rate: self.progress.learning_rate,
             seconds,

@@ -91,6 +91,7 @@ fn dfa_aligns_with_backpropagation_on_mnist() {
     }
     let first = &epochs[0].alignment;
     assert_eq!(first.iter().map(|r| r.batch).collect::<Vec<_>>(), vec![0, 20, 40, 60]);
+    assert!(first.iter().all(|r| r.batches == 79)); // 5000 images in batches of 64
     let last = epochs.last().unwrap().alignment.last().unwrap();
     for l in &last.layers {
         assert!(l.delta_angle_mean.unwrap() < 60.0 && l.update_angle.unwrap() < 60.0, "{l:?}");

@@ -15,6 +15,7 @@ fn run(label: &str, scale: f64, aligned: bool) -> RunCurves {
                 (0..3)
                     .map(|b| AlignmentRecord {
                         batch: b * 10,
+                        batches: 30,
                         layers: (1..=2)
                             .map(|layer| LayerAlignment {
                                 layer,
