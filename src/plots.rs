@@ -145,13 +145,7 @@ fn errors_panel<DB: DrawingBackend>(
                     chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(e)?;
                 }
             }
-            chart
-                .configure_series_labels()
-                .label_font(("sans-serif", 15))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(e)?;
+            legend(&mut chart)?;
         }};
     }
     let mut builder = ChartBuilder::on(area);
@@ -214,12 +208,18 @@ fn alignment_panel<DB: DrawingBackend>(
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
     }
+    legend(&mut chart)
+}
+
+/// The legend box, the same on every panel.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> std::result::Result<(), String> {
     chart
         .configure_series_labels()
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()
-        .map_err(e)?;
-    Ok(())
+        .map_err(|e| e.to_string())
 }
