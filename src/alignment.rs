@@ -95,10 +95,11 @@ impl Scratch {
 }
 
 /// Measures every hidden layer. `ws` holds the forward pass, the output error and the rule's
-/// update directions of the batch (`rows` samples of `x`), as the step has them before the update.
+/// update directions of the batch (`rows` samples of `x`), as the step has them before the update;
+/// `rules[k]` is hidden layer `k`'s rule (the same rule for every layer unless mixed).
 #[allow(clippy::too_many_arguments)]
 pub fn measure(
-    rule: Rule,
+    rules: &[Rule],
     net: &Network,
     feedback: &Feedback,
     ws: &Workspace,
@@ -114,7 +115,7 @@ pub fn measure(
     rules::hidden_deltas(Rule::Bp, net, feedback, &mut scratch.bp, rows, threads);
     let e = &ws.deltas[depth - 1][..rows * n_out];
     let mut out = Vec::with_capacity(depth - 1);
-    for k in 0..depth - 1 {
+    for (k, &rule) in rules.iter().enumerate().take(depth - 1) {
         let layer = &net.layers[k];
         let above = &net.layers[k + 1];
         let n_k = layer.fan_out;

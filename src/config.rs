@@ -23,6 +23,18 @@ pub struct TrainConfig {
     pub model: String,
     pub activation: Activation,
     pub rule: Rule,
+    /// A rule per hidden layer, bottom to top, instead of `rule` everywhere (BP, FA or DFA each;
+    /// e.g. `["dfa", "bp", "bp"]`: the first hidden layer learns from the direct feedback `B_1 e`,
+    /// the layers above by back-propagation). Empty: `rule` for every layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layer_rules: Vec<Rule>,
+    /// Layers (1-based, the output layer is the last) whose weights and biases stay as they start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<usize>,
+    /// Start from the weights and optimiser state in this run folder's checkpoint (same model
+    /// shape) and continue its epoch count; feedback matrices and random streams come from `seed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
     /// DFA only: hidden layers of equal width share one feedback matrix.
     pub shared_feedback: bool,
     /// Layers have biases (without: biases stay zero and are never trained).
@@ -38,6 +50,7 @@ pub struct TrainConfig {
     /// RMSprop's `ε`, added after the square root.
     pub rms_epsilon: f32,
     pub batch_size: usize,
+    /// Epochs of this run (a run started with `init_from` counts its own epochs, not the source's).
     pub max_epochs: usize,
     /// Stop once the training error (percent, measured after the epoch) is at or below this.
     pub stop_train_error: f64,
@@ -82,6 +95,9 @@ impl Default for TrainConfig {
             model: "2x800".into(),
             activation: Activation::Tanh,
             rule: Rule::Dfa,
+            layer_rules: Vec::new(),
+            freeze: Vec::new(),
+            init_from: None,
             shared_feedback: false,
             bias: true,
             init: Init::Auto,
@@ -155,7 +171,30 @@ pub fn parse_model(model: &str) -> Result<Vec<usize>> {
 impl TrainConfig {
     /// Checks every field; the error names the field and what was expected.
     pub fn validate(&self) -> Result<()> {
-        parse_model(&self.model)?;
+        let depth = parse_model(&self.model)?.len();
+        if !self.layer_rules.is_empty() {
+            if self.layer_rules.len() != depth {
+                return Err(Error::config(
+                    "layer_rules",
+                    format!(
+                        "{} rules for {depth} hidden layers; expected one per hidden layer",
+                        self.layer_rules.len()
+                    ),
+                ));
+            }
+            if self.layer_rules.contains(&Rule::Ifa) {
+                return Err(Error::config(
+                    "layer_rules",
+                    "'ifa' is a whole-network rule; expected bp, fa or dfa for each layer",
+                ));
+            }
+        }
+        if let Some(&bad) = self.freeze.iter().find(|&&k| k == 0 || k > depth + 1) {
+            return Err(Error::config(
+                "freeze",
+                format!("layer {bad}; expected layers 1 to {} (1-based, the output layer last)", depth + 1),
+            ));
+        }
         let positive = |field: &str, v: f32| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -215,7 +254,7 @@ impl TrainConfig {
         if self.schedule_on == ScheduleOn::Validation && self.validation == 0 {
             return Err(Error::config("schedule_on", "'validation' needs a validation set (validation = N > 0)"));
         }
-        if self.shared_feedback && self.rule != Rule::Dfa {
+        if self.shared_feedback && self.hidden_rules().iter().any(|&r| r != Rule::Dfa) {
             return Err(Error::config(
                 "shared_feedback",
                 format!("only DFA can share feedback matrices, the rule is {}", self.rule.name()),
@@ -232,13 +271,35 @@ impl TrainConfig {
         self.adversarial_epsilon > 0.0
     }
 
+    /// The rule of every hidden layer, bottom to top (`layer_rules`, else `rule` everywhere).
+    pub fn hidden_rules(&self) -> Vec<Rule> {
+        if self.layer_rules.is_empty() {
+            vec![self.rule; parse_model(&self.model).map_or(0, |m| m.len())]
+        } else {
+            self.layer_rules.clone()
+        }
+    }
+
+    /// The name of the learning rule for reports: `rule`, or the per-layer rules joined by `+`.
+    pub fn rule_name(&self) -> String {
+        if self.layer_rules.is_empty() {
+            self.rule.name().to_string()
+        } else {
+            self.layer_rules.iter().map(|r| r.name()).collect::<Vec<_>>().join("+")
+        }
+    }
+
     /// Whether the forward weights start uniform (else zero), after resolving `Init::Auto`:
-    /// zero for FA/DFA with tanh or logistic units, uniform for BP, IFA and every ReLU net.
+    /// zero when every hidden layer learns by FA or DFA with tanh or logistic units, uniform for
+    /// BP, IFA, mixtures with BP and every ReLU net.
     pub fn uniform_init(&self) -> bool {
         match self.init {
             Init::Zero => false,
             Init::Uniform => true,
-            Init::Auto => !(matches!(self.rule, Rule::Fa | Rule::Dfa) && self.activation != Activation::Relu),
+            Init::Auto => {
+                !(self.hidden_rules().iter().all(|r| matches!(r, Rule::Fa | Rule::Dfa))
+                    && self.activation != Activation::Relu)
+            }
         }
     }
 
@@ -310,5 +371,31 @@ mod tests {
         assert!(c(Rule::Dfa, Activation::Tanh, Init::Auto).warnings().is_empty());
         assert_eq!(c(Rule::Ifa, Activation::Tanh, Init::Zero).warnings().len(), 1);
         assert_eq!(c(Rule::Dfa, Activation::Relu, Init::Zero).warnings().len(), 1);
+    }
+
+    #[test]
+    fn layer_rules_and_freeze_are_checked() {
+        let c = |layer_rules: Vec<Rule>, freeze: Vec<usize>| {
+            TrainConfig { model: "3x50".into(), layer_rules, freeze, ..Default::default() }.validate()
+        };
+        assert!(c(vec![Rule::Dfa, Rule::Bp, Rule::Bp], vec![1, 4]).is_ok());
+        for (rules, freeze, field) in [
+            (vec![Rule::Dfa, Rule::Bp], vec![], "layer_rules"),
+            (vec![Rule::Ifa, Rule::Bp, Rule::Bp], vec![], "layer_rules"),
+            (vec![], vec![0], "freeze"),
+            (vec![], vec![5], "freeze"),
+        ] {
+            let e = c(rules, freeze).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("expected"), "{e}");
+        }
+        let mixed = TrainConfig {
+            model: "3x50".into(),
+            layer_rules: vec![Rule::Dfa, Rule::Bp, Rule::Bp],
+            ..Default::default()
+        };
+        assert_eq!(mixed.rule_name(), "dfa+bp+bp");
+        assert!(mixed.uniform_init(), "a mixture with BP starts from random weights");
+        let back = TrainConfig::from_toml(&mixed.to_toml(), "x").unwrap();
+        assert_eq!(back, mixed);
     }
 }

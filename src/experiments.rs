@@ -80,6 +80,10 @@ pub struct Cell {
     /// Configuration fields of this cell, over the defaults.
     #[serde(default)]
     pub config: toml::Table,
+    /// The id of a cell whose run (same seed) this cell continues (`init_from`): it runs after
+    /// that cell, and selecting this cell selects that one too.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 impl Experiment {
@@ -87,14 +91,40 @@ impl Experiment {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let exp: Experiment = toml::from_str(&text)
             .map_err(|e| Error::config(path.display().to_string(), format!("not a valid experiment file: {e}")))?;
+        let in_file = |cell: &Cell, why: String| Error::config(format!("{}: cell '{}'", path.display(), cell.id), why);
         for cell in &exp.cells {
-            exp.cell_config(cell, 1, None)
-                .map_err(|e| Error::config(format!("{}: cell '{}'", path.display(), cell.id), e.to_string()))?;
+            exp.cell_config(cell, 1, None).map_err(|e| in_file(cell, e.to_string()))?;
+            if exp.cells.iter().filter(|c| c.id == cell.id).count() > 1 {
+                return Err(in_file(cell, "two cells have this id".into()));
+            }
+        }
+        for cell in &exp.cells {
+            // `after` must name a cell, without cycles
+            let mut seen = vec![cell.id.as_str()];
+            let mut at = cell;
+            while let Some(source) = &at.after {
+                at = exp.cells.iter().find(|c| &c.id == source).ok_or_else(|| {
+                    in_file(cell, format!("'after' names '{source}', which is not a cell of this experiment"))
+                })?;
+                if seen.contains(&at.id.as_str()) {
+                    return Err(in_file(cell, format!("'after' makes a cycle: {} → {}", seen.join(" → "), at.id)));
+                }
+                seen.push(&at.id);
+            }
         }
         Ok(exp)
     }
 
-    /// The full configuration of `cell` for `seed` (shortened to `max_epochs` if given).
+    /// How many cells a cell continues, transitively (0: it starts from scratch).
+    pub fn stage(&self, cell: &Cell) -> usize {
+        match &cell.after {
+            Some(id) => self.cells.iter().find(|c| &c.id == id).map_or(0, |c| 1 + self.stage(c)),
+            None => 0,
+        }
+    }
+
+    /// The full configuration of `cell` for `seed` (shortened to `max_epochs` if given). A cell
+    /// that continues another gets `init_from` in [`Experiment::tasks`].
     pub fn cell_config(&self, cell: &Cell, seed: u64, max_epochs: Option<usize>) -> Result<TrainConfig> {
         let mut table = self.defaults.clone();
         for (k, v) in &cell.config {
@@ -117,8 +147,22 @@ impl Experiment {
             .iter()
             .map(|p| glob::Pattern::new(p).map_err(|e| Error::config("--cells", format!("'{p}': {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        let cells: Vec<&Cell> =
-            self.cells.iter().filter(|c| globs.is_empty() || globs.iter().any(|g| g.matches(&c.id))).collect();
+        let mut wanted: Vec<&str> = self
+            .cells
+            .iter()
+            .filter(|c| globs.is_empty() || globs.iter().any(|g| g.matches(&c.id)))
+            .map(|c| c.id.as_str())
+            .collect();
+        // the cells that selected cells continue
+        let mut k = 0;
+        while k < wanted.len() {
+            let cell = self.cells.iter().find(|c| c.id == wanted[k]).expect("a cell id");
+            if let Some(source) = cell.after.as_deref().filter(|s| !wanted.contains(s)) {
+                wanted.push(source);
+            }
+            k += 1;
+        }
+        let cells: Vec<&Cell> = self.cells.iter().filter(|c| wanted.contains(&c.id.as_str())).collect();
         if cells.is_empty() {
             let ids: Vec<&str> = self.cells.iter().map(|c| c.id.as_str()).collect();
             return Err(Error::config(
@@ -127,6 +171,34 @@ impl Experiment {
             ));
         }
         Ok(cells)
+    }
+
+    /// The runs of `cells` for seeds `1..=seeds` under `runs_dir`, grouped in stages: a stage's
+    /// runs start from those of the stages before it (`after`).
+    pub fn tasks(
+        &self,
+        cells: &[&Cell],
+        seeds: usize,
+        max_epochs: Option<usize>,
+        runs_dir: &Path,
+    ) -> Result<Vec<Vec<Task>>> {
+        let mut stages: Vec<Vec<Task>> = Vec::new();
+        for cell in cells {
+            let stage = self.stage(cell);
+            if stages.len() <= stage {
+                stages.resize_with(stage + 1, Vec::new);
+            }
+            for seed in 1..=seeds as u64 {
+                let mut config = self.cell_config(cell, seed, max_epochs)?;
+                if let Some(source) = &cell.after {
+                    config.init_from = Some(runs_dir.join(source).join(format!("seed{seed}")));
+                }
+                let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
+                stages[stage].push(Task { cell: cell.id.clone(), seed, config, dir });
+            }
+        }
+        stages.retain(|s| !s.is_empty());
+        Ok(stages)
     }
 
     /// Where the runs of this experiment go (a shortened protocol gets its own folder).

@@ -179,6 +179,15 @@ struct TrainArgs {
     /// Learning rule [default: dfa].
     #[arg(long)]
     rule: Option<Rule>,
+    /// A rule per hidden layer, bottom to top (bp, fa or dfa each; e.g. dfa,bp,bp), instead of --rule.
+    #[arg(long, value_delimiter = ',')]
+    layer_rules: Vec<Rule>,
+    /// Layers that keep their initial weights (1-based, comma-separated; the output layer is the last).
+    #[arg(long, value_delimiter = ',')]
+    freeze: Vec<usize>,
+    /// Start from the weights and optimiser state of this run folder and continue its epoch count.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
     /// DFA: layers of equal width share one feedback matrix.
     #[arg(long)]
     shared_feedback: bool,
@@ -283,6 +292,15 @@ impl TrainArgs {
         }
         if self.feedback_bound.is_some() {
             c.feedback_bound = self.feedback_bound;
+        }
+        if !self.layer_rules.is_empty() {
+            c.layer_rules = self.layer_rules.clone();
+        }
+        if !self.freeze.is_empty() {
+            c.freeze = self.freeze.clone();
+        }
+        if self.init_from.is_some() {
+            c.init_from = self.init_from.clone();
         }
         if self.train_subset.is_some() {
             c.train_subset = self.train_subset;
@@ -422,7 +440,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
                 config.dataset.name(),
                 config.model,
                 config.activation.name(),
-                config.rule.name(),
+                config.rule_name(),
                 config.seed
             )
         });
@@ -434,7 +452,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         println!(
             "run {}: {} {} {} on {} ({} train / {} test), {} parameters, {} threads, seed {}",
             dir.path.display(),
-            config.rule.name(),
+            config.rule_name(),
             config.model,
             config.activation.name(),
             config.dataset.name(),
@@ -651,7 +669,7 @@ impl dfa::experiments::ReproduceObserver for ReproduceConsole {
 }
 
 fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
-    use dfa::experiments::{Experiment, Task};
+    use dfa::experiments::Experiment;
     use dfa::reports::{Aggregate, RunOutcome, TableResults};
     let path = if args.table.ends_with(".toml") {
         PathBuf::from(&args.table)
@@ -666,24 +684,20 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     let selected = exp.select(&args.cells)?;
     let runs_dir = exp.runs_dir(&args.out, args.max_epochs);
     let threads = args.threads.unwrap_or_else(|| (resolve_threads(0) / args.jobs).max(1));
-    let mut tasks = Vec::new();
-    for cell in &selected {
-        for seed in 1..=seeds as u64 {
-            let config = exp.cell_config(cell, seed, args.max_epochs)?;
-            let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
-            tasks.push(Task { cell: cell.id.clone(), seed, config, dir });
-        }
-    }
+    let stages = exp.tasks(&selected, seeds, args.max_epochs, &runs_dir)?;
+    let runs: usize = stages.iter().map(Vec::len).sum();
     let data_dir = data::resolve_data_dir(args.data_dir.as_deref());
     println!(
         "{}: {} cells × {seeds} seeds = {} runs, {} at a time with {threads} threads each{}",
         exp.name,
         selected.len(),
-        tasks.len(),
+        runs,
         args.jobs,
         args.max_epochs.map_or(String::new(), |n| format!(", SHORTENED PROTOCOL: at most {n} epochs"))
     );
-    dfa::experiments::reproduce(tasks, &data_dir, args.jobs, threads, &ReproduceConsole)?;
+    for tasks in stages {
+        dfa::experiments::reproduce(tasks, &data_dir, args.jobs, threads, &ReproduceConsole)?;
+    }
     // the table: every cell with finished runs in this runs folder (not only this invocation's)
     let mut cells = Vec::new();
     for cell in &exp.cells {
@@ -723,7 +737,16 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
                 continue;
             }
             let label = figure.labels.get(i).cloned().unwrap_or_else(|| id.clone());
-            runs.push(dfa::plots::RunCurves { label, metrics: RunDir::open(&dir)?.read_metrics()? });
+            let mut metrics = RunDir::open(&dir)?.read_metrics()?;
+            // a run that continues another starts its curve at the source's last epoch
+            let source = exp.cells.iter().find(|c| &c.id == id).and_then(|c| c.after.as_ref());
+            if let Some(source) = source.map(|s| runs_dir.join(s).join("seed1")).filter(|d| d.is_dir()) {
+                let before = RunDir::open(&source)?.read_metrics()?;
+                if let Some(last) = before.into_iter().rfind(|m| metrics.first().is_some_and(|f| m.epoch < f.epoch)) {
+                    metrics.insert(0, EpochMetrics { alignment: Vec::new(), ..last });
+                }
+            }
+            runs.push(dfa::plots::RunCurves { label, metrics });
         }
         if runs.is_empty() {
             continue;

@@ -25,6 +25,8 @@ pub struct Dense {
     /// Always `fan_out` long; stays zero and untrained when `has_bias` is false.
     pub bias: Vec<f32>,
     pub has_bias: bool,
+    /// A frozen layer keeps its weights and biases: no gradient, no update (`freeze`).
+    pub frozen: bool,
 }
 
 /// How the forward weights start (SPEC §2).
@@ -41,7 +43,14 @@ pub enum Init {
 
 impl Dense {
     pub fn zeros(fan_in: usize, fan_out: usize, has_bias: bool) -> Self {
-        Dense { fan_in, fan_out, weight: vec![0.0; fan_in * fan_out], bias: vec![0.0; fan_out], has_bias }
+        Dense {
+            fan_in,
+            fan_out,
+            weight: vec![0.0; fan_in * fan_out],
+            bias: vec![0.0; fan_out],
+            has_bias,
+            frozen: false,
+        }
     }
 
     /// Weights (and biases, if any) uniform in `[-1/√fan_in, 1/√fan_in]`.
@@ -83,7 +92,7 @@ impl Dense {
 }
 
 /// The gradient (or update) of one layer's parameters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Gradients {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,

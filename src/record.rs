@@ -296,6 +296,38 @@ pub fn load_checkpoint_bytes(
     Ok((model, progress))
 }
 
+/// Copies the forward weights, biases and optimiser state of the checkpoint in run folder
+/// `source` into `model` (a run that continues another: `init_from`). The shapes must match;
+/// the feedback stays `model`'s own. Returns the source's completed epochs.
+pub fn continue_from(source: &Path, model: &mut Model, n_in: usize, n_out: usize) -> Result<usize> {
+    let named = |e: Error| Error::config("init_from", format!("{}: {e}", source.display()));
+    let dir = RunDir::open(source).map_err(named)?;
+    if !dir.file(CHECKPOINT_FILE).is_file() {
+        return Err(Error::config("init_from", format!("{}: no {CHECKPOINT_FILE} to start from", source.display())));
+    }
+    let (from, progress) = dir.load_checkpoint(&dir.read_config().map_err(named)?, n_in, n_out).map_err(named)?;
+    let shapes = |m: &Model| m.net.layers.iter().map(|l| (l.fan_in, l.fan_out)).collect::<Vec<_>>();
+    if shapes(&from) != shapes(model) {
+        return Err(Error::config(
+            "init_from",
+            format!(
+                "{} holds layers (in, out) {:?}, this run's are {:?}",
+                source.display(),
+                shapes(&from),
+                shapes(model)
+            ),
+        ));
+    }
+    for (to, from) in model.net.layers.iter_mut().zip(from.net.layers) {
+        to.weight = from.weight;
+        to.bias = from.bias;
+    }
+    if from.optimiser.kind == model.optimiser.kind {
+        model.optimiser.mean_square = from.optimiser.mean_square;
+    }
+    Ok(progress.epoch)
+}
+
 /// Hooks for whoever watches a run (the command line draws progress bars with them).
 pub trait Observer: Send {
     fn epoch_started(&mut self, _epoch: usize, _batches: usize) {}

@@ -56,7 +56,8 @@ pub struct FeedbackMatrix {
 /// activation; we do the same, and `share` (DFA only) lets layers of equal width use one `B`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Feedback {
-    pub rule: Rule,
+    /// The rule of a network that follows one rule throughout (`None`: a rule per layer).
+    pub rule: Option<Rule>,
     pub matrices: Vec<FeedbackMatrix>,
     pub layer_matrix: Vec<Option<usize>>,
     /// DFA: every hidden layer's `B_i` stacked along the rows (`Σ n_i × n_out`), so that all the
@@ -68,11 +69,29 @@ impl Feedback {
     /// Draws the feedback for `rule` on a network of `sizes = [n_in, n_1, …, n_out]`, uniform in
     /// `[-bound, bound]` with `bound = 1/√n_i` unless `bound_override` is given.
     pub fn new(rule: Rule, sizes: &[usize], share: bool, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
+        let rules = vec![rule; sizes.len().saturating_sub(2)];
+        let mut feedback = Self::per_layer(&rules, sizes, share, bound_override, rng);
+        feedback.rule = Some(rule);
+        feedback.restack();
+        feedback
+    }
+
+    /// Draws the feedback of a network whose hidden layer `i` follows `rules[i]` (BP, FA or DFA
+    /// per layer, see [`hidden_deltas_per_layer`]). For equal rules the draws are those of
+    /// [`Feedback::new`].
+    pub fn per_layer(
+        rules: &[Rule],
+        sizes: &[usize],
+        share: bool,
+        bound_override: Option<f32>,
+        rng: &mut DfaRng,
+    ) -> Self {
         let n_out = *sizes.last().expect("sizes has an output layer");
         let hidden = &sizes[1..sizes.len() - 1];
+        assert_eq!(rules.len(), hidden.len(), "one rule per hidden layer");
         let mut matrices: Vec<FeedbackMatrix> = Vec::new();
         let mut layer_matrix = Vec::with_capacity(hidden.len());
-        for (i, &n_i) in hidden.iter().enumerate() {
+        for (i, (&n_i, &rule)) in hidden.iter().zip(rules).enumerate() {
             let cols = match rule {
                 Rule::Bp => None,
                 Rule::Fa => Some(sizes[i + 2]),
@@ -96,15 +115,13 @@ impl Feedback {
             matrices.push(FeedbackMatrix { rows: n_i, cols, values });
             layer_matrix.push(Some(matrices.len() - 1));
         }
-        let mut feedback = Feedback { rule, matrices, layer_matrix, stacked: Vec::new() };
-        feedback.restack();
-        feedback
+        Feedback { rule: None, matrices, layer_matrix, stacked: Vec::new() }
     }
 
     /// Rebuilds the stacked DFA matrix after `matrices` changed (e.g. loaded from a checkpoint).
     pub fn restack(&mut self) {
         let mut stacked = Vec::new();
-        for l in (0..self.layer_matrix.len()).filter(|_| self.rule == Rule::Dfa) {
+        for l in (0..self.layer_matrix.len()).filter(|_| self.rule == Some(Rule::Dfa)) {
             if let Some(b) = self.for_layer(l) {
                 stacked.extend_from_slice(&b.values);
             }
@@ -191,6 +208,51 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
                 let n_l = net.layers[l].fan_out;
                 finish(&mut upper[0][..rows * n_l], l);
             }
+        }
+    }
+}
+
+/// Like [`hidden_deltas`] for a network whose hidden layers follow different rules: layer `i`
+/// (0-based) gets `(W_{i+1}ᵀ δa_{i+1})` under BP, `(B_i δa_{i+1})` under FA and `(B_i e)` under
+/// DFA, each `⊙ f'(a_i)` (and the dropout mask), from the top down. This is the frozen-layer
+/// experiment's "DFA for the unfrozen layer, BP above it". IFA is a whole-network rule and is not
+/// accepted here.
+pub fn hidden_deltas_per_layer(
+    rules: &[Rule],
+    net: &Network,
+    feedback: &Feedback,
+    ws: &mut Workspace,
+    rows: usize,
+    threads: usize,
+) {
+    let depth = net.depth();
+    assert_eq!(rules.len(), depth - 1, "one rule per hidden layer");
+    let f = net.activation;
+    let n_out = net.n_outputs();
+    let (hidden, output) = ws.deltas.split_at_mut(depth - 1);
+    let e = &output[0][..rows * n_out];
+    let masks = ws.dropout_active.then_some(&ws.masks);
+    for l in (0..depth - 1).rev() {
+        let above = &net.layers[l + 1];
+        let n_l = above.fan_in;
+        let (lower, upper) = hidden.split_at_mut(l + 1);
+        let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
+        let d = &mut lower[l];
+        match rules[l] {
+            Rule::Bp => gemm_nn(d, d_above, &above.weight, rows, above.fan_out, n_l, false, threads),
+            rule @ (Rule::Fa | Rule::Dfa) => {
+                let b = feedback
+                    .for_layer(l)
+                    .unwrap_or_else(|| panic!("{} feedback for hidden layer {l} was not drawn", rule.name()));
+                let source = if rule == Rule::Fa { d_above } else { e };
+                gemm_nt(d, source, &b.values, rows, b.cols, b.rows, false, threads);
+            }
+            Rule::Ifa => panic!("IFA is a whole-network rule, not a per-layer one"),
+        }
+        let d = &mut d[..rows * n_l];
+        f.scale_by_derivative(d, &ws.outputs[l]);
+        if let Some(m) = masks {
+            d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
         }
     }
 }

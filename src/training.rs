@@ -39,9 +39,16 @@ impl Model {
         sizes.push(n_out);
         let mut weights_rng = DfaRng::new(config.seed, Stream::Weights);
         let mut feedback_rng = DfaRng::new(config.seed, Stream::Feedback);
-        let net = Network::new(&sizes, config.activation, config.uniform_init(), config.bias, &mut weights_rng);
-        let feedback =
-            Feedback::new(config.rule, &sizes, config.shared_feedback, config.feedback_bound, &mut feedback_rng);
+        let mut net = Network::new(&sizes, config.activation, config.uniform_init(), config.bias, &mut weights_rng);
+        for &k in &config.freeze {
+            net.layers[k - 1].frozen = true;
+        }
+        let (share, bound) = (config.shared_feedback, config.feedback_bound);
+        let feedback = if config.layer_rules.is_empty() {
+            Feedback::new(config.rule, &sizes, share, bound, &mut feedback_rng)
+        } else {
+            Feedback::per_layer(&config.layer_rules, &sizes, share, bound, &mut feedback_rng)
+        };
         let optimiser =
             Optimiser::new(config.optimiser, config.learning_rate, config.rms_decay, config.rms_epsilon, &net);
         Ok(Model { net, feedback, optimiser })
@@ -76,8 +83,11 @@ impl StopReason {
 /// Where a run stands between epochs; saved in every checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
-    /// Completed epochs.
+    /// Completed epochs (counting those of the `init_from` run this one continues).
     pub epoch: usize,
+    /// The epochs that came from the `init_from` run (0 for a fresh run).
+    #[serde(default)]
+    pub first_epoch: usize,
     pub learning_rate: f32,
     pub halvings: usize,
     /// Running mean of the training error that the schedule compares against.
@@ -152,9 +162,14 @@ impl Trainer {
     /// A fresh run.
     pub fn new(config: TrainConfig, data: &Dataset) -> Result<Self> {
         config.validate()?;
-        let model = Model::new(&config, data.train.dim, data.n_classes)?;
+        let mut model = Model::new(&config, data.train.dim, data.n_classes)?;
+        let first_epoch = match &config.init_from {
+            Some(source) => crate::record::continue_from(source, &mut model, data.train.dim, data.n_classes)?,
+            None => 0,
+        };
         let progress = Progress {
-            epoch: 0,
+            epoch: first_epoch,
+            first_epoch,
             learning_rate: config.learning_rate,
             halvings: 0,
             error_mean: None,
@@ -276,11 +291,11 @@ impl Trainer {
         net.forward(x, rows, ws, threads);
         let (mut loss, errors) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         if !config.adversarial() {
-            rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
+            rule_deltas(config, net, &model.feedback, ws, rows, threads);
             if let Some(batch) = measure_batch.take() {
                 let scratch = align.get_or_insert_with(|| crate::alignment::Scratch::new(net, ws));
-                let layers =
-                    crate::alignment::measure(config.rule, net, &model.feedback, ws, x, rows, scratch, threads);
+                let rules = config.hidden_rules();
+                let layers = crate::alignment::measure(&rules, net, &model.feedback, ws, x, rows, scratch, threads);
                 alignment_log.push(crate::alignment::AlignmentRecord { batch, batches: 0, layers });
             }
             update_layers(net, &mut model.optimiser, ws, x, rows, false, true, threads);
@@ -290,13 +305,13 @@ impl Trainer {
         fast_gradient_sign(net, &model.feedback, ws, x, rows, epsilon, x_adv, threads);
         // the clean pass: the rule's gradients of α·J(x)
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
-        rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
+        rule_deltas(config, net, &model.feedback, ws, rows, threads);
         update_layers(net, &mut model.optimiser, ws, x, rows, false, false, threads);
         // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
         net.forward(x_adv, rows, ws, threads);
         let (loss_adv, _) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
-        rules::hidden_deltas(config.rule, net, &model.feedback, ws, rows, threads);
+        rule_deltas(config, net, &model.feedback, ws, rows, threads);
         update_layers(net, &mut model.optimiser, ws, x_adv, rows, true, true, threads);
         loss = alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv;
         (loss, errors)
@@ -410,9 +425,25 @@ impl Trainer {
             }
             p.error_mean = Some(p.error_mean.map_or(watched, |mean| 0.75 * mean + 0.25 * watched));
         }
-        if p.stop.is_none() && p.epoch >= c.max_epochs {
+        if p.stop.is_none() && p.epoch - p.first_epoch >= c.max_epochs {
             p.stop = Some(StopReason::MaxEpochs);
         }
+    }
+}
+
+/// The configured rule's hidden update directions (one rule, or a rule per layer).
+fn rule_deltas(
+    config: &TrainConfig,
+    net: &Network,
+    feedback: &Feedback,
+    ws: &mut Workspace,
+    rows: usize,
+    threads: usize,
+) {
+    if config.layer_rules.is_empty() {
+        rules::hidden_deltas(config.rule, net, feedback, ws, rows, threads);
+    } else {
+        rules::hidden_deltas_per_layer(&config.layer_rules, net, feedback, ws, rows, threads);
     }
 }
 
@@ -436,7 +467,7 @@ pub fn update_layers(
     apply: bool,
     threads: usize,
 ) {
-    let work = net.layers.iter().map(|l| l.fan_in * l.fan_out);
+    let work = net.layers.iter().map(|l| if l.frozen { 0 } else { l.fan_in * l.fan_out });
     let total: usize = work.clone().sum();
     let largest = work.max().unwrap_or(0);
     let layer_parallel = threads > 1 && net.depth() > 1 && largest * threads * 5 <= total * 6;
@@ -446,6 +477,9 @@ pub fn update_layers(
     let mut grads = std::mem::take(&mut ws.grads);
     let shared: &Workspace = ws;
     let task = |l: usize, layer: &mut crate::network::Dense, g: &mut crate::network::Gradients, state, t| {
+        if layer.frozen {
+            return;
+        }
         layer.gradients(&shared.deltas[l], shared.layer_input(x, l), rows, g, accumulate, t);
         if apply {
             rule.apply(layer, g, state, t);

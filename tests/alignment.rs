@@ -24,7 +24,7 @@ fn measured(rule: Rule, net: &Network, fb: &Feedback) -> Vec<dfa::alignment::Lay
     output_error(&logits, &y, 3, &mut ws.deltas[net.depth() - 1]);
     rules::hidden_deltas(rule, net, fb, &mut ws, rows, 1);
     let mut scratch = Scratch::new(net, &ws);
-    measure(rule, net, fb, &ws, &x, rows, &mut scratch, 1)
+    measure(&vec![rule; net.depth() - 1], net, fb, &ws, &x, rows, &mut scratch, 1)
 }
 
 #[test]

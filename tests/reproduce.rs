@@ -120,3 +120,66 @@ fn reproduce_runs_reuses_and_resumes() {
     assert!(short.contains("Shortened protocol: at most 1 epochs"), "{short}");
     assert!(whole.join("tiny-max1/1x32-bp/seed1/summary.json").is_file());
 }
+
+/// A cell that continues another (`after`, the frozen-layer experiment) runs after it, from its
+/// checkpoint, and selecting it selects its source; bad `after` references are named.
+#[test]
+fn a_cell_continues_the_run_of_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp_path = tmp.path().join("chain.toml");
+    let chain = r#"
+name = "chain"
+title = "A chain"
+seeds = 1
+bracket_above = 0.01
+nonconvergence_train_error = 100.0
+columns = ["BP"]
+
+[defaults]
+dataset = "mnist"
+model = "2x16"
+rule = "bp"
+init = "uniform"
+learning_rate = 1e-3
+lr_schedule = false
+stop_train_error = 0.0
+train_subset = 600
+test_subset = 300
+max_epochs = 2
+
+[[cells]]
+id = "first"
+row = "first"
+column = "BP"
+config = { freeze = [1] }
+
+[[cells]]
+id = "second"
+row = "second"
+column = "BP"
+after = "first"
+config = { layer_rules = ["dfa", "bp"] }
+"#;
+    std::fs::write(&exp_path, chain).unwrap();
+    let exp = Experiment::load(&exp_path).unwrap();
+    let selected: Vec<&str> = exp.select(&["second".into()]).unwrap().iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(selected, ["first", "second"]);
+    let (out, results) = (tmp.path().join("runs"), tmp.path().join("results"));
+    let text = reproduce(&exp_path, &out, &results, &["--threads", "1", "--cells", "second"]);
+    let first_done = text.find("[first seed 1] done").expect(&text);
+    let second_start = text.find("[second seed 1] starting").expect(&text);
+    assert!(first_done < second_start, "{text}");
+    assert!(text.contains("[second seed 1] epoch   3") && text.contains("[second seed 1] epoch   4"), "{text}");
+    let second = RunDir::open(&out.join("chain/second/seed1")).unwrap();
+    assert_eq!(second.read_config().unwrap().init_from, Some(out.join("chain/first/seed1")));
+    assert_eq!(second.read_metrics().unwrap().iter().map(|m| m.epoch).collect::<Vec<_>>(), [3, 4]);
+
+    for (bad, expect) in [
+        (chain.replace(r#"after = "first""#, r#"after = "zeroth""#), "'zeroth', which is not a cell"),
+        (chain.replace("config = { freeze = [1] }", "after = \"second\"\nconfig = {}"), "cycle"),
+    ] {
+        std::fs::write(&exp_path, bad).unwrap();
+        let e = Experiment::load(&exp_path).unwrap_err().to_string();
+        assert!(e.contains("chain.toml") && e.contains(expect), "{e}");
+    }
+}

@@ -52,6 +52,13 @@ fn f_prime(act: Activation, a: f64) -> f64 {
     }
 }
 
+/// One rule for the whole network, or one per hidden layer.
+#[derive(Clone, Copy)]
+enum Plan<'a> {
+    Whole(Rule),
+    PerLayer(&'a [Rule]),
+}
+
 #[derive(Clone)]
 struct Plain {
     act: Activation,
@@ -107,7 +114,7 @@ impl Plain {
     /// The SPEC §1 table, written out: δa per layer per sample, then ΔW = Σ δa h_{i-1}ᵀ.
     fn rule_grads(
         &self,
-        rule: Rule,
+        rule: Plan,
         fb: &[Vec<Vec<f64>>],
         xs: &[Vec<f64>],
         ys: &[u8],
@@ -135,22 +142,32 @@ impl Plain {
                 v.iter().zip(&a[i]).map(|(v, &ai)| v * f_prime(self.act, ai)).collect()
             };
             match rule {
-                Rule::Bp => {
+                Plan::PerLayer(rules) => {
+                    for i in (0..depth - 1).rev() {
+                        d[i] = match rules[i] {
+                            Rule::Bp => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
+                            Rule::Fa => fp(i, matvec(&fb[i], &d[i + 1])),
+                            Rule::Dfa => fp(i, matvec(&fb[i], &e)),
+                            Rule::Ifa => unreachable!("not a per-layer rule"),
+                        };
+                    }
+                }
+                Plan::Whole(Rule::Bp) => {
                     for i in (0..depth - 1).rev() {
                         d[i] = fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1]));
                     }
                 }
-                Rule::Fa => {
+                Plan::Whole(Rule::Fa) => {
                     for i in (0..depth - 1).rev() {
                         d[i] = fp(i, matvec(&fb[i], &d[i + 1]));
                     }
                 }
-                Rule::Dfa => {
+                Plan::Whole(Rule::Dfa) => {
                     for i in 0..depth - 1 {
                         d[i] = fp(i, matvec(&fb[i], &e));
                     }
                 }
-                Rule::Ifa => {
+                Plan::Whole(Rule::Ifa) => {
                     d[0] = fp(0, matvec(&fb[0], &e));
                     for i in 1..depth - 1 {
                         d[i] = fp(i, matvec(&self.w[i], &d[i - 1]));
@@ -243,7 +260,8 @@ fn fa_dfa_ifa_equal_the_formulas_written_out() {
             let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
             let (x, y) = batch(9);
             let lib = library_grads(rule, &net, &fb, &x, &y);
-            let want = Plain::from(&net).rule_grads(rule, &plain_feedback(&fb, SIZES.len() - 2), &xs_f64(&x), &y);
+            let want =
+                Plain::from(&net).rule_grads(Plan::Whole(rule), &plain_feedback(&fb, SIZES.len() - 2), &xs_f64(&x), &y);
             for l in 0..net.depth() {
                 let err = rel_err(&lib[l], &want[l]);
                 assert!(err < 1e-5, "{rule:?} {act:?} layer {l}: rel err {err:.2e}");
@@ -261,7 +279,7 @@ fn dfa_with_shared_feedback_uses_one_matrix_per_width() {
     let net = random_net(Activation::Tanh, true, 21);
     let (x, y) = batch(9);
     let lib = library_grads(Rule::Dfa, &net, &fb, &x, &y);
-    let want = Plain::from(&net).rule_grads(Rule::Dfa, &plain_feedback(&fb, 3), &xs_f64(&x), &y);
+    let want = Plain::from(&net).rule_grads(Plan::Whole(Rule::Dfa), &plain_feedback(&fb, 3), &xs_f64(&x), &y);
     for l in 0..net.depth() {
         assert!(rel_err(&lib[l], &want[l]) < 1e-5);
     }
@@ -331,5 +349,53 @@ fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
         // the output layer always learns from e: identical to BP
         let last = net.depth() - 1;
         assert_eq!(g[last].weight, bp[last].weight);
+    }
+}
+
+#[test]
+fn a_rule_per_layer_equals_the_formulas_written_out() {
+    let mixes: [&[Rule]; 4] = [
+        &[Rule::Dfa, Rule::Bp, Rule::Bp],
+        &[Rule::Bp, Rule::Fa, Rule::Dfa],
+        &[Rule::Fa, Rule::Dfa, Rule::Bp],
+        &[Rule::Dfa, Rule::Dfa, Rule::Dfa],
+    ];
+    for rules in mixes {
+        for act in ACTIVATIONS {
+            let net = random_net(act, true, 31);
+            let fb = Feedback::per_layer(rules, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
+            // feedback exactly where a layer's rule needs it, in the paper's shapes
+            for (l, rule) in rules.iter().enumerate() {
+                let want = match rule {
+                    Rule::Bp => None,
+                    Rule::Fa => Some((SIZES[l + 1], SIZES[l + 2])),
+                    _ => Some((SIZES[l + 1], 3)),
+                };
+                assert_eq!(fb.for_layer(l).map(|b| (b.rows, b.cols)), want, "{rules:?} layer {l}");
+            }
+            let (x, y) = batch(13);
+            let mut ws = Workspace::new(&net, ROWS);
+            net.forward(&x, ROWS, &mut ws, 1);
+            let logits = ws.outputs[net.depth() - 1].clone();
+            output_error(&logits, &y, 3, &mut ws.deltas[net.depth() - 1]);
+            rules::hidden_deltas_per_layer(rules, &net, &fb, &mut ws, ROWS, 1);
+            rules::gradients(&net, &x, &mut ws, ROWS, 1);
+            let want = Plain::from(&net).rule_grads(
+                Plan::PerLayer(rules),
+                &plain_feedback(&fb, SIZES.len() - 2),
+                &xs_f64(&x),
+                &y,
+            );
+            for (l, (got, want)) in ws.grads.iter().zip(&want).enumerate() {
+                let err = rel_err(got, want);
+                assert!(err < 1e-5, "{rules:?} {act:?} layer {l}: rel err {err:.2e}");
+            }
+        }
+    }
+    // one rule for every layer draws the same feedback as the whole-network rule
+    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa] {
+        let a = Feedback::per_layer(&[rule; 3], &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
+        let b = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
+        assert_eq!(a.matrices, b.matrices);
     }
 }

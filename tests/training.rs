@@ -236,3 +236,71 @@ fn a_damaged_metrics_line_is_an_error_unless_it_is_the_cut_last_one() {
     let e = dir.read_metrics().unwrap_err().to_string();
     assert!(e.contains("metrics.jsonl") && e.contains("line 1"), "{e}");
 }
+
+/// The frozen-layer experiment's machinery (Fig. 2 left): a frozen layer keeps its bits while the
+/// others learn; a run started from another run's checkpoint begins with its weights and RMSprop
+/// state, numbers its epochs on from there and counts `max_epochs` as its own; a per-layer rule
+/// moves the unfrozen layer.
+#[test]
+fn frozen_layers_stay_and_a_run_continues_another() {
+    let first = TrainConfig {
+        model: "3x30".into(),
+        rule: Rule::Bp,
+        init: dfa::network::Init::Uniform,
+        freeze: vec![1],
+        train_subset: Some(1280),
+        max_epochs: 2,
+        lr_schedule: false,
+        stop_train_error: 0.0,
+        ..small(Rule::Bp)
+    };
+    let data = subset(&first);
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("frozen");
+    std::fs::create_dir_all(&source).unwrap();
+    let dir = RunDir::open_new(&source).unwrap();
+    dir.write_config(&first).unwrap();
+    let mut t = Trainer::new(first.clone(), &data).unwrap();
+    let initial = t.model.net.clone();
+    record::run(&mut t, &dir, &mut Quiet, None).unwrap().unwrap();
+    assert!(t.model.net.layers[0] == initial.layers[0], "the frozen layer changed");
+    for l in 1..4 {
+        assert!(t.model.net.layers[l].weight != initial.layers[l].weight, "layer {} did not learn", l + 1);
+    }
+    assert!(t.model.optimiser.mean_square[0].weight.iter().all(|&v| v == 0.0));
+
+    for layer_rules in [vec![], vec![Rule::Dfa, Rule::Bp, Rule::Bp]] {
+        let next = TrainConfig {
+            freeze: vec![],
+            layer_rules: layer_rules.clone(),
+            init_from: Some(source.clone()),
+            max_epochs: 3,
+            ..first.clone()
+        };
+        let mut u = Trainer::new(next, &data).unwrap();
+        let params =
+            |n: &dfa::network::Network| n.layers.iter().map(|l| (l.weight.clone(), l.bias.clone())).collect::<Vec<_>>();
+        assert!(params(&u.model.net) == params(&t.model.net), "{layer_rules:?}: not the source's weights");
+        assert!(u.model.net.layers.iter().all(|l| !l.frozen));
+        assert!(u.model.optimiser.mean_square == t.model.optimiser.mean_square, "not the source's RMSprop state");
+        assert_eq!(u.progress.epoch, 2);
+        assert_eq!(u.model.feedback.matrices.len(), if layer_rules.is_empty() { 0 } else { 1 });
+        let mut epochs = Vec::new();
+        while u.progress.stop.is_none() {
+            epochs.push(u.run_epoch(&mut |_, _| {}).epoch);
+        }
+        assert_eq!(epochs, [3, 4, 5], "{layer_rules:?}");
+        assert_eq!(u.progress.stop, Some(StopReason::MaxEpochs));
+        assert!(u.model.net.layers[0].weight != t.model.net.layers[0].weight, "{layer_rules:?}: layer 1 stayed");
+    }
+
+    // bad sources are named
+    for (from, expect) in [(tmp.path().join("nowhere"), "not a run folder"), (tmp.path().to_path_buf(), "init_from")] {
+        let bad = TrainConfig { init_from: Some(from), freeze: vec![], ..first.clone() };
+        let e = Trainer::new(bad, &data).err().expect("an error").to_string();
+        assert!(e.contains("init_from") && e.contains(expect), "{e}");
+    }
+    let other_shape = TrainConfig { model: "3x31".into(), init_from: Some(source), freeze: vec![], ..first };
+    let e = Trainer::new(other_shape, &data).err().expect("an error").to_string();
+    assert!(e.contains("init_from") && e.contains("layers"), "{e}");
+}
