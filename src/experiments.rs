@@ -58,6 +58,29 @@ pub struct Figure {
     pub curves: crate::plots::Curves,
     #[serde(default)]
     pub log: bool,
+    /// `curves` (learning curves, the default) or `tsne` (t-SNE panels of the cells' features:
+    /// a row per cell, a panel per layer; the paper's Fig. 3).
+    #[serde(default)]
+    pub kind: FigureKind,
+    /// t-SNE: the first N test images.
+    #[serde(default = "tsne_points")]
+    pub points: usize,
+    /// t-SNE: the layers (0 = input; default: the input and every hidden layer).
+    #[serde(default)]
+    pub layers: Vec<usize>,
+}
+
+/// What a figure shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FigureKind {
+    #[default]
+    Curves,
+    Tsne,
+}
+
+fn tsne_points() -> usize {
+    2000
 }
 
 fn both() -> crate::plots::Curves {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod experiments;
+pub mod features;
 pub mod linalg;
 pub mod network;
 pub mod optimiser;

@@ -40,6 +40,10 @@ enum Command {
     Reproduce(ReproduceArgs),
     /// Draw learning curves (and alignment angles, where recorded) of runs, overlaid.
     Plot(PlotArgs),
+    /// Export one layer's features of a trained run as CSV or NPY.
+    Features(FeaturesArgs),
+    /// Draw t-SNE pictures of the input and hidden features of trained runs (the paper's Fig. 3).
+    Tsne(TsneArgs),
     /// Manage data sets.
     Data {
         #[command(subcommand)]
@@ -65,9 +69,10 @@ struct DownloadArgs {
     mirrors: Vec<String>,
 }
 
+/// Runs to draw and the picture to draw them in.
 #[derive(Args)]
-struct PlotArgs {
-    /// Run folders (each with a metrics.jsonl).
+struct Picture {
+    /// Run folders.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
     /// The picture: FILE.png or FILE.svg.
@@ -76,12 +81,89 @@ struct PlotArgs {
     /// Labels of the runs, comma-separated [default: the folder names].
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
+}
+
+impl Picture {
+    /// The label of run `i`: the given one, else the folder's name (`cell seedN` for reproduce runs).
+    fn label(&self, i: usize) -> Result<String> {
+        if !self.labels.is_empty() && self.labels.len() != self.runs.len() {
+            anyhow::bail!("--labels: {} labels for {} runs", self.labels.len(), self.runs.len());
+        }
+        Ok(self.labels.get(i).cloned().unwrap_or_else(|| {
+            let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let path = &self.runs[i];
+            let own = name(path);
+            match path.parent() {
+                Some(parent) if own.starts_with("seed") => format!("{} {own}", name(parent)),
+                _ => own,
+            }
+        }))
+    }
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    #[command(flatten)]
+    picture: Picture,
     /// Which error curves.
     #[arg(long, default_value = "both")]
     curves: dfa::plots::Curves,
     /// Logarithmic error axis.
     #[arg(long)]
     log: bool,
+}
+
+/// Which split of the data set.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Which {
+    Train,
+    Test,
+}
+
+#[derive(Args)]
+struct FeaturesArgs {
+    /// The run folder (its checkpoint is used).
+    run: PathBuf,
+    /// Layer: 0 = input, 1…L-1 = hidden layers (after the activation), L = output logits.
+    #[arg(long)]
+    layer: usize,
+    /// Output file: FILE.csv (label, f0, f1, …) or FILE.npy (float32 n × width, labels in FILE-labels.npy).
+    #[arg(long)]
+    out: PathBuf,
+    /// The split whose samples are passed through the network.
+    #[arg(long, default_value = "test")]
+    split: Which,
+    /// Only the first N samples of the split.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Data folder (default: the one the run recorded).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TsneArgs {
+    /// The runs (one row of panels each) and the picture.
+    #[command(flatten)]
+    picture: Picture,
+    /// Layers, comma-separated (0 = input) [default: the input and every hidden layer].
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<usize>,
+    /// The first N test images.
+    #[arg(long, default_value_t = 2000)]
+    points: usize,
+    /// t-SNE perplexity.
+    #[arg(long, default_value_t = 30.0)]
+    perplexity: f32,
+    /// t-SNE gradient-descent iterations.
+    #[arg(long, default_value_t = 1000)]
+    iterations: usize,
+    /// Seed of the starting points.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Data folder (default: the one the first run recorded).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -730,6 +812,37 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     download::write_atomically(&csv, table.csv().as_bytes())?;
     println!("wrote {} and {}", md.display(), csv.display());
     for figure in &exp.figures {
+        let stem = std::path::Path::new(&figure.file);
+        let file = match args.max_epochs {
+            Some(n) => format!(
+                "{}-max{n}.{}",
+                stem.file_stem().and_then(|s| s.to_str()).unwrap_or("figure"),
+                stem.extension().and_then(|s| s.to_str()).unwrap_or("png")
+            ),
+            None => figure.file.clone(),
+        };
+        let out = args.results.join(file);
+        if figure.kind == dfa::experiments::FigureKind::Tsne {
+            let mut loaded = Vec::new();
+            for (i, id) in figure.cells.iter().enumerate() {
+                let dir = runs_dir.join(id).join("seed1");
+                if dir.join(record::CHECKPOINT_FILE).is_file() {
+                    let label = figure.labels.get(i).cloned().unwrap_or_else(|| id.clone());
+                    loaded.push((label, load_run(&dir, Some(&data_dir))?));
+                }
+            }
+            let Some((_, (_, _, data))) = loaded.first() else { continue };
+            let depth = loaded.iter().map(|(_, (_, m, _))| m.net.depth()).min().unwrap_or(1);
+            let layers = if figure.layers.is_empty() { (0..depth).collect() } else { figure.layers.clone() };
+            let nets: Vec<(String, &dfa::network::Network)> =
+                loaded.iter().map(|(label, (_, model, _))| (label.clone(), &model.net)).collect();
+            let settings = dfa::features::TsneSettings::default();
+            dfa::features::tsne_figure(&nets, &data.test, figure.points, &layers, settings, threads, &out, &|m| {
+                println!("{m}")
+            })?;
+            println!("wrote {}", out.display());
+            continue;
+        }
         let mut runs = Vec::new();
         for (i, id) in figure.cells.iter().enumerate() {
             let dir = runs_dir.join(id).join("seed1");
@@ -751,16 +864,6 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
         if runs.is_empty() {
             continue;
         }
-        let stem = std::path::Path::new(&figure.file);
-        let file = match args.max_epochs {
-            Some(n) => format!(
-                "{}-max{n}.{}",
-                stem.file_stem().and_then(|s| s.to_str()).unwrap_or("figure"),
-                stem.extension().and_then(|s| s.to_str()).unwrap_or("png")
-            ),
-            None => figure.file.clone(),
-        };
-        let out = args.results.join(file);
         dfa::plots::plot(&runs, &out, figure.curves, figure.log)?;
         println!("wrote {}", out.display());
     }
@@ -768,28 +871,93 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
 }
 
 fn plot(args: PlotArgs) -> Result<ExitCode> {
-    if !args.labels.is_empty() && args.labels.len() != args.runs.len() {
-        anyhow::bail!("--labels: {} labels for {} runs", args.labels.len(), args.runs.len());
-    }
+    let p = &args.picture;
     let mut runs = Vec::new();
-    for (i, path) in args.runs.iter().enumerate() {
+    for (i, path) in p.runs.iter().enumerate() {
         let dir = RunDir::open(path)?;
         let metrics = dir.read_metrics()?;
         if metrics.is_empty() {
             anyhow::bail!("{}: no epochs in {}", path.display(), record::METRICS_FILE);
         }
-        let label = args.labels.get(i).cloned().unwrap_or_else(|| {
-            let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let own = name(path);
-            match path.parent() {
-                Some(parent) if own.starts_with("seed") => format!("{} {own}", name(parent)),
-                _ => own,
-            }
-        });
-        runs.push(dfa::plots::RunCurves { label, metrics });
+        runs.push(dfa::plots::RunCurves { label: p.label(i)?, metrics });
     }
-    dfa::plots::plot(&runs, &args.out, args.curves, args.log)?;
-    println!("wrote {}", args.out.display());
+    dfa::plots::plot(&runs, &p.out, args.curves, args.log)?;
+    println!("wrote {}", p.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A finished or interrupted run's configuration, model (from its checkpoint) and data set.
+fn load_run(
+    path: &std::path::Path,
+    data_dir: Option<&PathBuf>,
+) -> Result<(TrainConfig, dfa::training::Model, data::Dataset)> {
+    let dir = RunDir::open(path)?;
+    let mut config = dir.read_config()?;
+    if let Some(d) = data_dir {
+        config.data_dir = Some(d.clone());
+    }
+    let data = load_data(&config)?;
+    let (model, _) = dir.load_checkpoint(&config, data.train.dim, data.n_classes)?;
+    Ok((config, model, data))
+}
+
+fn features(args: FeaturesArgs) -> Result<ExitCode> {
+    let (config, model, data) = load_run(&args.run, args.data_dir.as_ref())?;
+    let split = if args.split == Which::Train { &data.train } else { &data.test };
+    let n = args.limit.unwrap_or(split.len()).min(split.len());
+    let threads = resolve_threads(config.threads);
+    let (features, width) = dfa::features::extract(&model.net, &split.images[..n * split.dim], args.layer, threads)?;
+    let labels = &split.labels[..n];
+    match args.out.extension().and_then(|e| e.to_str()) {
+        Some("csv") => dfa::features::write_csv(&args.out, &features, width, labels)?,
+        Some("npy") => {
+            let labels_path = dfa::features::write_npy(&args.out, &features, width, labels)?;
+            println!("wrote {}", labels_path.display());
+        }
+        _ => anyhow::bail!("--out {}: expected a file name ending in .csv or .npy", args.out.display()),
+    }
+    println!(
+        "wrote {}: {} of layer {} ({n} samples × {width} features)",
+        args.out.display(),
+        dfa::features::layer_title(args.layer, model.net.depth()),
+        args.layer
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tsne(args: TsneArgs) -> Result<ExitCode> {
+    let p = &args.picture;
+    let mut loaded = Vec::new();
+    let mut data_dir = args.data_dir.clone();
+    for path in &p.runs {
+        let (config, model, data) = load_run(path, data_dir.as_ref())?;
+        data_dir = data_dir.or(config.data_dir.clone());
+        loaded.push((config, model, data));
+    }
+    let (first_config, _, data) = &loaded[0];
+    for (path, (config, model, _)) in p.runs.iter().zip(&loaded) {
+        if config.dataset != first_config.dataset || model.net.n_inputs() != loaded[0].1.net.n_inputs() {
+            anyhow::bail!("{}: not the data set of {}", path.display(), p.runs[0].display());
+        }
+    }
+    let depth = loaded.iter().map(|(_, m, _)| m.net.depth()).min().unwrap_or(1);
+    let layers = if args.layers.is_empty() { (0..depth).collect() } else { args.layers.clone() };
+    let nets = loaded
+        .iter()
+        .enumerate()
+        .map(|(i, (_, model, _))| Ok((p.label(i)?, &model.net)))
+        .collect::<Result<Vec<(String, &dfa::network::Network)>>>()?;
+    let settings = dfa::features::TsneSettings {
+        perplexity: args.perplexity,
+        iterations: args.iterations,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let threads = resolve_threads(0);
+    dfa::features::tsne_figure(&nets, &data.test, args.points, &layers, settings, threads, &p.out, &|m| {
+        eprintln!("{m}")
+    })?;
+    println!("wrote {}", p.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -814,6 +982,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Reproduce(args) => reproduce(args),
         Command::Plot(args) => plot(args),
+        Command::Features(args) => features(args),
+        Command::Tsne(args) => tsne(args),
         Command::Data { command: DataCommand::Download(args) } => data_download(args),
     };
     match result {

@@ -224,3 +224,98 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
         .draw()
         .map_err(|e| e.to_string())
 }
+
+/// Ten distinguishable colours for the classes of a t-SNE picture (matplotlib's `tab10`).
+const CLASS_COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One panel of a t-SNE picture: its title and the 2-D points (`x0, y0, x1, y1, …`).
+pub struct Embedding {
+    pub title: String,
+    pub points: Vec<f32>,
+}
+
+/// Draws rows of t-SNE panels (a row per run, its label on the left), every point coloured by
+/// its class in `labels`, with one legend of the classes on the right; `.png` or `.svg`.
+pub fn tsne_grid(rows: &[(String, Vec<Embedding>)], labels: &[u8], out: &Path) -> Result<()> {
+    register_font();
+    let columns = rows.iter().map(|(_, panels)| panels.len()).max().unwrap_or(1).max(1);
+    let size = (40 + 330 * columns as u32 + 110, 40 + 330 * rows.len().max(1) as u32);
+    let fail = |e: String| Error::format(out, format!("cannot draw the plot: {e}"));
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("png") => {
+            let root = BitMapBackend::new(out, size).into_drawing_area();
+            draw_grid(&root, rows, labels, columns).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))
+        }
+        Some("svg") => {
+            let root = SVGBackend::new(out, size).into_drawing_area();
+            draw_grid(&root, rows, labels, columns).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))
+        }
+        _ => Err(Error::config("--out", format!("{}: expected a file name ending in .png or .svg", out.display()))),
+    }
+}
+
+fn draw_grid<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[(String, Vec<Embedding>)],
+    labels: &[u8],
+    columns: usize,
+) -> std::result::Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let (width, height) = root.dim_in_pixel();
+    let (body, legend) = root.split_horizontally(width - 110);
+    let (row_titles, grid) = body.split_horizontally(40);
+    let panels = grid.split_evenly((rows.len().max(1), columns));
+    let row_height = height as i32 / rows.len().max(1) as i32;
+    for (r, (label, embeddings)) in rows.iter().enumerate() {
+        let style = ("sans-serif", 20).into_font().transform(FontTransform::Rotate270);
+        row_titles
+            .draw_text(label, &style.color(&BLACK), (12, r as i32 * row_height + row_height / 2 + 20))
+            .map_err(e)?;
+        for (c, emb) in embeddings.iter().enumerate() {
+            let area = &panels[r * columns + c];
+            let (xs, ys): (Vec<f64>, Vec<f64>) = emb.points.chunks_exact(2).map(|p| (p[0] as f64, p[1] as f64)).unzip();
+            let range = |v: &[f64]| {
+                let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                if lo.is_finite() && hi > lo { (lo, hi) } else { (-1.0, 1.0) }
+            };
+            let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
+            let (px, py) = ((x1 - x0) * 0.03, (y1 - y0) * 0.03);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&emb.title, ("sans-serif", 17))
+                .margin(6)
+                .build_cartesian_2d(x0 - px..x1 + px, y0 - py..y1 + py)
+                .map_err(e)?;
+            chart.configure_mesh().disable_mesh().disable_axes().draw().map_err(e)?;
+            chart.plotting_area().fill(&RGBColor(252, 252, 252)).map_err(e)?;
+            let points = xs.iter().zip(&ys).zip(labels).map(|((&x, &y), &l)| {
+                Circle::new((x, y), 2, CLASS_COLORS[l as usize % CLASS_COLORS.len()].mix(0.75).filled())
+            });
+            chart.draw_series(points).map_err(e)?;
+            let frame =
+                [(x0 - px, y0 - py), (x1 + px, y0 - py), (x1 + px, y1 + py), (x0 - px, y1 + py), (x0 - px, y0 - py)];
+            chart.draw_series(std::iter::once(PathElement::new(frame.to_vec(), RGBColor(160, 160, 160)))).map_err(e)?;
+        }
+    }
+    let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0).min(CLASS_COLORS.len());
+    legend.draw_text("class", &("sans-serif", 18).into_font().color(&BLACK), (14, 40)).map_err(e)?;
+    for (k, color) in CLASS_COLORS.iter().enumerate().take(classes) {
+        let y = 72 + 26 * k as i32;
+        legend.draw(&Circle::new((22, y), 6, color.filled())).map_err(e)?;
+        legend.draw_text(&k.to_string(), &("sans-serif", 17).into_font().color(&BLACK), (36, y - 9)).map_err(e)?;
+    }
+    Ok(())
+}

@@ -1,9 +1,10 @@
 //! Seeded, portable randomness: ChaCha8 (`rand_chacha`), one stream per purpose.
 //!
-//! A run's seed gives four independent streams of the same ChaCha8 key, so that changing how
+//! A run's seed gives independent streams of the same ChaCha8 key, so that changing how
 //! many numbers one purpose draws never shifts another:
 //! [`Stream::Weights`] (forward initialisation), [`Stream::Feedback`] (the fixed `B` matrices),
-//! [`Stream::Shuffle`] (the order of the mini-batches), [`Stream::Dropout`] (dropout masks).
+//! [`Stream::Shuffle`] (the order of the mini-batches), [`Stream::Dropout`] (dropout masks), and
+//! [`Stream::Embedding`] for the t-SNE pictures.
 //! The sampling below is written out here
 //! (not taken from `rand`'s distributions) so that the numbers are fixed by this file alone.
 
@@ -17,6 +18,8 @@ pub enum Stream {
     Feedback = 1,
     Shuffle = 2,
     Dropout = 3,
+    /// The starting points of t-SNE embeddings (`features`).
+    Embedding = 4,
 }
 
 /// A ChaCha8 generator whose full state can be saved and restored.

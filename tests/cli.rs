@@ -158,8 +158,78 @@ fn bench_measures_and_reports() {
 #[test]
 fn every_command_has_help() {
     let data = common::data_dir();
-    for args in [&["--help"][..], &["train", "--help"], &["eval", "--help"], &["data", "download", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["train", "--help"],
+        &["eval", "--help"],
+        &["data", "download", "--help"],
+        &["bench", "--help"],
+        &["reproduce", "--help"],
+        &["plot", "--help"],
+        &["features", "--help"],
+        &["tsne", "--help"],
+    ] {
         let o = dfa(args, &data);
         assert!(o.status.success() && text(&o).contains("Usage"), "{args:?}");
     }
+}
+
+#[test]
+fn features_and_tsne_of_a_trained_run() {
+    let data = common::data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let o = dfa(
+        &["train", "--model", "2x16", "--train-subset", "600", "--test-subset", "300", "--max-epochs", "1"]
+            .iter()
+            .chain(&["--out", out, "--name", "run", "--threads", "1"])
+            .copied()
+            .collect::<Vec<_>>(),
+        &data,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let run = tmp.path().join("run");
+    let csv = tmp.path().join("h2.csv");
+    let o = dfa(
+        &["features", run.to_str().unwrap(), "--layer", "2", "--limit", "50", "--out", csv.to_str().unwrap()],
+        &data,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(String::from).collect();
+    assert_eq!(lines.len(), 51);
+    assert_eq!(lines[0].split(',').count(), 17, "label + 16 features");
+    let npy = tmp.path().join("x.npy");
+    let o = dfa(
+        &[
+            "features",
+            run.to_str().unwrap(),
+            "--layer",
+            "0",
+            "--split",
+            "train",
+            "--limit",
+            "10",
+            "--out",
+            npy.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::metadata(&npy).unwrap().len(), 128 + 10 * 784 * 4);
+    assert!(tmp.path().join("x-labels.npy").is_file());
+    let o = dfa(&["features", run.to_str().unwrap(), "--layer", "7", "--out", csv.to_str().unwrap()], &data);
+    assert_clean_failure(&o, 1, &["--layer", "expected 0 (input) to 3"]);
+    let o = dfa(&["features", run.to_str().unwrap(), "--layer", "1", "--out", "f.txt"], &data);
+    assert_clean_failure(&o, 1, &["--out", ".csv or .npy"]);
+
+    let png = tmp.path().join("t.png");
+    let o = dfa(
+        &["tsne", run.to_str().unwrap(), "--points", "120", "--iterations", "250", "--out", png.to_str().unwrap()],
+        &data,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("hidden layer 2"), "{}", text(&o));
+    assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
+    let o = dfa(&["tsne", run.to_str().unwrap(), "--points", "20", "--out", png.to_str().unwrap()], &data);
+    assert_clean_failure(&o, 1, &["perplexity"]);
 }
