@@ -63,7 +63,7 @@ impl Meta {
             n_train: trainer.n_train(),
             n_test: data.test.len(),
             parameters: trainer.model.net.parameter_count(),
-            warnings: trainer.config.warnings(),
+            warnings: trainer.config.warnings().into_iter().chain(data.notes.iter().cloned()).collect(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// SHA-256 of the uncompressed IDX files, in the order of [`IDX_FILES`].
+/// SHA-256 of the uncompressed IDX files, in the order of [`IDX_FILES`] (IDX data sets only).
 pub fn expected_sha256(kind: DatasetKind) -> [&'static str; 4] {
     match kind {
         // The published checksums of the original MNIST files (see ../shared/data/README.md).
@@ -29,6 +29,40 @@ pub fn expected_sha256(kind: DatasetKind) -> [&'static str; 4] {
             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         ],
+        _ => panic!("{} is not an IDX data set", kind.name()),
+    }
+}
+
+/// A CIFAR data set's official archive: its name, the MD5 its authors publish (and every
+/// loader pins), and the members we keep.
+pub struct Archive {
+    pub file: &'static str,
+    pub md5: &'static str,
+    pub members: &'static [&'static str],
+}
+
+/// The archive of a CIFAR data set (`None` for the IDX data sets).
+pub fn archive(kind: DatasetKind) -> Option<Archive> {
+    match kind {
+        DatasetKind::Cifar10 => Some(Archive {
+            file: "cifar-10-binary.tar.gz",
+            md5: "c32a1d4ab5d03f1284b67883e8d87530",
+            members: &[
+                "data_batch_1.bin",
+                "data_batch_2.bin",
+                "data_batch_3.bin",
+                "data_batch_4.bin",
+                "data_batch_5.bin",
+                "test_batch.bin",
+                "batches.meta.txt",
+            ],
+        }),
+        DatasetKind::Cifar100 | DatasetKind::Cifar100Coarse => Some(Archive {
+            file: "cifar-100-binary.tar.gz",
+            md5: "03b5dce01913d631647c71ecec9e9cb8",
+            members: &["train.bin", "test.bin", "fine_label_names.txt", "coarse_label_names.txt"],
+        }),
+        DatasetKind::Mnist | DatasetKind::FashionMnist => None,
     }
 }
 
@@ -44,6 +78,9 @@ pub fn default_mirrors(kind: DatasetKind) -> Vec<String> {
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
         ],
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Cifar100Coarse => {
+            &["https://www.cs.toronto.edu/~kriz/", "https://cave.cs.toronto.edu/kriz/"]
+        }
     };
     m.iter().map(|s| s.to_string()).collect()
 }
@@ -102,6 +139,9 @@ pub fn download(
     mirrors: &[String],
     mut report: impl FnMut(&str),
 ) -> Result<Vec<Fetched>> {
+    if let Some(archive) = archive(kind) {
+        return download_archive(kind, &archive, data_dir, mirrors, report);
+    }
     let folder = data_dir.join(kind.name());
     let agent: ureq::Agent =
         ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(600))).build().into();
@@ -142,4 +182,83 @@ pub fn download(
         done.push(Fetched::Downloaded(target, url));
     }
     Ok(done)
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Downloads a CIFAR archive (the first mirror whose copy has the published MD5), and writes its
+/// `members` into `data_dir/<the archive's folder>/`, each atomically. A folder that already
+/// holds every member is left alone.
+pub fn download_archive(
+    kind: DatasetKind,
+    archive: &Archive,
+    data_dir: &Path,
+    mirrors: &[String],
+    mut report: impl FnMut(&str),
+) -> Result<Vec<Fetched>> {
+    let folder = data_dir.join(super::cifar::folders(kind)[0]);
+    let targets: Vec<PathBuf> = archive.members.iter().map(|m| folder.join(m)).collect();
+    if targets.iter().all(|t| t.is_file()) {
+        report(&format!("{}: present", folder.display()));
+        return Ok(targets.into_iter().map(Fetched::Present).collect());
+    }
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(1800))).build().into();
+    let mut failures = Vec::new();
+    for mirror in mirrors {
+        let url = format!("{}/{}", mirror.trim_end_matches('/'), archive.file);
+        report(&format!("fetching {url}"));
+        let bytes = match fetch(&agent, &url) {
+            Ok(b) => b,
+            Err(e) => {
+                report(&format!("  {e}"));
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        let actual = md5_hex(&bytes);
+        if actual != archive.md5 {
+            let e = Error::Checksum { what: url.clone(), expected: format!("MD5 {}", archive.md5), actual };
+            report(&format!("  {e}"));
+            failures.push(e.to_string());
+            continue;
+        }
+        let members = extract(&bytes, archive.members, &url)?;
+        for (name, content) in &members {
+            write_atomically(&folder.join(name), content)?;
+        }
+        return Ok(members.into_iter().map(|(name, _)| Fetched::Downloaded(folder.join(name), url.clone())).collect());
+    }
+    Err(Error::Download {
+        url: archive.file.into(),
+        message: format!("every mirror failed:\n  {}", failures.join("\n  ")),
+    })
+}
+
+/// The `wanted` members of a `.tar.gz` (matched by file name, wherever they sit in the archive;
+/// nothing else is written, so no path in the archive can escape the data folder).
+fn extract(bytes: &[u8], wanted: &[&str], url: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    use std::io::Read;
+    let bad = |m: String| Error::Download { url: url.into(), message: format!("not a valid .tar.gz archive: {m}") };
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let path = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).filter(|n| wanted.contains(n)) else {
+            continue;
+        };
+        let name = name.to_string();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).map_err(|e| bad(e.to_string()))?;
+        found.push((name, content));
+    }
+    let missing: Vec<&str> = wanted.iter().filter(|w| !found.iter().any(|(n, _)| n == *w)).copied().collect();
+    if !missing.is_empty() {
+        return Err(bad(format!("it lacks {}", missing.join(", "))));
+    }
+    Ok(found)
 }

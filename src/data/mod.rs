@@ -1,10 +1,13 @@
-//! Data sets: MNIST and Fashion-MNIST in IDX format, loaded as f32 in `[0, 1]`, flattened
-//! (the permutation-invariant task of SPEC §2).
+//! Data sets: MNIST and Fashion-MNIST in IDX format, CIFAR-10 and CIFAR-100 in their binary
+//! format, loaded as f32 in `[0, 1]`, flattened (the dense nets' input; CIFAR keeps its
+//! `3 × 32 × 32` channel-major order).
 //!
 //! The data folder is `--data-dir`, else the environment variable `DFA_DATA`, else `./data`.
-//! A data set lives in its own sub-folder (`mnist/`, `fashion-mnist/`), or directly in the
-//! folder given. Each of the four files may be gzip-compressed (`.gz`) or raw.
+//! A data set lives in its own sub-folder (`mnist/`, `fashion-mnist/`, `cifar-10-batches-bin/`,
+//! `cifar-100-binary/`), or directly in the folder given. Every file may be gzip-compressed
+//! (`.gz`) or raw.
 
+pub mod cifar;
 pub mod download;
 pub mod idx;
 
@@ -18,6 +21,11 @@ use std::path::{Path, PathBuf};
 pub enum DatasetKind {
     Mnist,
     FashionMnist,
+    Cifar10,
+    /// CIFAR-100 with its 100 fine labels.
+    Cifar100,
+    /// CIFAR-100 with its 20 coarse labels (superclasses).
+    Cifar100Coarse,
 }
 
 /// The four IDX files, in the order train images, train labels, test images, test labels.
@@ -30,11 +38,22 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::Cifar100Coarse => "cifar100-coarse",
         }
     }
 
     pub fn n_classes(self) -> usize {
-        10
+        match self {
+            DatasetKind::Cifar100 => 100,
+            DatasetKind::Cifar100Coarse => 20,
+            _ => 10,
+        }
+    }
+
+    pub fn is_cifar(self) -> bool {
+        matches!(self, DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Cifar100Coarse)
     }
 }
 
@@ -94,6 +113,9 @@ pub struct Dataset {
     pub test: Split,
     pub n_classes: usize,
     pub files: Vec<DataFile>,
+    /// What a user should know about this copy (e.g. an incomplete test set); recorded in every
+    /// run's `meta.json` and printed.
+    pub notes: Vec<String>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -169,6 +191,10 @@ fn split(images_path: &Path, labels_path: &Path, n_classes: usize, files: &mut V
 
 /// Loads `kind` from the data folder `dir`.
 pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
+    if kind.is_cifar() {
+        let (train, test, files, notes) = cifar::load(kind, dir)?;
+        return Ok(Dataset { kind, train, test, n_classes: kind.n_classes(), files, notes });
+    }
     let paths = locate(kind, dir)?;
     let n_classes = kind.n_classes();
     let mut files = Vec::new();
@@ -180,5 +206,5 @@ pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
             format!("test images have {} pixels, training images {}", test.dim, train.dim),
         ));
     }
-    Ok(Dataset { kind, train, test, n_classes, files })
+    Ok(Dataset { kind, train, test, n_classes, files, notes: Vec::new() })
 }
