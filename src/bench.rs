@@ -66,7 +66,14 @@ pub fn synthetic(samples: usize, inputs: usize, seed: u64) -> Dataset {
     let labels = (0..samples).map(|_| rng.below(10) as u8).collect();
     let train = Split { images, labels, dim: inputs };
     let test = Split { images: vec![0.0; inputs], labels: vec![0], dim: inputs };
-    Dataset { kind: DatasetKind::Mnist, train, test, n_classes: 10, files: Vec::new(), notes: Vec::new() }
+    Dataset {
+        kind: DatasetKind::Mnist,
+        train: train.into(),
+        test: test.into(),
+        n_classes: 10,
+        files: Vec::new(),
+        notes: Vec::new(),
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -106,6 +106,8 @@ impl Default for TsneSettings {
 }
 
 /// A 2-D Barnes-Hut t-SNE embedding of `n` points of `width` features (row-major), `2n` values.
+/// It runs on one thread of its own, because `bhtsne`'s parallel sums are not reproducible: the
+/// same points and seed give the same embedding, bit for bit.
 pub fn tsne(points: &[f32], width: usize, settings: TsneSettings) -> Result<Vec<f32>> {
     let n = points.len() / width.max(1);
     let needed = (3.0 * settings.perplexity) as usize + 2;
@@ -136,13 +138,19 @@ pub fn tsne(points: &[f32], width: usize, settings: TsneSettings) -> Result<Vec<
             [r * t.cos(), r * t.sin()]
         })
         .collect();
-    let mut model: bhtsne::tSNE<f32, &[f32]> = bhtsne::tSNE::new(&samples);
-    model
-        .perplexity(settings.perplexity)
-        .epochs(settings.iterations)
-        .initial_embedding(start)
-        .barnes_hut(settings.theta, |a, b| a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt());
-    Ok(model.embedding())
+    let one =
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| Error::config("threads", e.to_string()))?;
+    Ok(one.install(|| {
+        let mut model: bhtsne::tSNE<f32, &[f32]> = bhtsne::tSNE::new(&samples);
+        model
+            .perplexity(settings.perplexity)
+            .epochs(settings.iterations)
+            .initial_embedding(start)
+            .barnes_hut(settings.theta, |a, b| {
+                a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+            });
+        model.embedding()
+    }))
 }
 
 /// The title of layer `k` of a network with `depth` weight layers in pictures.
@@ -157,8 +165,7 @@ pub fn layer_title(k: usize, depth: usize) -> String {
 /// The paper's Fig. 3: for each labelled network, t-SNE embeddings of the features of `layers`
 /// for the first `points` samples of `split`, drawn as one row of panels per network. The input
 /// layer's embedding is computed once and shared by the rows. Each embedding runs on one thread
-/// (so that it is reproducible: `bhtsne`'s parallel sums are not), up to `threads` of them at a
-/// time. `progress` hears of each embedding as it starts.
+/// ([`tsne`]), up to `threads` of them at a time. `progress` hears of each embedding as it starts.
 #[allow(clippy::too_many_arguments)]
 pub fn tsne_figure(
     nets: &[(String, &Network)],
@@ -194,11 +201,7 @@ pub fn tsne_figure(
             .with_max_len(1)
             .map(|(r, title, features, width)| {
                 progress(&format!("t-SNE of {}, {title} ({n} points)", nets[*r].0));
-                let one = rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .map_err(|e| Error::config("threads", e.to_string()))?;
-                one.install(|| tsne(features, *width, settings))
+                tsne(features, *width, settings)
             })
             .collect::<Result<_>>()
     })?;

@@ -61,7 +61,7 @@ enum DataCommand {
 struct DownloadArgs {
     /// Which data set.
     dataset: DatasetKind,
-    /// Data folder (default: $DFA_DATA, else ./data); files go to DIR/<dataset>/.
+    /// Data folder (default: $DFA_DATA, else ./data); files go to DIR/<dataset>/ (CIFAR: the archive's folder, e.g. DIR/cifar-10-batches-bin/).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Base URL to fetch from instead of the built-in mirrors (repeatable; tried in order).

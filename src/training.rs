@@ -198,19 +198,24 @@ impl Trainer {
             None => DfaRng::new(config.seed, Stream::Dropout),
         };
         let rows = config.batch_size;
-        let mut train = data.train.clone();
-        if config.validation >= train.len() {
+        if config.validation >= data.train.len() {
             return Err(crate::error::Error::config(
                 "validation",
                 format!(
                     "{} validation samples of {} training samples leave none to train on",
                     config.validation,
-                    train.len()
+                    data.train.len()
                 ),
             ));
         }
-        let validation = (config.validation > 0).then(|| Arc::new(train.split_off_last(config.validation)));
-        let train = Arc::new(train);
+        // only a held-out validation set needs a copy of the training split
+        let (train, validation) = if config.validation > 0 {
+            let mut train = (*data.train).clone();
+            let validation = train.split_off_last(config.validation);
+            (Arc::new(train), Some(Arc::new(validation)))
+        } else {
+            (data.train.clone(), None)
+        };
         let mut ws = Workspace::new(&model.net, rows);
         if config.dropout() {
             ws = ws.with_dropout(&model.net);
@@ -225,7 +230,7 @@ impl Trainer {
             order: (0..train.len() as u32).collect(),
             x: vec![0.0; rows * train.dim],
             y: vec![0; rows],
-            test: Arc::new(data.test.clone()),
+            test: data.test.clone(),
             validation,
             align: None,
             measure_batch: None,
@@ -543,11 +548,11 @@ pub fn draw_mask(mask: &mut [f32], p: f32, rng: &mut DfaRng) {
 
 /// Applies the configuration's subsets to a loaded data set.
 pub fn apply_subsets(mut data: Dataset, config: &TrainConfig) -> Dataset {
-    if let Some(n) = config.train_subset {
-        data.train.truncate(n);
+    if let Some(n) = config.train_subset.filter(|&n| n < data.train.len()) {
+        data.train = Arc::new(data.train.first(n));
     }
-    if let Some(n) = config.test_subset {
-        data.test.truncate(n);
+    if let Some(n) = config.test_subset.filter(|&n| n < data.test.len()) {
+        data.test = Arc::new(data.test.first(n));
     }
     data
 }

@@ -235,3 +235,144 @@ fn download_with_only_bad_mirrors_fails_and_writes_nothing() {
     let left = std::fs::read_dir(&folder).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "nothing may be written under {}", folder.display());
 }
+
+// ---------- CIFAR ----------
+
+/// One CIFAR record: `labels` (1 byte for CIFAR-10, coarse + fine for CIFAR-100), pixels `p`.
+fn record(labels: &[u8], p: u8) -> Vec<u8> {
+    let mut r = labels.to_vec();
+    r.extend(std::iter::repeat_n(p, 3072));
+    r
+}
+
+#[test]
+fn loads_real_cifar10_with_its_partial_test_set_noted() {
+    let d = data::load(DatasetKind::Cifar10, &common::data_dir()).unwrap();
+    assert_eq!((d.train.len(), d.train.dim, d.n_classes), (50000, 3072, 10));
+    let mut counts = [0usize; 10];
+    d.train.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [5000; 10]);
+    // the commonly quoted per-channel means (channel-major layout: R plane, G plane, B plane)
+    for (c, want) in [0.49139968, 0.48215841, 0.44653091].iter().enumerate() {
+        let sum: f64 =
+            d.train.images.chunks_exact(3072).map(|img| img[c * 1024..(c + 1) * 1024].iter().sum::<f32>() as f64).sum();
+        let mean = sum / (50000.0 * 1024.0);
+        assert!((mean - want).abs() < 1e-5, "channel {c}: mean {mean}");
+    }
+    // ../shared/data has 9980 of the 10000 test images; the official order starts 3 8 8 0 6 6 1 6 3 1
+    assert_eq!(d.test.len(), 9980);
+    assert_eq!(&d.test.labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
+    assert_eq!(d.files.len(), 6);
+    assert!(d.notes.iter().any(|n| n.contains("incomplete") && n.contains("9980")), "{:?}", d.notes);
+}
+
+#[test]
+fn cifar100_fine_and_coarse_labels_and_damaged_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cifar-100-binary");
+    std::fs::create_dir_all(&dir).unwrap();
+    let train: Vec<u8> = (0..5u8).flat_map(|i| record(&[i, 20 + i], i)).collect();
+    let test: Vec<u8> = record(&[19, 99], 7);
+    std::fs::write(dir.join("train.bin"), &train).unwrap();
+    std::fs::write(dir.join("test.bin.gz"), gzip(&test)).unwrap();
+    let fine = data::load(DatasetKind::Cifar100, tmp.path()).unwrap();
+    assert_eq!(
+        (fine.n_classes, fine.train.labels.clone(), fine.test.labels.clone()),
+        (100, vec![20, 21, 22, 23, 24], vec![99])
+    );
+    assert_eq!(fine.train.images[3072], 1.0 / 255.0);
+    let coarse = data::load(DatasetKind::Cifar100Coarse, tmp.path()).unwrap();
+    assert_eq!((coarse.n_classes, coarse.train.labels.clone()), (20, vec![0, 1, 2, 3, 4]));
+    assert!(fine.notes.is_empty());
+
+    // a truncated record, a label out of range, missing files: errors that name the file
+    std::fs::write(dir.join("train.bin"), &train[..train.len() - 10]).unwrap();
+    let e = data::load(DatasetKind::Cifar100, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("train.bin") && e.contains("3074-byte"), "{e}");
+    let mut bad = train.clone();
+    bad[2 * 3074] = 20; // coarse label of record 2
+    std::fs::write(dir.join("train.bin"), &bad).unwrap();
+    assert!(data::load(DatasetKind::Cifar100, tmp.path()).is_ok(), "the fine labels are fine");
+    let e = data::load(DatasetKind::Cifar100Coarse, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("train.bin") && e.contains("label 20 of record 2") && e.contains("0..20"), "{e}");
+    std::fs::remove_file(dir.join("test.bin.gz")).unwrap();
+    let e = data::load(DatasetKind::Cifar100, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("test.bin") && e.contains("dfa data download cifar100"), "{e}");
+    let e = data::load(DatasetKind::Cifar10, tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("data_batch_1.bin") && e.contains("test_batch.bin"), "{e}");
+}
+
+fn tar_gz(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+    for (name, content) in members {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, &content[..]).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn cifar_archives_are_checked_and_only_their_members_written() {
+    let members: Vec<(&str, Vec<u8>)> = vec![
+        ("cifar-100-binary/train.bin", (0..3u8).flat_map(|i| record(&[i, i], i)).collect()),
+        ("cifar-100-binary/test.bin", record(&[1, 1], 9)),
+        ("cifar-100-binary/fine_label_names.txt", b"apple\n".to_vec()),
+        ("cifar-100-binary/coarse_label_names.txt", b"fruit\n".to_vec()),
+        ("cifar-100-binary/extra.txt", b"not wanted".to_vec()),
+    ];
+    let good = tar_gz(&members);
+    let mut corrupt = good.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0xff;
+    let short = tar_gz(&members[..1]);
+    let (good_md5, short_md5) = (md5_hex(&good), md5_hex(&short));
+    let base = serve(move |prefix, name| {
+        assert_eq!(name, "cifar-100-binary.tar.gz");
+        match prefix {
+            "good" => Some(good.clone()),
+            "corrupt" => Some(corrupt.clone()),
+            "short" => Some(short.clone()),
+            _ => None,
+        }
+    });
+    let file = "cifar-100-binary.tar.gz";
+    let wanted: &[&str] = &["train.bin", "test.bin", "fine_label_names.txt", "coarse_label_names.txt"];
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = download::Archive { file, md5: Box::leak(good_md5.into_boxed_str()), members: wanted };
+    let mirrors = vec![format!("{base}/none"), format!("{base}/corrupt"), format!("{base}/good")];
+    let mut log = Vec::new();
+    let got =
+        download::download_archive(DatasetKind::Cifar100, &archive, tmp.path(), &mirrors, |m| log.push(m.to_string()))
+            .unwrap();
+    assert_eq!(got.len(), 4);
+    assert!(log.iter().any(|m| m.contains("404")) && log.iter().any(|m| m.contains("MD5")), "{log:?}");
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path().join("cifar-100-binary"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["coarse_label_names.txt", "fine_label_names.txt", "test.bin", "train.bin"]);
+    let d = data::load(DatasetKind::Cifar100, tmp.path()).unwrap();
+    assert_eq!((d.train.len(), d.test.len()), (3, 1));
+    // present: nothing fetched
+    let again = download::download_archive(DatasetKind::Cifar100, &archive, tmp.path(), &[], |_| {}).unwrap();
+    assert!(again.iter().all(|f| matches!(f, download::Fetched::Present(_))));
+
+    // an archive with the right checksum but without the members: an error, nothing written
+    let other = tempfile::tempdir().unwrap();
+    let archive = download::Archive { file, md5: Box::leak(short_md5.into_boxed_str()), members: wanted };
+    let e =
+        download::download_archive(DatasetKind::Cifar100, &archive, other.path(), &[format!("{base}/short")], |_| {})
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("lacks") && e.contains("test.bin"), "{e}");
+    assert!(!other.path().join("cifar-100-binary").exists());
+}

@@ -98,7 +98,7 @@ fn tsne_keeps_the_neighbours_of_clusters_together() {
     }
     let fraction = same as f64 / (n * k) as f64;
     assert!(fraction > 0.98, "only {:.1} % of the 5 nearest neighbours share the cluster", 100.0 * fraction);
-    assert_eq!(features::tsne(&points, dim, settings).unwrap(), y, "same seed, other embedding");
+    assert!(features::tsne(&points, dim, settings).unwrap() == y, "same seed, other embedding");
     // too few points for the perplexity is an error, not a panic
     let e = features::tsne(&points[..20 * dim], dim, settings).unwrap_err().to_string();
     assert!(e.contains("perplexity"), "{e}");

@@ -91,6 +91,12 @@ impl Split {
         Split { images: self.images.split_off(keep * self.dim), labels: self.labels.split_off(keep), dim: self.dim }
     }
 
+    /// A copy of the first `n` samples (all of them when `n` is larger).
+    pub fn first(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        Split { images: self.images[..n * self.dim].to_vec(), labels: self.labels[..n].to_vec(), dim: self.dim }
+    }
+
     /// The first `n` samples (all of them when `n` is larger).
     pub fn truncate(&mut self, n: usize) {
         let n = n.min(self.len());
@@ -106,11 +112,13 @@ pub struct DataFile {
     pub sha256: String,
 }
 
+/// A loaded data set. The splits are shared (`Arc`): every run of `dfa reproduce` and every
+/// `Trainer` reads the same copy (CIFAR-10's training split alone is 614 MB as f32).
 #[derive(Clone, Debug)]
 pub struct Dataset {
     pub kind: DatasetKind,
-    pub train: Split,
-    pub test: Split,
+    pub train: std::sync::Arc<Split>,
+    pub test: std::sync::Arc<Split>,
     pub n_classes: usize,
     pub files: Vec<DataFile>,
     /// What a user should know about this copy (e.g. an incomplete test set); recorded in every
@@ -193,7 +201,7 @@ fn split(images_path: &Path, labels_path: &Path, n_classes: usize, files: &mut V
 pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
     if kind.is_cifar() {
         let (train, test, files, notes) = cifar::load(kind, dir)?;
-        return Ok(Dataset { kind, train, test, n_classes: kind.n_classes(), files, notes });
+        return Ok(Dataset { kind, train: train.into(), test: test.into(), n_classes: kind.n_classes(), files, notes });
     }
     let paths = locate(kind, dir)?;
     let n_classes = kind.n_classes();
@@ -206,5 +214,5 @@ pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
             format!("test images have {} pixels, training images {}", test.dim, train.dim),
         ));
     }
-    Ok(Dataset { kind, train, test, n_classes, files, notes: Vec::new() })
+    Ok(Dataset { kind, train: train.into(), test: test.into(), n_classes, files, notes: Vec::new() })
 }
