@@ -16,6 +16,8 @@ use std::path::PathBuf;
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub dataset: DatasetKind,
+    /// The inputs: `scale` (`[0, 1]`, the dense nets) or `gcn-zca` (whitened, the conv nets).
+    pub preprocess: crate::data::preprocess::Preprocess,
     /// The data folder (resolved from `--data-dir`, `DFA_DATA` or `./data` when a run starts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -91,6 +93,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             dataset: DatasetKind::Mnist,
+            preprocess: Default::default(),
             data_dir: None,
             model: "2x800".into(),
             activation: Activation::Tanh,

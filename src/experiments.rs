@@ -260,7 +260,7 @@ pub trait ReproduceObserver: Sync {
 }
 
 /// Runs every task, `jobs` at a time with `threads` threads each, reusing finished runs and
-/// resuming interrupted ones. The data set is loaded once. Stops at the first error.
+/// resuming interrupted ones. Each data set is loaded (and preprocessed) once. Stops at the first error.
 pub fn reproduce(
     tasks: Vec<Task>,
     data_dir: &Path,
@@ -268,10 +268,17 @@ pub fn reproduce(
     threads: usize,
     observer: &dyn ReproduceObserver,
 ) -> Result<Vec<Finished>> {
-    let Some(first) = tasks.first() else {
+    if tasks.is_empty() {
         return Ok(Vec::new());
-    };
-    let data = data::load(first.config.dataset, data_dir)?;
+    }
+    // every data set (and preprocessing) the tasks use, loaded once
+    let mut loaded: Vec<((crate::data::DatasetKind, crate::data::preprocess::Preprocess), Dataset)> = Vec::new();
+    for task in &tasks {
+        let key = (task.config.dataset, task.config.preprocess);
+        if !loaded.iter().any(|(k, _)| *k == key) {
+            loaded.push((key, data::load_prepared(key.0, key.1, data_dir)?));
+        }
+    }
     let queue = Mutex::new(tasks.into_iter().collect::<VecDeque<_>>());
     let results = Mutex::new(Vec::new());
     let failure = Mutex::new(None);
@@ -286,7 +293,9 @@ pub fn reproduce(
                         return;
                     };
                     task.config.threads = threads;
-                    match run_task(&task, &data, observer) {
+                    let key = (task.config.dataset, task.config.preprocess);
+                    let data = &loaded.iter().find(|(k, _)| *k == key).expect("loaded above").1;
+                    match run_task(&task, data, observer) {
                         Ok(done) => {
                             observer.run_finished(&done);
                             results.lock().expect("lock").push(done);

@@ -249,6 +249,9 @@ struct TrainArgs {
     name: Option<String>,
     #[arg(long)]
     dataset: Option<DatasetKind>,
+    /// Input preprocessing [default: scale, i.e. [0, 1]]; gcn-zca: contrast-normalised and whitened (cached in $DFA_CACHE or ./cache).
+    #[arg(long)]
+    preprocess: Option<dfa::data::preprocess::Preprocess>,
     /// Data folder (default: $DFA_DATA, else ./data).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -365,7 +368,7 @@ impl TrainArgs {
         macro_rules! set {
             ($($flag:ident => $field:ident),*) => { $( if let Some(v) = self.$flag.clone() { c.$field = v; } )* };
         }
-        set!(dataset => dataset, model => model, act => activation, rule => rule, init => init,
+        set!(dataset => dataset, preprocess => preprocess, model => model, act => activation, rule => rule, init => init,
              optimiser => optimiser, lr => learning_rate, rms_decay => rms_decay, rms_eps => rms_epsilon,
              batch_size => batch_size, max_epochs => max_epochs, stop_train_error => stop_train_error,
              max_halvings => max_halvings, seed => seed, threads => threads);
@@ -473,7 +476,10 @@ impl Observer for Console {
 
 fn load_data(config: &TrainConfig) -> Result<data::Dataset> {
     let dir = data::resolve_data_dir(config.data_dir.as_deref());
-    let data = data::load(config.dataset, &dir)?;
+    let data = data::load_prepared(config.dataset, config.preprocess, &dir)?;
+    for note in &data.notes {
+        eprintln!("note: {note}");
+    }
     Ok(apply_subsets(data, config))
 }
 
@@ -799,7 +805,9 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
         }
         cells.push((cell, Aggregate::of(&outcomes, exp.nonconvergence_train_error)));
     }
-    let table = TableResults { experiment: &exp, cells, max_epochs: args.max_epochs };
+    let dataset = exp.cell_config(&exp.cells[0], 1, None)?.dataset;
+    let notes = data::notes(dataset, &data_dir);
+    let table = TableResults { experiment: &exp, cells, max_epochs: args.max_epochs, notes };
     let markdown = table.markdown();
     println!("\n{markdown}");
     let stem = match args.max_epochs {

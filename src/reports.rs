@@ -104,6 +104,8 @@ pub struct TableResults<'a> {
     pub cells: Vec<(&'a Cell, Option<Aggregate>)>,
     /// `Some(n)`: a shortened protocol of at most `n` epochs per run.
     pub max_epochs: Option<usize>,
+    /// What the reader must know about the data (e.g. an incomplete test set), printed under the table.
+    pub notes: Vec<String>,
 }
 
 impl TableResults<'_> {
@@ -155,6 +157,9 @@ impl TableResults<'_> {
             })
             .collect();
         out += &format!("\nRuns: {}.\n", seeds.join("; "));
+        for note in &self.notes {
+            out += &format!("\n**Data:** {note}.\n");
+        }
         out
     }
 

@@ -128,6 +128,14 @@ fn read_split(paths: &[PathBuf], kind: DatasetKind, files: &mut Vec<DataFile>) -
     Ok(Split { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels, dim: PIXELS })
 }
 
+/// The note that a result used the partial CIFAR-10 test set.
+pub fn partial_note(path: &Path, n: usize) -> String {
+    format!(
+        "CIFAR-10 test set incomplete: {} ({n} of the 10000 official test images, not in the official order); test errors are on 99.8 % of the test set",
+        path.display()
+    )
+}
+
 /// Loads a CIFAR data set: the training split, the test split, the files read, and notes about
 /// what is unusual (the partial CIFAR-10 test set).
 pub fn load(kind: DatasetKind, dir: &Path) -> Result<(Split, Split, Vec<DataFile>, Vec<String>)> {
@@ -137,11 +145,7 @@ pub fn load(kind: DatasetKind, dir: &Path) -> Result<(Split, Split, Vec<DataFile
     let test = read_split(std::slice::from_ref(&located.test), kind, &mut files)?;
     let mut notes = Vec::new();
     if located.partial_test {
-        notes.push(format!(
-            "CIFAR-10 test set incomplete: {} ({} of the 10000 official test images, not in the official order); test errors are on 99.8 % of the test set",
-            located.test.display(),
-            test.len()
-        ));
+        notes.push(partial_note(&located.test, test.len()));
     }
     Ok((train, test, files, notes))
 }

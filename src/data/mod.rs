@@ -10,6 +10,7 @@
 pub mod cifar;
 pub mod download;
 pub mod idx;
+pub mod preprocess;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -195,6 +196,21 @@ fn split(images_path: &Path, labels_path: &Path, n_classes: usize, files: &mut V
     let dim = images.dims[1] * images.dims[2];
     let images = images.data.iter().map(|&p| p as f32 / 255.0).collect();
     Ok(Split { images, labels: labels.data, dim })
+}
+
+/// What a user must know about `kind`'s copy in `dir`, without loading it (the notes of
+/// [`Dataset::notes`]; empty when the data are complete or absent).
+pub fn notes(kind: DatasetKind, dir: &Path) -> Vec<String> {
+    match cifar::locate(kind, dir) {
+        Ok(located) if kind.is_cifar() && located.partial_test => vec![cifar::partial_note(&located.test, 9980)],
+        _ => Vec::new(),
+    }
+}
+
+/// Loads `kind` from the data folder `dir` and applies `preprocess` (see [`preprocess::prepare`];
+/// its cache is [`preprocess::cache_dir`]).
+pub fn load_prepared(kind: DatasetKind, preprocess: preprocess::Preprocess, dir: &Path) -> Result<Dataset> {
+    preprocess::prepare(load(kind, dir)?, preprocess, &preprocess::cache_dir())
 }
 
 /// Loads `kind` from the data folder `dir`.
