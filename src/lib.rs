@@ -11,6 +11,7 @@ pub mod activation;
 pub mod alignment;
 pub mod bench;
 pub mod config;
+pub mod conv;
 pub mod data;
 pub mod error;
 pub mod experiments;

@@ -1,0 +1,215 @@
+//! Convolution and max-pooling for the CIFAR conv nets (issue 6): forward passes and their exact
+//! backward passes, batched, on activations stored channels-last (`batch × H × W × C`, row-major).
+//!
+//! A convolution is im2col + one GEMM for the whole batch: every output position's receptive
+//! field (`K = kh·kw·C_in` values, ordered `(ky, kx, c)`, zeros where it overhangs the padding)
+//! becomes a row of `patches` (`batch·H_out·W_out × K`), and `out = patches · Wᵀ + b` with `W`
+//! stored `C_out × K`. Backward: `∂W = δᵀ · patches`, `∂b = Σ δ`, and the input gradient is
+//! `δ · W` (`batch·H_out·W_out × K`) scattered back over the receptive fields (col2im).
+//!
+//! Max-pooling takes the largest value of each window (overlapping windows allowed, e.g. 3×3 with
+//! stride 2); ties go to the first position in `(ky, kx)` order, and the backward pass sends each
+//! output's gradient to exactly the position the forward pass chose (the argmax is stored).
+
+use crate::linalg::{gemm_nn, gemm_nt, gemm_tn};
+
+/// The shape of one image or feature map: height, width, channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Output size of a window of `k` with `stride` and `pad` over `n` positions (floor, as cuDNN,
+/// PyTorch and Caffe's convolutions do). `None` when the window does not fit.
+pub fn out_size(n: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+    (n + 2 * pad).checked_sub(k).map(|span| span / stride + 1)
+}
+
+/// A 2-D convolution's geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub input: Shape,
+    pub out_channels: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Conv2d {
+    pub fn output(&self) -> Shape {
+        let h = out_size(self.input.h, self.kh, self.stride, self.pad).expect("kernel larger than the padded input");
+        let w = out_size(self.input.w, self.kw, self.stride, self.pad).expect("kernel larger than the padded input");
+        Shape { h, w, c: self.out_channels }
+    }
+
+    /// Values per receptive field (`kh·kw·C_in`): the columns of `patches` and of `W`.
+    pub fn k(&self) -> usize {
+        self.kh * self.kw * self.input.c
+    }
+
+    /// `patches` (`batch·H_out·W_out × K`) of the `batch` images in `x`.
+    pub fn im2col(&self, x: &[f32], batch: usize, patches: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        for b in 0..batch {
+            let img = &x[b * i.len()..(b + 1) * i.len()];
+            for oy in 0..o.h {
+                for ox in 0..o.w {
+                    let row = &mut patches[((b * o.h + oy) * o.w + ox) * k..][..k];
+                    for ky in 0..self.kh {
+                        let y = (oy * self.stride + ky) as isize - self.pad as isize;
+                        for kx in 0..self.kw {
+                            let xx = (ox * self.stride + kx) as isize - self.pad as isize;
+                            let dst = &mut row[(ky * self.kw + kx) * i.c..][..i.c];
+                            if y < 0 || xx < 0 || y >= i.h as isize || xx >= i.w as isize {
+                                dst.fill(0.0);
+                            } else {
+                                dst.copy_from_slice(&img[(y as usize * i.w + xx as usize) * i.c..][..i.c]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the rows of `cols` (`batch·H_out·W_out × K`, gradients of the patches) back onto the
+    /// input positions they were read from: `dx` (`batch × input`) is overwritten.
+    pub fn col2im(&self, cols: &[f32], batch: usize, dx: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        dx[..batch * i.len()].fill(0.0);
+        for b in 0..batch {
+            let img = &mut dx[b * i.len()..(b + 1) * i.len()];
+            for oy in 0..o.h {
+                for ox in 0..o.w {
+                    let row = &cols[((b * o.h + oy) * o.w + ox) * k..][..k];
+                    for ky in 0..self.kh {
+                        let y = (oy * self.stride + ky) as isize - self.pad as isize;
+                        if y < 0 || y >= i.h as isize {
+                            continue;
+                        }
+                        for kx in 0..self.kw {
+                            let xx = (ox * self.stride + kx) as isize - self.pad as isize;
+                            if xx < 0 || xx >= i.w as isize {
+                                continue;
+                            }
+                            let src = &row[(ky * self.kw + kx) * i.c..][..i.c];
+                            let dst = &mut img[(y as usize * i.w + xx as usize) * i.c..][..i.c];
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out = patches · Wᵀ + b` (`batch·H_out·W_out × C_out`, i.e. `batch × output` channels-last);
+    /// `patches` is filled from `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &[f32],
+        batch: usize,
+        weight: &[f32],
+        bias: &[f32],
+        patches: &mut [f32],
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        let rows = batch * self.output().h * self.output().w;
+        self.im2col(x, batch, patches);
+        gemm_nt(out, patches, weight, rows, self.k(), self.out_channels, false, threads);
+        for row in out[..rows * self.out_channels].chunks_exact_mut(self.out_channels) {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+    }
+
+    /// From `delta` (`∂J/∂out`, `batch × output`): `grad_w` (`C_out × K`), `grad_b`, and, when
+    /// given, `dx` (`∂J/∂x`, using `cols` as scratch of `batch·H_out·W_out × K`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        delta: &[f32],
+        batch: usize,
+        weight: &[f32],
+        patches: &[f32],
+        grad_w: &mut [f32],
+        grad_b: &mut [f32],
+        dx: Option<(&mut [f32], &mut [f32])>,
+        threads: usize,
+    ) {
+        let (rows, k, c_out) = (batch * self.output().h * self.output().w, self.k(), self.out_channels);
+        gemm_tn(grad_w, delta, patches, c_out, rows, k, false, threads);
+        grad_b[..c_out].fill(0.0);
+        for row in delta[..rows * c_out].chunks_exact(c_out) {
+            grad_b.iter_mut().zip(row).for_each(|(g, d)| *g += d);
+        }
+        if let Some((dx, cols)) = dx {
+            gemm_nn(cols, delta, weight, rows, c_out, k, false, threads);
+            self.col2im(cols, batch, dx);
+        }
+    }
+}
+
+/// Max-pooling's geometry (no padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool {
+    pub input: Shape,
+    pub k: usize,
+    pub stride: usize,
+}
+
+impl MaxPool {
+    pub fn output(&self) -> Shape {
+        let h = out_size(self.input.h, self.k, self.stride, 0).expect("window larger than the input");
+        let w = out_size(self.input.w, self.k, self.stride, 0).expect("window larger than the input");
+        Shape { h, w, c: self.input.c }
+    }
+
+    /// `out` (`batch × output`) and, per output value, the index in `x` it came from (`argmax`).
+    pub fn forward(&self, x: &[f32], batch: usize, out: &mut [f32], argmax: &mut [u32]) {
+        let (i, o) = (self.input, self.output());
+        for b in 0..batch {
+            for oy in 0..o.h {
+                for ox in 0..o.w {
+                    for c in 0..i.c {
+                        let mut best = usize::MAX;
+                        for ky in 0..self.k {
+                            for kx in 0..self.k {
+                                let at =
+                                    b * i.len() + ((oy * self.stride + ky) * i.w + ox * self.stride + kx) * i.c + c;
+                                if best == usize::MAX || x[at] > x[best] {
+                                    best = at;
+                                }
+                            }
+                        }
+                        let o_at = b * o.len() + (oy * o.w + ox) * o.c + c;
+                        out[o_at] = x[best];
+                        argmax[o_at] = best as u32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dx` (`batch × input`, overwritten): each output's gradient added at its argmax.
+    pub fn backward(&self, delta: &[f32], batch: usize, argmax: &[u32], dx: &mut [f32]) {
+        dx[..batch * self.input.len()].fill(0.0);
+        let n = batch * self.output().len();
+        for (d, &at) in delta[..n].iter().zip(&argmax[..n]) {
+            dx[at as usize] += d;
+        }
+    }
+}
