@@ -11,7 +11,10 @@
 //! | DFA: `B_i e` | `2 n_L Σ_hidden n_i` |
 //! | IFA: `B_1 e`, then `W_i δa_{i-1}` | `2 n_L n_1 + 2 Σ_{i=2}^{L-1} n_{i-1} n_i` |
 //!
-//! (the same count as `../shared/tools/ref_bench.py`, so the GFLOP/s figures compare).
+//! (the same count as `../shared/tools/ref_bench.py`, so the GFLOP/s figures compare). For nets
+//! with convolutional blocks ([`network_flops`]) a block's products count
+//! `2·C_out·(kh·kw·C_in)·H_out·W_out` each (forward, weight gradient, and for BP/FA the signal
+//! sent below it); pooling and im2col are not counted.
 
 use crate::activation::Activation;
 use crate::config::TrainConfig;
@@ -31,16 +34,75 @@ pub struct Case {
     pub inputs: usize,
     /// Training samples of one epoch of the data set this net is for.
     pub epoch_samples: usize,
+    /// The data set whose images the net takes (the conv nets need the image shape).
+    pub dataset: DatasetKind,
+    /// Samples per measurement unless `--samples` says otherwise (an epoch for the dense nets).
+    pub default_samples: usize,
 }
 
 pub fn cases() -> Vec<Case> {
-    let mnist = |name, model: &str| Case { name, model: model.into(), inputs: 784, epoch_samples: 60_000 };
+    let mnist = |name, model: &str| Case {
+        name,
+        model: model.into(),
+        inputs: 784,
+        epoch_samples: 60_000,
+        dataset: DatasetKind::Mnist,
+        default_samples: 60_000,
+    };
+    let cifar = |name, model: &str, default_samples| Case {
+        name,
+        model: model.into(),
+        inputs: 3072,
+        epoch_samples: 50_000,
+        dataset: DatasetKind::Cifar10,
+        default_samples,
+    };
     vec![
         mnist("2x800", "2x800"),
         mnist("7x240", "7x240"),
         mnist("100x240", "100x240"),
-        Case { name: "3x1000-cifar", model: "3x1000".into(), inputs: 3072, epoch_samples: 50_000 },
+        cifar("3x1000-cifar", "3x1000", 50_000),
+        cifar("conv-small-cifar", "conv-small", 4096),
+        cifar("conv-tanh-cifar", "conv-tanh", 640),
     ]
+}
+
+/// The network of a case (the paper's initialisation for `rule`).
+pub fn case_network(case: &Case, rule: Rule) -> crate::Result<crate::network::Network> {
+    let config = TrainConfig { rule, model: case.model.clone(), dataset: case.dataset, ..Default::default() };
+    Ok(crate::training::Model::new(&config, case.inputs, 10)?.net)
+}
+
+/// FLOPs per training sample of any network (dense layers and convolutional blocks; see the
+/// module doc). Equals [`flops_per_sample`] on dense nets.
+pub fn network_flops(net: &crate::network::Network, rule: Rule) -> f64 {
+    let work: Vec<usize> = net.layers.iter().map(|l| l.work()).collect();
+    let total: usize = work.iter().sum();
+    let n_out = net.n_outputs();
+    let hidden = &net.layers[..net.depth() - 1];
+    let propagate = match rule {
+        Rule::Bp | Rule::Fa => 2 * work[1..].iter().sum::<usize>(),
+        Rule::Dfa => 2 * n_out * hidden.iter().map(|l| l.fan_out).sum::<usize>(),
+        Rule::Ifa => {
+            2 * n_out * hidden.first().map_or(0, |l| l.fan_out) + 2 * work[1..work.len() - 1].iter().sum::<usize>()
+        }
+    };
+    (4 * total + propagate) as f64
+}
+
+/// The GEMMs one training step of `net` runs (`M×K×N`): per layer the forward product and the
+/// weight gradient (for a block: over all `batch·H_out·W_out` positions).
+pub fn network_step_shapes(net: &crate::network::Network, batch: usize) -> Vec<(Layout, usize, usize, usize)> {
+    let mut v = Vec::new();
+    for layer in &net.layers {
+        let (rows, width, k) = layer.gemm_dims(batch);
+        for shape in [(Layout::Nt, rows, k, width), (Layout::Tn, width, rows, k)] {
+            if !v.contains(&shape) {
+                v.push(shape);
+            }
+        }
+    }
+    v
 }
 
 /// FLOPs per training sample (see the module doc).
@@ -93,10 +155,15 @@ pub struct TrainResult {
 pub fn train_throughput(case: &Case, rule: Rule, threads: usize, samples: usize) -> crate::Result<TrainResult> {
     let pool_samples = samples.clamp(64, 64 * 200);
     let data = synthetic(pool_samples, case.inputs, 1);
-    let config =
-        TrainConfig { rule, model: case.model.clone(), activation: Activation::Tanh, threads, ..Default::default() };
+    let config = TrainConfig {
+        rule,
+        model: case.model.clone(),
+        dataset: case.dataset,
+        activation: Activation::Tanh,
+        threads,
+        ..Default::default()
+    };
     let mut trainer = Trainer::new(config, &data)?;
-    let sizes = trainer.model.net.sizes();
     let batches: Vec<Vec<u32>> =
         (0..pool_samples / 64).map(|b| (b as u32 * 64..b as u32 * 64 + 64).collect()).collect();
     let steps = samples.div_ceil(64);
@@ -111,7 +178,7 @@ pub fn train_throughput(case: &Case, rule: Rule, threads: usize, samples: usize)
         start.elapsed().as_secs_f64()
     });
     let done = steps * 64;
-    let flops = flops_per_sample(&sizes, rule);
+    let flops = network_flops(&trainer.model.net, rule);
     Ok(TrainResult {
         case: case.name.into(),
         rule,
@@ -213,6 +280,28 @@ mod tests {
         assert_eq!(flops_per_sample(&sizes, Rule::Bp), (4 * 1_275_200 + 2 * (640_000 + 8000)) as f64);
         assert_eq!(flops_per_sample(&sizes, Rule::Fa), flops_per_sample(&sizes, Rule::Bp));
         assert_eq!(flops_per_sample(&sizes, Rule::Ifa), (4 * 1_275_200 + 2 * 10 * 800 + 2 * 640_000) as f64);
+    }
+
+    #[test]
+    fn network_counts_equal_the_dense_formula_and_count_blocks() {
+        let case = |model: &str| Case {
+            name: "x",
+            model: model.into(),
+            inputs: 784,
+            epoch_samples: 1,
+            dataset: DatasetKind::Mnist,
+            default_samples: 1,
+        };
+        for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
+            let net = case_network(&case("2x800"), rule).unwrap();
+            assert_eq!(network_flops(&net, rule), flops_per_sample(&[784, 800, 800, 10], rule));
+            assert_eq!(network_step_shapes(&net, 64), step_shapes(&[784, 800, 800, 10], 64));
+        }
+        // one block: 28×28×1 → c4k3p1 → 28×28×4 (work 4·9·784), pool 3/2 → 13×13×4 = 676, then 10
+        let net = case_network(&case("c4k3p1,p3s2"), Rule::Dfa).unwrap();
+        let (conv, dense) = (4 * 9 * 784, 676 * 10);
+        assert_eq!(network_flops(&net, Rule::Dfa), (4 * (conv + dense) + 2 * 10 * 676) as f64);
+        assert_eq!(network_flops(&net, Rule::Bp), (4 * (conv + dense) + 2 * dense) as f64);
     }
 
     #[test]

@@ -140,7 +140,105 @@ pub enum ScheduleOn {
 /// The default RMSprop learning rate, chosen by measurement (see `docs/learning-rate.md`).
 pub const DEFAULT_LEARNING_RATE: f32 = 1e-4;
 
-/// Parses a model string into hidden widths: `2x800` → `[800, 800]`, `800,400,200` → as listed.
+/// One item of a model string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerSpec {
+    /// `c<filters>k<size>[s<stride>][p<pad>]`: a convolution (stride 1, no padding by default),
+    /// followed by the activation.
+    Conv { filters: usize, size: usize, stride: usize, pad: usize },
+    /// `p<size>s<stride>`: max-pooling after the convolution before it.
+    Pool { size: usize, stride: usize },
+    /// A dense hidden layer of this width.
+    Dense(usize),
+}
+
+/// Named models: the paper's CIFAR net (the dropout paper's, with tanh units) and a small one.
+pub const NAMED_MODELS: [(&str, &str); 2] = [
+    ("conv-tanh", "c96k5p2,p3s2,c128k5p2,p3s2,c256k5p2,p3s2,2048,2048"),
+    ("conv-small", "c16k5p2,p3s2,c32k5p2,p3s2,128"),
+];
+
+/// Parses a model string: dense (`2x800`, `800,400,200`) or with convolutional blocks
+/// (`c96k5p2,p3s2,…,2048,2048`, or a name of [`NAMED_MODELS`]). Blocks come first; every pool
+/// follows a convolution.
+pub fn parse_layers(model: &str) -> Result<Vec<LayerSpec>> {
+    let expanded = NAMED_MODELS.iter().find(|(name, _)| *name == model).map_or(model, |(_, m)| m);
+    if !expanded.starts_with('c') {
+        return Ok(parse_model(model)?.into_iter().map(LayerSpec::Dense).collect());
+    }
+    let bad = |why: String| {
+        Error::config(
+            "model",
+            format!("'{model}': {why}; expected items like c96k5p2 (conv), p3s2 (pool), 2048 (dense)"),
+        )
+    };
+    // `letter number` pairs: c96k5p2 → [('c', 96), ('k', 5), ('p', 2)]
+    let pairs = |item: &str| -> Result<Vec<(char, usize)>> {
+        let mut out = Vec::new();
+        let mut chars = item.chars().peekable();
+        while let Some(letter) = chars.next() {
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                digits.push(*d);
+                chars.next();
+            }
+            let n = digits.parse::<usize>().map_err(|_| bad(format!("'{item}' has '{letter}' without a number")))?;
+            out.push((letter, n));
+        }
+        Ok(out)
+    };
+    let mut specs = Vec::new();
+    for item in expanded.split(',').map(str::trim) {
+        if let Ok(width) = item.parse::<usize>() {
+            specs.push(LayerSpec::Dense(width));
+            continue;
+        }
+        if specs.iter().any(|s| matches!(s, LayerSpec::Dense(_))) {
+            return Err(bad(format!("'{item}' comes after a dense layer")));
+        }
+        let p = pairs(item)?;
+        let get = |k: char| p.iter().find(|(l, _)| *l == k).map(|(_, n)| *n);
+        let spec = match p.first().map(|(l, _)| *l) {
+            Some('c') => LayerSpec::Conv {
+                filters: get('c').unwrap_or(0),
+                size: get('k').ok_or_else(|| bad(format!("'{item}' has no kernel size k")))?,
+                stride: get('s').unwrap_or(1),
+                pad: get('p').unwrap_or(0),
+            },
+            Some('p') => {
+                if !matches!(specs.last(), Some(LayerSpec::Conv { .. })) {
+                    return Err(bad(format!("the pool '{item}' does not follow a convolution")));
+                }
+                LayerSpec::Pool {
+                    size: get('p').unwrap_or(0),
+                    stride: get('s').ok_or_else(|| bad(format!("'{item}' has no stride s")))?,
+                }
+            }
+            _ => return Err(bad(format!("'{item}' is not a layer"))),
+        };
+        if p.iter().any(|(l, _)| !"ckspd".contains(*l)) {
+            return Err(bad(format!("'{item}' has an unknown letter")));
+        }
+        specs.push(spec);
+    }
+    let zero = specs.iter().any(|s| match *s {
+        LayerSpec::Conv { filters, size, stride, .. } => filters == 0 || size == 0 || stride == 0,
+        LayerSpec::Pool { size, stride } => size == 0 || stride == 0,
+        LayerSpec::Dense(w) => w == 0,
+    });
+    if zero {
+        return Err(bad("a size, stride or width of 0".into()));
+    }
+    Ok(specs)
+}
+
+/// The number of hidden layers (feedback points: dense layers and conv blocks) of a model string.
+pub fn hidden_layers(model: &str) -> Result<usize> {
+    Ok(parse_layers(model)?.iter().filter(|s| !matches!(s, LayerSpec::Pool { .. })).count())
+}
+
+/// Parses a dense model string into hidden widths: `2x800` → `[800, 800]`, `800,400,200` → as
+/// listed.
 pub fn parse_model(model: &str) -> Result<Vec<usize>> {
     let bad = |why: &str| {
         Error::config(
@@ -174,7 +272,25 @@ pub fn parse_model(model: &str) -> Result<Vec<usize>> {
 impl TrainConfig {
     /// Checks every field; the error names the field and what was expected.
     pub fn validate(&self) -> Result<()> {
-        let depth = parse_model(&self.model)?.len();
+        let depth = hidden_layers(&self.model)?;
+        let conv = self.is_conv();
+        if conv {
+            let refuse = |field: &str, what: &str| {
+                Err(Error::config(field, format!("{what} is not supported on convolutional nets yet")))
+            };
+            if self.rule == Rule::Ifa || self.layer_rules.contains(&Rule::Ifa) {
+                return refuse("rule", "IFA");
+            }
+            if self.adversarial() {
+                return refuse("adversarial_epsilon", "adversarial training");
+            }
+            if self.align_every > 0 {
+                return refuse("align_every", "alignment measurement");
+            }
+            if self.shared_feedback {
+                return refuse("shared_feedback", "sharing feedback");
+            }
+        }
         if !self.layer_rules.is_empty() {
             if self.layer_rules.len() != depth {
                 return Err(Error::config(
@@ -274,10 +390,15 @@ impl TrainConfig {
         self.adversarial_epsilon > 0.0
     }
 
+    /// Whether the model has convolutional blocks.
+    pub fn is_conv(&self) -> bool {
+        parse_layers(&self.model).is_ok_and(|l| l.iter().any(|s| matches!(s, LayerSpec::Conv { .. })))
+    }
+
     /// The rule of every hidden layer, bottom to top (`layer_rules`, else `rule` everywhere).
     pub fn hidden_rules(&self) -> Vec<Rule> {
         if self.layer_rules.is_empty() {
-            vec![self.rule; parse_model(&self.model).map_or(0, |m| m.len())]
+            vec![self.rule; hidden_layers(&self.model).unwrap_or(0)]
         } else {
             self.layer_rules.clone()
         }
@@ -309,7 +430,7 @@ impl TrainConfig {
     /// Choices that cannot learn, in words (empty when all is well).
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        let depth = parse_model(&self.model).map(|m| m.len()).unwrap_or(0);
+        let depth = hidden_layers(&self.model).unwrap_or(0);
         if !self.uniform_init() {
             if self.activation == Activation::Relu {
                 w.push("ReLU from zero initialisation cannot learn: f'(0) = 0 and h = 0, so no hidden layer ever receives an update (use --init uniform)".into());
@@ -400,5 +521,22 @@ mod tests {
         assert!(mixed.uniform_init(), "a mixture with BP starts from random weights");
         let back = TrainConfig::from_toml(&mixed.to_toml(), "x").unwrap();
         assert_eq!(back, mixed);
+    }
+
+    #[test]
+    fn parses_conv_models() {
+        use LayerSpec::*;
+        let tanh = parse_layers("conv-tanh").unwrap();
+        assert_eq!(tanh.len(), 8);
+        assert_eq!(tanh[0], Conv { filters: 96, size: 5, stride: 1, pad: 2 });
+        assert_eq!(tanh[1], Pool { size: 3, stride: 2 });
+        assert_eq!(tanh[7], Dense(2048));
+        assert_eq!(hidden_layers("conv-tanh").unwrap(), 5);
+        assert_eq!(parse_layers("c8k3s2,64").unwrap(), [Conv { filters: 8, size: 3, stride: 2, pad: 0 }, Dense(64)]);
+        assert_eq!(parse_layers("2x10").unwrap(), [Dense(10), Dense(10)]);
+        for bad in ["c8,64", "p3s2,64", "c8k3,64,c8k3", "c8k3x2", "c0k3", "c8k3,p3", "c8k3q1"] {
+            let e = parse_layers(bad).unwrap_err().to_string();
+            assert!(e.contains("model") && e.contains("expected"), "{bad}: {e}");
+        }
     }
 }

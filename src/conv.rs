@@ -46,9 +46,18 @@ pub struct Conv2d {
     pub kw: usize,
     pub stride: usize,
     pub pad: usize,
+    /// The input is channel-major (`C × H × W` per image, as the CIFAR loader keeps its pixels)
+    /// instead of channels-last; only a network's first layer reads such input.
+    pub chw_input: bool,
 }
 
 impl Conv2d {
+    /// Where input value `(y, x, c)` of one image sits in its slice.
+    fn at(&self, y: usize, x: usize, c: usize) -> usize {
+        let i = self.input;
+        if self.chw_input { (c * i.h + y) * i.w + x } else { (y * i.w + x) * i.c + c }
+    }
+
     pub fn output(&self) -> Shape {
         let h = out_size(self.input.h, self.kh, self.stride, self.pad).expect("kernel larger than the padded input");
         let w = out_size(self.input.w, self.kw, self.stride, self.pad).expect("kernel larger than the padded input");
@@ -75,8 +84,12 @@ impl Conv2d {
                             let dst = &mut row[(ky * self.kw + kx) * i.c..][..i.c];
                             if y < 0 || xx < 0 || y >= i.h as isize || xx >= i.w as isize {
                                 dst.fill(0.0);
+                            } else if self.chw_input {
+                                for (c, d) in dst.iter_mut().enumerate() {
+                                    *d = img[self.at(y as usize, xx as usize, c)];
+                                }
                             } else {
-                                dst.copy_from_slice(&img[(y as usize * i.w + xx as usize) * i.c..][..i.c]);
+                                dst.copy_from_slice(&img[self.at(y as usize, xx as usize, 0)..][..i.c]);
                             }
                         }
                     }
@@ -106,8 +119,9 @@ impl Conv2d {
                                 continue;
                             }
                             let src = &row[(ky * self.kw + kx) * i.c..][..i.c];
-                            let dst = &mut img[(y as usize * i.w + xx as usize) * i.c..][..i.c];
-                            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                            for (c, s) in src.iter().enumerate() {
+                                img[self.at(y as usize, xx as usize, c)] += s;
+                            }
                         }
                     }
                 }

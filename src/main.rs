@@ -201,7 +201,7 @@ struct ReproduceArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Networks to train (comma-separated): 2x800, 7x240, 100x240, 3x1000-cifar.
+    /// Networks to train (comma-separated): 2x800, 7x240, 100x240, 3x1000-cifar, conv-small-cifar, conv-tanh-cifar.
     #[arg(long, value_delimiter = ',', default_value = "2x800,7x240,100x240,3x1000-cifar")]
     cases: Vec<String>,
     /// Rules (comma-separated).
@@ -210,7 +210,7 @@ struct BenchArgs {
     /// Thread counts (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
-    /// Training samples per measurement [default: one epoch of the net's data set, 60000 or 50000].
+    /// Training samples per measurement [default: one epoch of the dense nets' data set, 60000 or 50000; 4096 / 640 images for the conv nets].
     #[arg(long)]
     samples: Option<usize>,
     /// Write the results as JSON to this file.
@@ -601,10 +601,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     // the GEMMs of these nets' training steps, and the square 1024³ for reference
     let mut shapes = vec![(bench::Layout::Nn, 1024, 1024, 1024)];
     for c in &cases {
-        let mut sizes = vec![c.inputs];
-        sizes.extend(dfa::config::parse_model(&c.model)?);
-        sizes.push(10);
-        for shape in bench::step_shapes(&sizes, 64) {
+        for shape in bench::network_step_shapes(&bench::case_network(c, Rule::Bp)?, 64) {
             if !shapes.contains(&shape) {
                 shapes.push(shape);
             }
@@ -629,7 +626,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         for case in &cases {
             for &rule in &rules {
                 bar.set_message(format!("{} {}, {threads} threads", case.name, rule.name()));
-                let samples = args.samples.unwrap_or(case.epoch_samples);
+                let samples = args.samples.unwrap_or(case.default_samples);
                 train.push(bench::train_throughput(case, rule, threads, samples)?);
                 bar.inc(1);
             }

@@ -12,6 +12,7 @@
 //! `δa_i` into weight gradients; which rule produced `δa_i` is the business of [`crate::rules`].
 
 use crate::activation::{Activation, sigmoid};
+use crate::conv::{Conv2d, MaxPool, Shape};
 use crate::linalg::{gemm_nt, gemm_tn};
 use crate::rng::DfaRng;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,35 @@ pub struct Dense {
     pub has_bias: bool,
     /// A frozen layer keeps its weights and biases: no gradient, no update (`freeze`).
     pub frozen: bool,
+    /// A convolutional block (`conv → f → max-pool`) instead of a dense layer: `weight` is then
+    /// `C_out × (kh·kw·C_in)`, `bias` has `C_out` values, `fan_in`/`fan_out` are the flattened
+    /// sizes of the block's input and (pooled) output per sample.
+    pub block: Option<Block>,
+}
+
+/// A convolutional block: a convolution, the activation, then an optional max-pooling.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Block {
+    pub conv: Conv2d,
+    pub pool: Option<MaxPool>,
+}
+
+impl Block {
+    /// Output positions of the convolution per sample (`H_out·W_out`).
+    pub fn positions(&self) -> usize {
+        let o = self.conv.output();
+        o.h * o.w
+    }
+
+    /// Values of the convolution's output (before pooling) per sample.
+    pub fn conv_len(&self) -> usize {
+        self.conv.output().len()
+    }
+
+    /// The block's output shape (after pooling).
+    pub fn output(&self) -> Shape {
+        self.pool.map_or(self.conv.output(), |p| p.output())
+    }
 }
 
 /// How the forward weights start (SPEC §2).
@@ -50,7 +80,50 @@ impl Dense {
             bias: vec![0.0; fan_out],
             has_bias,
             frozen: false,
+            block: None,
         }
+    }
+
+    /// A convolutional block, weights and biases uniform in `±1/√(kh·kw·C_in)` or zero.
+    pub fn block(block: Block, has_bias: bool, uniform: bool, rng: &mut DfaRng) -> Self {
+        let k = block.conv.k();
+        let c_out = block.conv.out_channels;
+        let mut layer = Dense {
+            fan_in: block.conv.input.len(),
+            fan_out: block.output().len(),
+            weight: vec![0.0; c_out * k],
+            bias: vec![0.0; c_out],
+            has_bias,
+            frozen: false,
+            block: Some(block),
+        };
+        if uniform {
+            let bound = 1.0 / (k as f32).sqrt();
+            rng.fill_symmetric(&mut layer.weight, bound);
+            if has_bias {
+                rng.fill_symmetric(&mut layer.bias, bound);
+            }
+        }
+        layer
+    }
+
+    /// The gradient GEMM's dimensions for a batch of `rows`: rows of `δa`, width of `δa`, width
+    /// of the input (dense: `rows, fan_out, fan_in`; block: `rows·H_out·W_out, C_out, kh·kw·C_in`).
+    pub fn gemm_dims(&self, rows: usize) -> (usize, usize, usize) {
+        match &self.block {
+            Some(b) => (rows * b.positions(), b.conv.out_channels, b.conv.k()),
+            None => (rows, self.fan_out, self.fan_in),
+        }
+    }
+
+    /// Multiply-adds of one sample's forward pass through this layer.
+    pub fn work(&self) -> usize {
+        self.weight.len() * self.block.map_or(1, |b| b.positions())
+    }
+
+    /// The length of `δa` per sample (the convolution's output for a block).
+    pub fn delta_len(&self) -> usize {
+        self.block.map_or(self.fan_out, |b| b.conv_len())
     }
 
     /// Weights (and biases, if any) uniform in `[-1/√fan_in, 1/√fan_in]`.
@@ -65,7 +138,8 @@ impl Dense {
     }
 
     /// Weight gradients from an update direction: `∂W = Dᵀ H_in`, `∂b = Σ_rows D` (added to
-    /// `grad` when `accumulate`). `D` already carries the batch mean's `1/N`.
+    /// `grad` when `accumulate`). `D` already carries the batch mean's `1/N`. For a block, `D` is
+    /// the convolution's `δa` and `input` the patches of the forward pass (`Workspace::gradient_input`).
     #[allow(clippy::too_many_arguments)]
     pub fn gradients(
         &self,
@@ -76,14 +150,15 @@ impl Dense {
         accumulate: bool,
         threads: usize,
     ) {
-        gemm_tn(&mut grad.weight, delta, input, self.fan_out, rows, self.fan_in, accumulate, threads);
+        let (rows, width, k) = self.gemm_dims(rows);
+        gemm_tn(&mut grad.weight, delta, input, width, rows, k, accumulate, threads);
         if !accumulate {
             grad.bias.fill(0.0);
         }
         if !self.has_bias {
             return;
         }
-        for row in delta[..rows * self.fan_out].chunks_exact(self.fan_out) {
+        for row in delta[..rows * width].chunks_exact(width) {
             for (g, d) in grad.bias.iter_mut().zip(row) {
                 *g += d;
             }
@@ -114,6 +189,64 @@ impl Network {
             .map(|w| if uniform { Dense::uniform(w[0], w[1], bias, rng) } else { Dense::zeros(w[0], w[1], bias) })
             .collect();
         Network { activation, layers }
+    }
+
+    /// A network from model items (`config::parse_layers`) on inputs of `input` shape (given
+    /// channel-major, as the loaders keep images), with `n_out` sigmoid outputs.
+    pub fn from_specs(
+        input: Shape,
+        specs: &[crate::config::LayerSpec],
+        n_out: usize,
+        activation: Activation,
+        uniform: bool,
+        bias: bool,
+        rng: &mut DfaRng,
+    ) -> Self {
+        use crate::config::LayerSpec;
+        let mut layers: Vec<Dense> = Vec::new();
+        let mut shape = input;
+        let mut flat = input.len();
+        for (i, spec) in specs.iter().enumerate() {
+            match *spec {
+                LayerSpec::Conv { filters, size, stride, pad } => {
+                    let conv = Conv2d {
+                        input: shape,
+                        out_channels: filters,
+                        kh: size,
+                        kw: size,
+                        stride,
+                        pad,
+                        chw_input: layers.is_empty(),
+                    };
+                    let pool = match specs.get(i + 1) {
+                        Some(&LayerSpec::Pool { size, stride }) => {
+                            Some(MaxPool { input: conv.output(), k: size, stride })
+                        }
+                        _ => None,
+                    };
+                    let block = Block { conv, pool };
+                    shape = block.output();
+                    flat = shape.len();
+                    layers.push(Dense::block(block, bias, uniform, rng));
+                }
+                LayerSpec::Pool { .. } => {}
+                LayerSpec::Dense(width) => {
+                    layers.push(if uniform {
+                        Dense::uniform(flat, width, bias, rng)
+                    } else {
+                        Dense::zeros(flat, width, bias)
+                    });
+                    flat = width;
+                }
+            }
+        }
+        layers.push(if uniform { Dense::uniform(flat, n_out, bias, rng) } else { Dense::zeros(flat, n_out, bias) });
+        Network { activation, layers }
+    }
+
+    /// Whether any layer is a convolutional block.
+    pub fn has_blocks(&self) -> bool {
+        self.layers.iter().any(|l| l.block.is_some())
     }
 
     pub fn sizes(&self) -> Vec<usize> {
@@ -159,6 +292,22 @@ impl Network {
                 &before[l - 1]
             };
             let out = &mut rest[0];
+            if let Some(block) = &layer.block {
+                // conv (im2col + GEMM), bias and f in one pass, then the pool
+                let s = ws.blocks[l].as_mut().expect("block scratch");
+                let (n, c_out, k) = layer.gemm_dims(rows);
+                block.conv.im2col(input, rows, &mut s.patches);
+                gemm_nt(&mut s.act, &s.patches, &layer.weight, n, k, c_out, false, threads);
+                self.activation.bias_apply(&mut s.act[..n * c_out], &layer.bias);
+                match &block.pool {
+                    Some(pool) => pool.forward(&s.act, rows, out, &mut s.argmax),
+                    None => out[..n * c_out].copy_from_slice(&s.act[..n * c_out]),
+                }
+                if ws.dropout_active {
+                    apply_mask(&mut ws.dropped[l + 1], out, &ws.masks[l + 1], rows * layer.fan_out);
+                }
+                continue;
+            }
             gemm_nt(out, input, &layer.weight, rows, layer.fan_in, layer.fan_out, false, threads);
             let out = &mut out[..rows * layer.fan_out];
             if l == last {
@@ -224,16 +373,49 @@ pub struct Workspace {
     pub dropped: Vec<Vec<f32>>,
     /// Whether the current pass applies the masks (training with dropout).
     pub dropout_active: bool,
+    /// Per layer, the buffers of a convolutional block (`None` for dense layers).
+    pub blocks: Vec<Option<BlockScratch>>,
+}
+
+/// The buffers of one convolutional block for a batch.
+#[derive(Clone, Debug)]
+pub struct BlockScratch {
+    /// The forward pass's im2col rows (`rows·H_out·W_out × kh·kw·C_in`), kept for the gradient.
+    pub patches: Vec<f32>,
+    /// `f(a)` of the convolution, before pooling (`rows·H_out·W_out × C_out`).
+    pub act: Vec<f32>,
+    /// Per pooled output, the index in `act` it came from.
+    pub argmax: Vec<u32>,
+    /// The signal arriving at the block's output (`rows × fan_out`), before the pool's backward.
+    pub signal: Vec<f32>,
+    /// Scratch of `δa·M` for the signal sent below the block (`rows·H_out·W_out × kh·kw·C_in`).
+    pub cols: Vec<f32>,
 }
 
 impl Workspace {
     pub fn new(net: &Network, max_rows: usize) -> Self {
         let outputs = net.layers.iter().map(|l| vec![0.0; max_rows * l.fan_out]).collect();
-        let deltas = net.layers.iter().map(|l| vec![0.0; max_rows * l.fan_out]).collect();
+        let deltas = net.layers.iter().map(|l| vec![0.0; max_rows * l.delta_len()]).collect();
         let grads = net
             .layers
             .iter()
-            .map(|l| Gradients { weight: vec![0.0; l.weight.len()], bias: vec![0.0; l.fan_out] })
+            .map(|l| Gradients { weight: vec![0.0; l.weight.len()], bias: vec![0.0; l.bias.len()] })
+            .collect();
+        let blocks = net
+            .layers
+            .iter()
+            .map(|l| {
+                l.block.map(|b| {
+                    let (n, c_out, k) = l.gemm_dims(max_rows);
+                    BlockScratch {
+                        patches: vec![0.0; n * k],
+                        act: vec![0.0; n * c_out],
+                        argmax: vec![0; max_rows * b.output().len()],
+                        signal: vec![0.0; max_rows * l.fan_out],
+                        cols: vec![0.0; n * k],
+                    }
+                })
+            })
             .collect();
         let hidden: usize = net.layers[..net.layers.len() - 1].iter().map(|l| l.fan_out).sum();
         Workspace {
@@ -245,6 +427,7 @@ impl Workspace {
             masks: Vec::new(),
             dropped: Vec::new(),
             dropout_active: false,
+            blocks,
         }
     }
 
@@ -254,6 +437,15 @@ impl Workspace {
         self.masks = widths.clone().map(|w| vec![0.0; self.max_rows * w]).collect();
         self.dropped = widths.map(|w| vec![0.0; self.max_rows * w]).collect();
         self
+    }
+
+    /// What layer `l`'s weight gradient multiplies `δa` with: its input, or for a block the
+    /// patches of the forward pass.
+    pub fn gradient_input<'a>(&'a self, x: &'a [f32], l: usize) -> &'a [f32] {
+        match &self.blocks[l] {
+            Some(s) => &s.patches,
+            None => self.layer_input(x, l),
+        }
     }
 
     /// What weight layer `l` receives: the input `x` or `h_l`, masked when dropout is active.

@@ -208,19 +208,28 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A layer's weight tensor shape: `[out, in]` (as `torch.nn.Linear`), or for a convolutional
+/// block `[C_out, kh, kw, C_in]` (PyTorch's `Conv2d` layout is its `permute(0, 3, 1, 2)`).
+pub fn weight_shape(layer: &crate::network::Dense) -> Vec<usize> {
+    match &layer.block {
+        Some(b) => vec![b.conv.out_channels, b.conv.kh, b.conv.kw, b.conv.input.c],
+        None => vec![layer.fan_out, layer.fan_in],
+    }
+}
+
 /// The tensors of a checkpoint: name, shape, values.
 fn tensors(model: &Model) -> Vec<(String, Vec<usize>, &[f32])> {
     let mut t: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (l, layer) in model.net.layers.iter().enumerate() {
-        t.push((format!("layers.{l}.weight"), vec![layer.fan_out, layer.fan_in], &layer.weight));
-        t.push((format!("layers.{l}.bias"), vec![layer.fan_out], &layer.bias));
+        t.push((format!("layers.{l}.weight"), weight_shape(layer), &layer.weight));
+        t.push((format!("layers.{l}.bias"), vec![layer.bias.len()], &layer.bias));
     }
     for (k, b) in model.feedback.matrices.iter().enumerate() {
         t.push((format!("feedback.{k}"), vec![b.rows, b.cols], &b.values));
     }
     for (l, (ms, layer)) in model.optimiser.mean_square.iter().zip(&model.net.layers).enumerate() {
-        t.push((format!("optimiser.layers.{l}.weight.mean_square"), vec![layer.fan_out, layer.fan_in], &ms.weight));
-        t.push((format!("optimiser.layers.{l}.bias.mean_square"), vec![layer.fan_out], &ms.bias));
+        t.push((format!("optimiser.layers.{l}.weight.mean_square"), weight_shape(layer), &ms.weight));
+        t.push((format!("optimiser.layers.{l}.bias.mean_square"), vec![layer.bias.len()], &ms.bias));
     }
     t
 }
@@ -276,20 +285,20 @@ pub fn load_checkpoint_bytes(
         Ok(())
     };
     for (l, layer) in model.net.layers.iter_mut().enumerate() {
-        let shape = [layer.fan_out, layer.fan_in];
+        let shape = weight_shape(layer);
         fill(&format!("layers.{l}.weight"), &shape, &mut layer.weight)?;
-        fill(&format!("layers.{l}.bias"), &shape[..1], &mut layer.bias)?;
+        fill(&format!("layers.{l}.bias"), &[layer.bias.len()], &mut layer.bias)?;
     }
     for (k, FeedbackMatrix { rows, cols, values }) in model.feedback.matrices.iter_mut().enumerate() {
         fill(&format!("feedback.{k}"), &[*rows, *cols], values)?;
     }
-    let layers = model.net.layers.iter().map(|l| (l.fan_out, l.fan_in));
+    let layers = model.net.layers.iter().map(|l| (weight_shape(l), l.bias.len()));
     let rmsprop = model.optimiser.kind == OptimiserKind::Rmsprop;
-    for (l, (Gradients { weight, bias }, (o, i))) in
+    for (l, (Gradients { weight, bias }, (shape, n_bias))) in
         model.optimiser.mean_square.iter_mut().zip(layers).enumerate().filter(|_| rmsprop)
     {
-        fill(&format!("optimiser.layers.{l}.weight.mean_square"), &[o, i], weight)?;
-        fill(&format!("optimiser.layers.{l}.bias.mean_square"), &[o], bias)?;
+        fill(&format!("optimiser.layers.{l}.weight.mean_square"), &shape, weight)?;
+        fill(&format!("optimiser.layers.{l}.bias.mean_square"), &[n_bias], bias)?;
     }
     model.feedback.restack();
     model.optimiser.learning_rate = progress.learning_rate;

@@ -118,6 +118,38 @@ impl Feedback {
         Feedback { rule: None, matrices, layer_matrix, stacked: Vec::new() }
     }
 
+    /// Draws the feedback of a network with convolutional blocks, hidden layer `l` following
+    /// `rules[l]` (BP, FA or DFA): DFA `B_l` is `(layer l's output size) × n_out`, bound
+    /// `1/√n_l`; FA below a dense layer `n_l × n_{l+1}`, bound `1/√n_l`; FA below a block a
+    /// feedback kernel of the shape of that block's kernels (`C_out × kh·kw·C_in`), bound
+    /// `1/√(kh·kw·C_in)` (how those kernels are drawn).
+    pub fn for_network(rules: &[Rule], net: &Network, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
+        let depth = net.depth();
+        assert_eq!(rules.len(), depth - 1, "one rule per hidden layer");
+        let mut matrices = Vec::new();
+        let mut layer_matrix = Vec::with_capacity(depth - 1);
+        for (l, &rule) in rules.iter().enumerate() {
+            let n_l = net.layers[l].fan_out;
+            let above = &net.layers[l + 1];
+            let (rows, cols, fan) = match (rule, &above.block) {
+                (Rule::Bp, _) => {
+                    layer_matrix.push(None);
+                    continue;
+                }
+                (Rule::Dfa, _) => (n_l, net.n_outputs(), n_l),
+                (Rule::Fa, None) => (n_l, above.fan_out, n_l),
+                (Rule::Fa, Some(b)) => (b.conv.out_channels, b.conv.k(), b.conv.k()),
+                (Rule::Ifa, _) => panic!("IFA is a whole-network rule, not a per-layer one"),
+            };
+            let bound = bound_override.unwrap_or(1.0 / (fan as f32).sqrt());
+            let mut values = vec![0.0; rows * cols];
+            rng.fill_symmetric(&mut values, bound);
+            matrices.push(FeedbackMatrix { rows, cols, values });
+            layer_matrix.push(Some(matrices.len() - 1));
+        }
+        Feedback { rule: None, matrices, layer_matrix, stacked: Vec::new() }
+    }
+
     /// Rebuilds the stacked DFA matrix after `matrices` changed (e.g. loaded from a checkpoint).
     pub fn restack(&mut self) {
         let mut stacked = Vec::new();
@@ -212,11 +244,16 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
     }
 }
 
-/// Like [`hidden_deltas`] for a network whose hidden layers follow different rules: layer `i`
-/// (0-based) gets `(W_{i+1}ᵀ δa_{i+1})` under BP, `(B_i δa_{i+1})` under FA and `(B_i e)` under
-/// DFA, each `⊙ f'(a_i)` (and the dropout mask), from the top down. This is the frozen-layer
-/// experiment's "DFA for the unfrozen layer, BP above it". IFA is a whole-network rule and is not
-/// accepted here.
+/// Like [`hidden_deltas`] for a network whose hidden layers follow different rules, or that has
+/// convolutional blocks: layer `i` (0-based) receives the signal `(W_{i+1}ᵀ δa_{i+1})` under BP,
+/// `(B_i δa_{i+1})` under FA and `(B_i e)` under DFA at its output, then `⊙ f'(a_i)` (and the
+/// dropout mask), from the top down. This is the frozen-layer experiment's "DFA for the unfrozen
+/// layer, BP above it". IFA is a whole-network rule and is not accepted here.
+///
+/// A convolutional block receives the signal at its (pooled) output, as SPEC §1 asks ("inject the
+/// error after each max-pooling layer"); inside the block it goes back locally: through the
+/// pool's argmax and `⊙ f'` to the convolution's `δa`. Sending a signal below a block (BP, FA) is
+/// `col2im(δa · M)` with `M` its kernels (BP) or feedback kernels of the same shape (FA).
 pub fn hidden_deltas_per_layer(
     rules: &[Rule],
     net: &Network,
@@ -233,26 +270,54 @@ pub fn hidden_deltas_per_layer(
     let e = &output[0][..rows * n_out];
     let masks = ws.dropout_active.then_some(&ws.masks);
     for l in (0..depth - 1).rev() {
+        let layer = &net.layers[l];
         let above = &net.layers[l + 1];
-        let n_l = above.fan_in;
+        let n_l = layer.fan_out;
         let (lower, upper) = hidden.split_at_mut(l + 1);
         let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
-        let d = &mut lower[l];
-        match rules[l] {
-            Rule::Bp => gemm_nn(d, d_above, &above.weight, rows, above.fan_out, n_l, false, threads),
-            rule @ (Rule::Fa | Rule::Dfa) => {
-                let b = feedback
-                    .for_layer(l)
-                    .unwrap_or_else(|| panic!("{} feedback for hidden layer {l} was not drawn", rule.name()));
-                let source = if rule == Rule::Fa { d_above } else { e };
-                gemm_nt(d, source, &b.values, rows, b.cols, b.rows, false, threads);
+        let (blocks_lower, blocks_upper) = ws.blocks.split_at_mut(l + 1);
+        // the signal at layer l's output: into δa itself (dense) or the block's signal buffer
+        let target: &mut [f32] = match &mut blocks_lower[l] {
+            Some(s) => &mut s.signal,
+            None => &mut lower[l],
+        };
+        let feedback_of = |rule: Rule| {
+            feedback
+                .for_layer(l)
+                .unwrap_or_else(|| panic!("{} feedback for hidden layer {l} was not drawn", rule.name()))
+        };
+        match (rules[l], &above.block) {
+            (Rule::Dfa, _) => {
+                let b = feedback_of(Rule::Dfa);
+                gemm_nt(target, e, &b.values, rows, b.cols, b.rows, false, threads);
             }
-            Rule::Ifa => panic!("IFA is a whole-network rule, not a per-layer one"),
+            (Rule::Bp, None) => gemm_nn(target, d_above, &above.weight, rows, above.fan_out, n_l, false, threads),
+            (Rule::Fa, None) => {
+                let b = feedback_of(Rule::Fa);
+                gemm_nt(target, d_above, &b.values, rows, b.cols, b.rows, false, threads);
+            }
+            (rule @ (Rule::Bp | Rule::Fa), Some(block)) => {
+                let kernels = if rule == Rule::Bp { &above.weight } else { &feedback_of(Rule::Fa).values };
+                let s = blocks_upper[0].as_mut().expect("block scratch");
+                let (n, c_out, k) = above.gemm_dims(rows);
+                gemm_nn(&mut s.cols, d_above, kernels, n, c_out, k, false, threads);
+                block.conv.col2im(&s.cols, rows, target);
+            }
+            (Rule::Ifa, _) => panic!("IFA is a whole-network rule, not a per-layer one"),
         }
-        let d = &mut d[..rows * n_l];
-        f.scale_by_derivative(d, &ws.outputs[l]);
         if let Some(m) = masks {
-            d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
+            target[..rows * n_l].iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
+        }
+        match (&layer.block, &blocks_lower[l]) {
+            (Some(block), Some(s)) => {
+                let d = &mut lower[l][..rows * block.conv_len()];
+                match &block.pool {
+                    Some(pool) => pool.backward(&s.signal, rows, &s.argmax, d),
+                    None => d.copy_from_slice(&s.signal[..d.len()]),
+                }
+                f.scale_by_derivative(d, &s.act);
+            }
+            _ => f.scale_by_derivative(&mut lower[l][..rows * n_l], &ws.outputs[l]),
         }
     }
 }
@@ -262,7 +327,7 @@ pub fn hidden_deltas_per_layer(
 pub fn gradients(net: &Network, x: &[f32], ws: &mut Workspace, rows: usize, threads: usize) {
     for (l, layer) in net.layers.iter().enumerate() {
         let mut g = std::mem::take(&mut ws.grads[l]);
-        layer.gradients(&ws.deltas[l], ws.layer_input(x, l), rows, &mut g, false, threads);
+        layer.gradients(&ws.deltas[l], ws.gradient_input(x, l), rows, &mut g, false, threads);
         ws.grads[l] = g;
     }
 }

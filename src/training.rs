@@ -34,11 +34,35 @@ pub struct Model {
 impl Model {
     /// A fresh model for `config` with `n_in` inputs and `n_out` classes, drawn from the seed.
     pub fn new(config: &TrainConfig, n_in: usize, n_out: usize) -> Result<Self> {
+        let mut weights_rng = DfaRng::new(config.seed, Stream::Weights);
+        let mut feedback_rng = DfaRng::new(config.seed, Stream::Feedback);
+        if config.is_conv() {
+            let shape = config.dataset.image_shape();
+            if shape.len() != n_in {
+                return Err(crate::error::Error::config(
+                    "model",
+                    format!(
+                        "a convolutional net needs {}×{}×{} images, the data have {n_in} values",
+                        shape.h, shape.w, shape.c
+                    ),
+                ));
+            }
+            let specs = crate::config::parse_layers(&config.model)?;
+            let uniform = config.uniform_init();
+            let mut net =
+                Network::from_specs(shape, &specs, n_out, config.activation, uniform, config.bias, &mut weights_rng);
+            for &k in &config.freeze {
+                net.layers[k - 1].frozen = true;
+            }
+            let feedback =
+                Feedback::for_network(&config.hidden_rules(), &net, config.feedback_bound, &mut feedback_rng);
+            let optimiser =
+                Optimiser::new(config.optimiser, config.learning_rate, config.rms_decay, config.rms_epsilon, &net);
+            return Ok(Model { net, feedback, optimiser });
+        }
         let mut sizes = vec![n_in];
         sizes.extend(parse_model(&config.model)?);
         sizes.push(n_out);
-        let mut weights_rng = DfaRng::new(config.seed, Stream::Weights);
-        let mut feedback_rng = DfaRng::new(config.seed, Stream::Feedback);
         let mut net = Network::new(&sizes, config.activation, config.uniform_init(), config.bias, &mut weights_rng);
         for &k in &config.freeze {
             net.layers[k - 1].frozen = true;
@@ -150,6 +174,8 @@ pub struct Trainer {
     order: Vec<u32>,
     x: Vec<f32>,
     y: Vec<u8>,
+    /// The rule of every hidden layer (see `TrainConfig::hidden_rules`).
+    hidden_rules: Vec<Rule>,
     pool: Arc<rayon::ThreadPool>,
 }
 
@@ -228,6 +254,7 @@ impl Trainer {
             x_adv,
             eval_ws: Workspace::new(&model.net, EVAL_ROWS),
             order: (0..train.len() as u32).collect(),
+            hidden_rules: config.hidden_rules(),
             x: vec![0.0; rows * train.dim],
             y: vec![0; rows],
             test: data.test.clone(),
@@ -277,7 +304,19 @@ impl Trainer {
     /// scaled by `α` and `1−α`, summed before one optimiser step.
     fn step(&mut self, rows: usize) -> (f64, usize) {
         let Trainer {
-            model, ws, x, y, threads, config, dropout_rng, x_adv, align, measure_batch, alignment_log, ..
+            model,
+            ws,
+            x,
+            y,
+            threads,
+            config,
+            dropout_rng,
+            x_adv,
+            align,
+            measure_batch,
+            alignment_log,
+            hidden_rules,
+            ..
         } = self;
         let threads = *threads;
         let net = &mut model.net;
@@ -296,7 +335,7 @@ impl Trainer {
         net.forward(x, rows, ws, threads);
         let (mut loss, errors) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         if !config.adversarial() {
-            rule_deltas(config, net, &model.feedback, ws, rows, threads);
+            rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
             if let Some(batch) = measure_batch.take() {
                 let scratch = align.get_or_insert_with(|| crate::alignment::Scratch::new(net, ws));
                 let rules = config.hidden_rules();
@@ -310,13 +349,13 @@ impl Trainer {
         fast_gradient_sign(net, &model.feedback, ws, x, rows, epsilon, x_adv, threads);
         // the clean pass: the rule's gradients of α·J(x)
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
-        rule_deltas(config, net, &model.feedback, ws, rows, threads);
+        rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
         update_layers(net, &mut model.optimiser, ws, x, rows, false, false, threads);
         // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
         net.forward(x_adv, rows, ws, threads);
         let (loss_adv, _) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
-        rule_deltas(config, net, &model.feedback, ws, rows, threads);
+        rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
         update_layers(net, &mut model.optimiser, ws, x_adv, rows, true, true, threads);
         loss = alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv;
         (loss, errors)
@@ -436,19 +475,22 @@ impl Trainer {
     }
 }
 
-/// The configured rule's hidden update directions (one rule, or a rule per layer).
+/// The configured rule's hidden update directions (one rule, or a rule per layer; nets with
+/// convolutional blocks always take the per-layer path). `hidden_rules`: the rule of every hidden
+/// layer, computed once (no allocation per step).
 fn rule_deltas(
     config: &TrainConfig,
+    hidden_rules: &[Rule],
     net: &Network,
     feedback: &Feedback,
     ws: &mut Workspace,
     rows: usize,
     threads: usize,
 ) {
-    if config.layer_rules.is_empty() {
+    if config.layer_rules.is_empty() && !net.has_blocks() {
         rules::hidden_deltas(config.rule, net, feedback, ws, rows, threads);
     } else {
-        rules::hidden_deltas_per_layer(&config.layer_rules, net, feedback, ws, rows, threads);
+        rules::hidden_deltas_per_layer(hidden_rules, net, feedback, ws, rows, threads);
     }
 }
 
@@ -472,7 +514,7 @@ pub fn update_layers(
     apply: bool,
     threads: usize,
 ) {
-    let work = net.layers.iter().map(|l| if l.frozen { 0 } else { l.fan_in * l.fan_out });
+    let work = net.layers.iter().map(|l| if l.frozen { 0 } else { l.work() });
     let total: usize = work.clone().sum();
     let largest = work.max().unwrap_or(0);
     let layer_parallel = threads > 1 && net.depth() > 1 && largest * threads * 5 <= total * 6;
@@ -485,7 +527,7 @@ pub fn update_layers(
         if layer.frozen {
             return;
         }
-        layer.gradients(&shared.deltas[l], shared.layer_input(x, l), rows, g, accumulate, t);
+        layer.gradients(&shared.deltas[l], shared.gradient_input(x, l), rows, g, accumulate, t);
         if apply {
             rule.apply(layer, g, state, t);
         }

@@ -2,6 +2,8 @@
 //! backward passes against a naive f64 model and its finite differences (odd sizes, stride,
 //! padding, overlapping pools), and the exact routing of max-pooling's ties.
 
+mod common;
+
 use dfa::conv::{Conv2d, MaxPool, Shape};
 use dfa::rng::{DfaRng, Stream};
 
@@ -10,30 +12,19 @@ fn random(n: usize, seed: u64, bound: f32) -> Vec<f32> {
     (0..n).map(|_| rng.symmetric(bound)).collect()
 }
 
-/// The naive f64 convolution (channels-last), written from the definition.
+/// The naive f64 convolution, from the taps written out in `common::conv_taps`.
 fn conv_f64(c: &Conv2d, x: &[f64], batch: usize, w: &[f64], b: &[f64]) -> Vec<f64> {
     let (i, o) = (c.input, c.output());
+    let taps = common::conv_taps(c);
     let mut out = vec![0.0; batch * o.len()];
     for n in 0..batch {
-        for oy in 0..o.h {
-            for ox in 0..o.w {
-                for co in 0..o.c {
-                    let mut s = b[co];
-                    for ky in 0..c.kh {
-                        for kx in 0..c.kw {
-                            let y = (oy * c.stride + ky) as isize - c.pad as isize;
-                            let xx = (ox * c.stride + kx) as isize - c.pad as isize;
-                            if y < 0 || xx < 0 || y >= i.h as isize || xx >= i.w as isize {
-                                continue;
-                            }
-                            for ci in 0..i.c {
-                                let xv = x[n * i.len() + (y as usize * i.w + xx as usize) * i.c + ci];
-                                s += w[co * c.k() + (ky * c.kw + kx) * i.c + ci] * xv;
-                            }
-                        }
-                    }
-                    out[n * o.len() + (oy * o.w + ox) * o.c + co] = s;
-                }
+        let (xs, ys) = (&x[n * i.len()..(n + 1) * i.len()], &mut out[n * o.len()..(n + 1) * o.len()]);
+        for pos in 0..o.h * o.w {
+            ys[pos * o.c..(pos + 1) * o.c].copy_from_slice(b);
+        }
+        for &(pos, kidx, at) in &taps {
+            for co in 0..o.c {
+                ys[pos * o.c + co] += w[co * c.k() + kidx] * xs[at];
             }
         }
     }
@@ -75,11 +66,13 @@ fn to64(v: &[f32]) -> Vec<f64> {
 #[test]
 fn conv_tanh_pool_gradients_match_finite_differences_in_f64() {
     // odd sizes, a non-square kernel, stride 2 with padding; then an overlapping 3×3/2 pool
-    for (input, out_channels, kh, kw, stride, pad) in
-        [(Shape { h: 9, w: 11, c: 3 }, 4, 3, 2, 1, 1), (Shape { h: 13, w: 13, c: 2 }, 3, 5, 5, 2, 2)]
-    {
+    for (input, out_channels, kh, kw, stride, pad, chw_input) in [
+        (Shape { h: 9, w: 11, c: 3 }, 4, 3, 2, 1, 1, false),
+        (Shape { h: 13, w: 13, c: 2 }, 3, 5, 5, 2, 2, false),
+        (Shape { h: 8, w: 7, c: 3 }, 2, 3, 3, 1, 1, true),
+    ] {
         let batch = 2;
-        let conv = Conv2d { input, out_channels, kh, kw, stride, pad };
+        let conv = Conv2d { input, out_channels, kh, kw, stride, pad, chw_input };
         let co = conv.output();
         let pool = MaxPool { input: co, k: 3, stride: 2 };
         let po = pool.output();

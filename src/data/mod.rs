@@ -53,6 +53,15 @@ impl DatasetKind {
         }
     }
 
+    /// The shape of one image (channel-major in the loaded data).
+    pub fn image_shape(self) -> crate::conv::Shape {
+        if self.is_cifar() {
+            crate::conv::Shape { h: 32, w: 32, c: 3 }
+        } else {
+            crate::conv::Shape { h: 28, w: 28, c: 1 }
+        }
+    }
+
     pub fn is_cifar(self) -> bool {
         matches!(self, DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Cifar100Coarse)
     }

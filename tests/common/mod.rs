@@ -21,3 +21,31 @@ pub fn data_dir() -> PathBuf {
 pub fn mnist_dir() -> PathBuf {
     data_dir().join("mnist")
 }
+
+/// Every tap of a convolution over one sample, written from the definition: `(o, kidx, input)`
+/// with `o` the output position (`oy·W_out + ox`), `kidx` the weight column (`(ky·kw + kx)·C_in + c`)
+/// and `input` the index of the input value it multiplies (channel-major when `chw_input`,
+/// else channels-last); taps in the zero padding are left out.
+pub fn conv_taps(c: &dfa::conv::Conv2d) -> Vec<(usize, usize, usize)> {
+    let (i, o) = (c.input, c.output());
+    let mut taps = Vec::new();
+    for oy in 0..o.h {
+        for ox in 0..o.w {
+            for ky in 0..c.kh {
+                for kx in 0..c.kw {
+                    let y = (oy * c.stride + ky) as isize - c.pad as isize;
+                    let x = (ox * c.stride + kx) as isize - c.pad as isize;
+                    if y < 0 || x < 0 || y >= i.h as isize || x >= i.w as isize {
+                        continue;
+                    }
+                    let (y, x) = (y as usize, x as usize);
+                    for ci in 0..i.c {
+                        let input = if c.chw_input { (ci * i.h + y) * i.w + x } else { (y * i.w + x) * i.c + ci };
+                        taps.push((oy * o.w + ox, (ky * c.kw + kx) * i.c + ci, input));
+                    }
+                }
+            }
+        }
+    }
+    taps
+}
