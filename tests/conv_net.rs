@@ -369,3 +369,26 @@ fn conv_nets_learn_real_cifar10() {
         assert!(m.test_error < threshold + 3.0, "{rule:?}: test error {:.2}%", m.test_error);
     }
 }
+
+/// Dropout on a block's (pooled) output: the mask that silences a unit on the way up also
+/// silences its signal on the way down, so a block whose outputs are all dropped gets no update,
+/// while the layers above still learn.
+#[test]
+fn dropout_masks_gate_conv_blocks() {
+    let net = net(9);
+    let fb = Feedback::for_network(&[Rule::Dfa; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
+    let (x, y) = batch();
+    let mut ws = Workspace::new(&net, ROWS).with_dropout(&net);
+    ws.dropout_active = true;
+    for (l, m) in ws.masks.iter_mut().enumerate() {
+        m.fill(if l == 1 { 0.0 } else { 1.0 }); // drop every output of block 1 (layer 0)
+    }
+    net.forward(&x, ROWS, &mut ws, 1);
+    assert!(ws.dropped[1].iter().all(|&v| v == 0.0), "the block above must see zeros");
+    let logits = ws.outputs[net.depth() - 1].clone();
+    output_error(&logits, &y, N_OUT, &mut ws.deltas[net.depth() - 1]);
+    rules::hidden_deltas_per_layer(&[Rule::Dfa; 3], &net, &fb, &mut ws, ROWS, 1);
+    rules::gradients(&net, &x, &mut ws, ROWS, 1);
+    assert!(ws.grads[0].weight.iter().chain(&ws.grads[0].bias).all(|&g| g == 0.0), "a dropped block learned");
+    assert!(ws.grads[2].weight.iter().any(|&g| g != 0.0), "the dense layer above must learn");
+}
