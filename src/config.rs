@@ -17,6 +17,8 @@ use std::path::PathBuf;
 pub struct TrainConfig {
     pub dataset: DatasetKind,
     /// The inputs: `scale` (`[0, 1]`, the dense nets) or `gcn-zca` (whitened, the conv nets).
+    /// Not written when it is the default, so that run folders stay readable by older versions.
+    #[serde(skip_serializing_if = "crate::data::preprocess::Preprocess::is_scale")]
     pub preprocess: crate::data::preprocess::Preprocess,
     /// The data folder (resolved from `--data-dir`, `DFA_DATA` or `./data` when a run starts).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -521,6 +523,11 @@ mod tests {
         assert!(mixed.uniform_init(), "a mixture with BP starts from random weights");
         let back = TrainConfig::from_toml(&mixed.to_toml(), "x").unwrap();
         assert_eq!(back, mixed);
+        // defaults of later versions stay out of config.toml (older versions refuse unknown fields)
+        assert!(!mixed.to_toml().contains("preprocess"));
+        let whitened = TrainConfig { preprocess: crate::data::preprocess::Preprocess::GcnZca, ..mixed };
+        assert!(whitened.to_toml().contains("preprocess = \"gcn-zca\""));
+        assert_eq!(TrainConfig::from_toml(&whitened.to_toml(), "x").unwrap(), whitened);
     }
 
     #[test]

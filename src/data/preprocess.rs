@@ -31,6 +31,12 @@ pub enum Preprocess {
     GcnZca,
 }
 
+impl Preprocess {
+    pub fn is_scale(&self) -> bool {
+        *self == Preprocess::Scale
+    }
+}
+
 /// The cache folder: `$DFA_CACHE`, else `./cache`.
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("DFA_CACHE") {
