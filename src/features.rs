@@ -81,7 +81,7 @@ pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
 /// `<stem>-labels.npy` (uint8); returns the labels' path.
 pub fn write_npy(path: &Path, features: &[f32], width: usize, labels: &[u8]) -> Result<std::path::PathBuf> {
     let n = labels.len();
-    let data: Vec<u8> = features.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let data = crate::record::f32_bytes(features);
     crate::data::download::write_atomically(path, &npy_bytes("<f4", &[n, width], &data))?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("features");
     let labels_path = path.with_file_name(format!("{stem}-labels.npy"));

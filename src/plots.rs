@@ -33,6 +33,29 @@ fn register_font() {
 
 type Series = (String, RGBColor, bool, Vec<(f64, f64)>);
 
+/// Draws with `$draw` (a closure taking the root drawing area) on the PNG or SVG backend that the
+/// extension of `$out` names, then writes the file. A macro, because the closure is instantiated
+/// once per backend type.
+macro_rules! render {
+    ($out:expr, $size:expr, $draw:expr) => {{
+        let out: &Path = $out;
+        let fail = |e: String| Error::format(out, format!("cannot draw the plot: {e}"));
+        match out.extension().and_then(|e| e.to_str()) {
+            Some("png") => {
+                let root = BitMapBackend::new(out, $size).into_drawing_area();
+                ($draw)(&root).map_err(fail)?;
+                root.present().map_err(|e| fail(e.to_string()))
+            }
+            Some("svg") => {
+                let root = SVGBackend::new(out, $size).into_drawing_area();
+                ($draw)(&root).map_err(fail)?;
+                root.present().map_err(|e| fail(e.to_string()))
+            }
+            _ => Err(Error::config("--out", format!("{}: expected a file name ending in .png or .svg", out.display()))),
+        }
+    }};
+}
+
 /// Which error curves to draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,20 +77,7 @@ pub fn plot(runs: &[RunCurves], out: &Path, curves: Curves, log_scale: bool) -> 
     register_font();
     let aligned = runs.iter().any(|r| r.metrics.iter().any(|m| !m.alignment.is_empty()));
     let size = if aligned { (1400, 560) } else { (800, 560) };
-    let fail = |e: String| Error::format(out, format!("cannot draw the plot: {e}"));
-    match out.extension().and_then(|e| e.to_str()) {
-        Some("png") => {
-            let root = BitMapBackend::new(out, size).into_drawing_area();
-            draw(&root, runs, curves, log_scale, aligned).map_err(fail)?;
-            root.present().map_err(|e| fail(e.to_string()))
-        }
-        Some("svg") => {
-            let root = SVGBackend::new(out, size).into_drawing_area();
-            draw(&root, runs, curves, log_scale, aligned).map_err(fail)?;
-            root.present().map_err(|e| fail(e.to_string()))
-        }
-        _ => Err(Error::config("--out", format!("{}: expected a file name ending in .png or .svg", out.display()))),
-    }
+    render!(out, size, |root| draw(root, runs, curves, log_scale, aligned))
 }
 
 fn draw<DB: DrawingBackend>(
@@ -251,20 +261,7 @@ pub fn tsne_grid(rows: &[(String, Vec<Embedding>)], labels: &[u8], out: &Path) -
     register_font();
     let columns = rows.iter().map(|(_, panels)| panels.len()).max().unwrap_or(1).max(1);
     let size = (40 + 330 * columns as u32 + 110, 40 + 330 * rows.len().max(1) as u32);
-    let fail = |e: String| Error::format(out, format!("cannot draw the plot: {e}"));
-    match out.extension().and_then(|e| e.to_str()) {
-        Some("png") => {
-            let root = BitMapBackend::new(out, size).into_drawing_area();
-            draw_grid(&root, rows, labels, columns).map_err(fail)?;
-            root.present().map_err(|e| fail(e.to_string()))
-        }
-        Some("svg") => {
-            let root = SVGBackend::new(out, size).into_drawing_area();
-            draw_grid(&root, rows, labels, columns).map_err(fail)?;
-            root.present().map_err(|e| fail(e.to_string()))
-        }
-        _ => Err(Error::config("--out", format!("{}: expected a file name ending in .png or .svg", out.display()))),
-    }
+    render!(out, size, |root| draw_grid(root, rows, labels, columns))
 }
 
 fn draw_grid<DB: DrawingBackend>(

@@ -204,7 +204,8 @@ impl RunDir {
     }
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
+/// The little-endian bytes of `v` (the layout of safetensors' and NumPy's `f32`).
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 

@@ -38,7 +38,7 @@ pub fn folders(kind: DatasetKind) -> &'static [&'static str] {
 
 /// `folder/<name>.bin.gz` or `folder/<name>.bin`, whichever exists.
 fn find(folder: &Path, name: &str) -> Option<PathBuf> {
-    [format!("{name}.bin.gz"), format!("{name}.bin")].into_iter().map(|f| folder.join(f)).find(|p| p.is_file())
+    super::find_file(folder, &format!("{name}.bin"))
 }
 
 /// The located files of a CIFAR data set: training files, test file, and whether the test file is

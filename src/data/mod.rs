@@ -141,17 +141,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `folder/<file>.gz` or `folder/<file>`, whichever exists (the gzip-compressed copy first).
+pub fn find_file(folder: &Path, file: &str) -> Option<PathBuf> {
+    [format!("{file}.gz"), file.to_string()].into_iter().map(|f| folder.join(f)).find(|p| p.is_file())
+}
+
 /// The folder that holds `kind`'s files: `dir/<name>/` if it has them, else `dir` itself if it
 /// has them, else an error that lists what is missing and how to fetch it.
 pub fn locate(kind: DatasetKind, dir: &Path) -> Result<[PathBuf; 4]> {
-    let find_in = |folder: &Path| -> Vec<Option<PathBuf>> {
-        IDX_FILES
-            .iter()
-            .map(|name| {
-                [format!("{name}.gz"), name.to_string()].into_iter().map(|f| folder.join(f)).find(|p| p.is_file())
-            })
-            .collect()
-    };
+    let find_in =
+        |folder: &Path| -> Vec<Option<PathBuf>> { IDX_FILES.iter().map(|name| find_file(folder, name)).collect() };
     let sub = dir.join(kind.name());
     for folder in [sub.as_path(), dir] {
         let found = find_in(folder);

@@ -78,7 +78,7 @@ pub fn prepare(mut data: Dataset, preprocess: Preprocess, cache: &Path) -> Resul
 
 fn write_cache(path: &Path, train: &super::Split, test: &super::Split, zca: &Zca, kind: DatasetKind) -> Result<()> {
     use safetensors::tensor::{Dtype, TensorView};
-    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let bytes = crate::record::f32_bytes;
     let tensors = [
         ("train", vec![train.len(), train.dim], bytes(&train.images)),
         ("test", vec![test.len(), test.dim], bytes(&test.images)),
