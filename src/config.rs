@@ -83,6 +83,10 @@ pub struct TrainConfig {
     /// What the learning-rate schedule watches: the training error (the paper's code) or the
     /// validation error (the paper's choice for its dropout runs).
     pub schedule_on: ScheduleOn,
+    /// 0: the paper's running-mean rule. N > 0: halve when the watched error has not improved on
+    /// its best for N epochs in a row (a plateau rule, robust to a noisy validation error).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub patience: usize,
     /// Train on the first N training samples only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
@@ -125,10 +129,15 @@ impl Default for TrainConfig {
             align_every: 0,
             validation: 0,
             schedule_on: ScheduleOn::Train,
+            patience: 0,
             train_subset: None,
             test_subset: None,
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The error the learning-rate schedule watches.

@@ -346,6 +346,10 @@ struct TrainArgs {
     /// The error the learning-rate schedule watches [default: train].
     #[arg(long)]
     schedule_on: Option<dfa::config::ScheduleOn>,
+    /// Halve the learning rate only after N epochs in a row without a new best watched error
+    /// (0: the paper's running-mean rule) [default: 0].
+    #[arg(long)]
+    patience: Option<usize>,
     /// Train on the first N training samples.
     #[arg(long)]
     train_subset: Option<usize>,
@@ -400,7 +404,7 @@ impl TrainArgs {
         if self.adversarial {
             c.adversarial_epsilon = 0.08;
         }
-        set!(validation => validation, schedule_on => schedule_on, align_every => align_every);
+        set!(validation => validation, schedule_on => schedule_on, patience => patience, align_every => align_every);
         set!(dropout_input => dropout_input, dropout_hidden => dropout_hidden,
              adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
         if self.no_bias {

@@ -116,6 +116,11 @@ pub struct Progress {
     pub halvings: usize,
     /// Running mean of the training error that the schedule compares against.
     pub error_mean: Option<f64>,
+    /// The best watched error so far and the epochs since it (the plateau rule, `patience > 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_error: Option<f64>,
+    #[serde(default)]
+    pub epochs_since_best: usize,
     /// Loss of the untrained network on the first mini-batch (the divergence yardstick).
     pub initial_loss: Option<f64>,
     pub shuffle_rng: RngState,
@@ -123,6 +128,32 @@ pub struct Progress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout_rng: Option<RngState>,
     pub stop: Option<StopReason>,
+}
+
+impl Progress {
+    /// The schedule's verdict on an epoch whose watched error is `watched`: true when the rate
+    /// should be halved (or the run end). With `patience == 0` the paper's rule: not below the
+    /// running mean of the earlier epochs (`0.75·mean + 0.25·new`, updated here). With
+    /// `patience = N`: N epochs in a row without a new best (the count restarts after a verdict).
+    pub fn no_progress(&mut self, watched: f64, patience: usize) -> bool {
+        let verdict = if patience > 0 {
+            if self.best_error.is_none_or(|best| watched < best) {
+                self.best_error = Some(watched);
+                self.epochs_since_best = 0;
+            } else {
+                self.epochs_since_best += 1;
+            }
+            let stalled = self.epochs_since_best >= patience;
+            if stalled {
+                self.epochs_since_best = 0;
+            }
+            stalled
+        } else {
+            self.error_mean.is_some_and(|mean| watched >= mean)
+        };
+        self.error_mean = Some(self.error_mean.map_or(watched, |mean| 0.75 * mean + 0.25 * watched));
+        verdict
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -199,6 +230,8 @@ impl Trainer {
             learning_rate: config.learning_rate,
             halvings: 0,
             error_mean: None,
+            best_error: None,
+            epochs_since_best: 0,
             initial_loss: None,
             shuffle_rng: DfaRng::new(config.seed, Stream::Shuffle).state(),
             dropout_rng: config.dropout().then(|| DfaRng::new(config.seed, Stream::Dropout).state()),
@@ -458,16 +491,13 @@ impl Trainer {
             ScheduleOn::Train => m.train_error,
             ScheduleOn::Validation => m.validation_error.unwrap_or(m.train_error),
         };
-        if p.stop.is_none() && c.lr_schedule {
-            if p.error_mean.is_some_and(|mean| watched >= mean) {
-                if p.halvings >= c.max_halvings {
-                    p.stop = Some(StopReason::ScheduleEnded);
-                } else {
-                    p.halvings += 1;
-                    p.learning_rate *= 0.5;
-                }
+        if p.stop.is_none() && c.lr_schedule && p.no_progress(watched, c.patience) {
+            if p.halvings >= c.max_halvings {
+                p.stop = Some(StopReason::ScheduleEnded);
+            } else {
+                p.halvings += 1;
+                p.learning_rate *= 0.5;
             }
-            p.error_mean = Some(p.error_mean.map_or(watched, |mean| 0.75 * mean + 0.25 * watched));
         }
         if p.stop.is_none() && p.epoch - p.first_epoch >= c.max_epochs {
             p.stop = Some(StopReason::MaxEpochs);

@@ -326,6 +326,8 @@ fn conv_models_parse_train_and_checkpoint() {
         learning_rate: 1e-4,
         halvings: 0,
         error_mean: None,
+        best_error: None,
+        epochs_since_best: 0,
         initial_loss: None,
         shuffle_rng: DfaRng::new(1, Stream::Shuffle).state(),
         dropout_rng: None,

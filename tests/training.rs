@@ -226,6 +226,41 @@ fn the_schedule_halves_the_rate_and_ends_the_run() {
 }
 
 #[test]
+fn the_two_schedule_rules_give_their_verdicts_on_fixed_error_sequences() {
+    let data = subset(&small(Rule::Dfa));
+    let fresh = Trainer::new(small(Rule::Dfa), &data).unwrap().progress;
+    let verdicts = |errors: &[f64], patience: usize| {
+        let mut p = fresh.clone();
+        errors.iter().map(|&e| p.no_progress(e, patience)).collect::<Vec<_>>()
+    };
+    // the paper's rule: not below the running mean 0.75·mean + 0.25·new of the earlier epochs
+    // (means 5, 4.75, 4.6875, then 4.765625 after 5.0)
+    assert_eq!(verdicts(&[5.0, 4.0, 4.5, 5.0, 4.7], 0), [false, false, false, true, false]);
+    // the plateau rule with patience 2: two epochs in a row without a new best, then counting anew
+    let errors = [5.0, 4.0, 4.5, 4.2, 3.9, 4.0, 3.9, 3.95, 3.8];
+    assert_eq!(verdicts(&errors, 2), [false, false, false, true, false, false, true, false, false]);
+    assert_eq!(verdicts(&errors, 1), [false, false, true, true, false, true, true, true, false]);
+}
+
+#[test]
+fn the_plateau_rule_waits_patience_epochs_before_each_halving() {
+    // the error cannot improve at this rate: halvings after epochs 4 and 7, the end after 10
+    let config = TrainConfig {
+        learning_rate: 1e-12,
+        max_halvings: 2,
+        patience: 3,
+        train_subset: Some(640),
+        max_epochs: 50,
+        ..small(Rule::Dfa)
+    };
+    let (t, m) = train(&config);
+    assert_eq!(t.progress.stop, Some(StopReason::ScheduleEnded), "{m:?}");
+    let rates: Vec<f32> = m.iter().map(|m| m.learning_rate).collect();
+    let want: Vec<f32> = [1e-12; 4].into_iter().chain([0.5e-12; 3]).chain([0.25e-12; 3]).collect();
+    assert_eq!(rates, want);
+}
+
+#[test]
 fn a_damaged_metrics_line_is_an_error_unless_it_is_the_cut_last_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create_unique(tmp.path(), "r").unwrap();
