@@ -89,58 +89,61 @@ impl Feedback {
         let n_out = *sizes.last().expect("sizes has an output layer");
         let hidden = &sizes[1..sizes.len() - 1];
         assert_eq!(rules.len(), hidden.len(), "one rule per hidden layer");
-        let mut matrices: Vec<FeedbackMatrix> = Vec::new();
-        let mut layer_matrix = Vec::with_capacity(hidden.len());
-        for (i, (&n_i, &rule)) in hidden.iter().zip(rules).enumerate() {
+        let shapes = hidden.iter().zip(rules).enumerate().map(|(i, (&n_i, &rule))| {
             let cols = match rule {
                 Rule::Bp => None,
                 Rule::Fa => Some(sizes[i + 2]),
                 Rule::Dfa => Some(n_out),
                 Rule::Ifa => (i == 0).then_some(n_out),
             };
-            let Some(cols) = cols else {
-                layer_matrix.push(None);
-                continue;
-            };
-            let shared = (share && rule == Rule::Dfa)
-                .then(|| matrices.iter().position(|m| m.rows == n_i && m.cols == cols))
-                .flatten();
-            if let Some(k) = shared {
-                layer_matrix.push(Some(k));
-                continue;
-            }
-            let bound = bound_override.unwrap_or(1.0 / (n_i as f32).sqrt());
-            let mut values = vec![0.0; n_i * cols];
-            rng.fill_symmetric(&mut values, bound);
-            matrices.push(FeedbackMatrix { rows: n_i, cols, values });
-            layer_matrix.push(Some(matrices.len() - 1));
-        }
-        Feedback { rule: None, matrices, layer_matrix, stacked: Vec::new() }
+            // DFA matrices of equal shape may be shared
+            cols.map(|cols| (n_i, cols, n_i, share && rule == Rule::Dfa))
+        });
+        Self::draw(shapes, bound_override, rng)
     }
 
     /// Draws the feedback of a network with convolutional blocks, hidden layer `l` following
     /// `rules[l]` (BP, FA or DFA): DFA `B_l` is `(layer l's output size) × n_out`, bound
     /// `1/√n_l`; FA below a dense layer `n_l × n_{l+1}`, bound `1/√n_l`; FA below a block a
     /// feedback kernel of the shape of that block's kernels (`C_out × kh·kw·C_in`), bound
-    /// `1/√(kh·kw·C_in)` (how those kernels are drawn).
+    /// `1/√(kh·kw·C_in)` (how those kernels are drawn). On a dense network the draws are those of
+    /// [`Feedback::per_layer`].
     pub fn for_network(rules: &[Rule], net: &Network, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
-        let depth = net.depth();
-        assert_eq!(rules.len(), depth - 1, "one rule per hidden layer");
-        let mut matrices = Vec::new();
-        let mut layer_matrix = Vec::with_capacity(depth - 1);
-        for (l, &rule) in rules.iter().enumerate() {
+        assert_eq!(rules.len(), net.depth() - 1, "one rule per hidden layer");
+        let shapes = rules.iter().enumerate().map(|(l, &rule)| {
             let n_l = net.layers[l].fan_out;
             let above = &net.layers[l + 1];
-            let (rows, cols, fan) = match (rule, &above.block) {
-                (Rule::Bp, _) => {
-                    layer_matrix.push(None);
-                    continue;
-                }
-                (Rule::Dfa, _) => (n_l, net.n_outputs(), n_l),
-                (Rule::Fa, None) => (n_l, above.fan_out, n_l),
-                (Rule::Fa, Some(b)) => (b.conv.out_channels, b.conv.k(), b.conv.k()),
+            match (rule, &above.block) {
+                (Rule::Bp, _) => None,
+                (Rule::Dfa, _) => Some((n_l, net.n_outputs(), n_l, false)),
+                (Rule::Fa, None) => Some((n_l, above.fan_out, n_l, false)),
+                (Rule::Fa, Some(b)) => Some((b.conv.out_channels, b.conv.k(), b.conv.k(), false)),
                 (Rule::Ifa, _) => panic!("IFA is a whole-network rule, not a per-layer one"),
+            }
+        });
+        Self::draw(shapes, bound_override, rng)
+    }
+
+    /// One matrix per hidden layer of `(rows, cols, fan, shareable)` (`None`: no feedback),
+    /// uniform in `±1/√fan` (or `±bound_override`), drawn bottom to top; a shareable layer reuses
+    /// an earlier matrix of its shape instead of drawing one.
+    fn draw(
+        shapes: impl Iterator<Item = Option<(usize, usize, usize, bool)>>,
+        bound_override: Option<f32>,
+        rng: &mut DfaRng,
+    ) -> Self {
+        let mut matrices: Vec<FeedbackMatrix> = Vec::new();
+        let mut layer_matrix = Vec::new();
+        for shape in shapes {
+            let Some((rows, cols, fan, shareable)) = shape else {
+                layer_matrix.push(None);
+                continue;
             };
+            let shared = shareable.then(|| matrices.iter().position(|m| m.rows == rows && m.cols == cols)).flatten();
+            if let Some(k) = shared {
+                layer_matrix.push(Some(k));
+                continue;
+            }
             let bound = bound_override.unwrap_or(1.0 / (fan as f32).sqrt());
             let mut values = vec![0.0; rows * cols];
             rng.fill_symmetric(&mut values, bound);

@@ -399,3 +399,19 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
         assert_eq!(a.matrices, b.matrices);
     }
 }
+
+#[test]
+fn a_dense_network_draws_the_same_feedback_through_both_constructors() {
+    let net = Network::new(&SIZES, Activation::Tanh, true, true, &mut DfaRng::new(1, Stream::Weights));
+    for rules in [[Rule::Fa, Rule::Dfa, Rule::Bp], [Rule::Dfa; 3], [Rule::Fa; 3], [Rule::Bp, Rule::Fa, Rule::Dfa]] {
+        let a = Feedback::for_network(&rules, &net, None, &mut DfaRng::new(4, Stream::Feedback));
+        let b = Feedback::per_layer(&rules, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
+        assert_eq!(a, b, "{rules:?}");
+        let expected = rules.iter().filter(|&&r| r != Rule::Bp).count();
+        assert_eq!(a.matrices.len(), expected);
+        assert!(a.matrices.iter().all(|m| m.values.iter().any(|&v| v != 0.0)));
+    }
+    // shared DFA feedback: the layers of width 4 use one matrix
+    let shared = Feedback::per_layer(&[Rule::Dfa; 3], &SIZES, true, None, &mut DfaRng::new(4, Stream::Feedback));
+    assert_eq!(shared.layer_matrix, [Some(0), Some(1), Some(1)]);
+}
