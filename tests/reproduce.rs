@@ -183,3 +183,21 @@ config = { layer_rules = ["dfa", "bp"] }
         assert!(e.contains("chain.toml") && e.contains(expect), "{e}");
     }
 }
+
+#[test]
+fn every_shipped_experiment_file_loads_and_its_cells_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let exp = Experiment::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!exp.cells.is_empty(), "{}", path.display());
+            names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    for want in ["table1", "table2", "table3", "fig2-left", "fig3", "ifa"] {
+        assert!(names.iter().any(|n| n == want), "{want}.toml missing from {names:?}");
+    }
+}
