@@ -42,6 +42,9 @@ CONFIGS = [
     ("100x240", "bp", ["--rule", "bp", "--hidden", ",".join(["240"] * 100)], 3.0, 12800),
     ("3x1000-cifar", "dfa", ["--rule", "dfa", "--hidden", "1000,1000,1000"], 1.5, None),
     ("3x1000-cifar", "bp", ["--rule", "bp", "--hidden", "1000,1000,1000"], 1.5, None),
+    # the paper's CONV tanh net; the reference is scripts/ref_conv.py (PyTorch, autograd BP only)
+    ("conv-tanh-cifar", "bp", ["--conv"], None, 640),
+    ("conv-tanh-cifar", "dfa", ["--conv"], None, 640),
 ]
 STEP_SHAPES = ["64x784x800", "800x64x784", "64x800x800", "800x64x800"]
 
@@ -54,6 +57,11 @@ def run(cmd, **kw):
 
 
 def ref_samples_per_s(a, net, flags, samples):
+    if flags == ["--conv"]:
+        out = run([a.python, os.path.join(ROOT, "scripts", "ref_conv.py"), "--threads", str(a.threads),
+                   "--images", str(samples)])
+        line = [l for l in out.splitlines() if l.startswith("SUMMARY ")][-1]
+        return json.loads(line[len("SUMMARY "):])["samples_per_s_median"]
     data = ["--data", os.path.join(SHARED, "data", "cifar-10-batches-bin" if "cifar" in net else "mnist")]
     limit = ["--limit-train", str(samples)] if samples else []
     out = run([a.python, os.path.join(SHARED, "tools", "ref_dfa.py"), *flags, *data, *limit,
@@ -118,7 +126,7 @@ def main():
     rows = []
     for i, (net, rule, flags, target, samples) in enumerate(configs):
         d, r = statistics.median(ours[i]), statistics.median(theirs[i])
-        ref_rule = rule + ("-autograd" if "--bp-autograd" in flags else "")
+        ref_rule = "bp-autograd" if flags == ["--conv"] else rule + ("-autograd" if "--bp-autograd" in flags else "")
         rows.append({"net": net, "dfa_rule": rule, "reference_rule": ref_rule, "threads": a.threads,
                      "samples": samples or "epoch", "dfa_samples_per_s": d, "reference_samples_per_s": r,
                      "ratio": d / r, "target": target, "dfa_all": ours[i], "reference_all": theirs[i]})
