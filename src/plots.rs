@@ -141,6 +141,8 @@ fn errors_panel<DB: DrawingBackend>(
                 .configure_mesh()
                 .x_desc("epoch")
                 .y_desc("error (%)")
+                // at most one label per epoch, so that short runs do not repeat rounded labels
+                .x_labels((max_epoch as usize).clamp(2, 10))
                 .x_label_formatter(&|x| format!("{x:.0}"))
                 .light_line_style(RGBColor(242, 242, 242))
                 .label_style(("sans-serif", 16))

@@ -5,7 +5,11 @@ use dfa::plots::{Curves, RunCurves, plot};
 use dfa::training::EpochMetrics;
 
 fn run(label: &str, scale: f64, aligned: bool) -> RunCurves {
-    let metrics = (1..=8)
+    run_of(8, label, scale, aligned)
+}
+
+fn run_of(epochs: usize, label: &str, scale: f64, aligned: bool) -> RunCurves {
+    let metrics = (1..=epochs)
         .map(|epoch| EpochMetrics {
             epoch,
             loss: 1.0 / epoch as f64,
@@ -64,4 +68,20 @@ fn png_and_svg_pictures_are_drawn_with_labels() {
     assert!(text.contains("width=\"800\""));
     let e = plot(&runs, &tmp.path().join("x.jpg"), Curves::Both, false).unwrap_err().to_string();
     assert!(e.contains(".png or .svg"), "{e}");
+}
+
+#[test]
+fn a_short_run_gets_one_epoch_label_per_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("short.svg");
+    plot(&[run_of(3, "short", 1.0, false)], &svg, Curves::Both, false).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // the text elements of the picture that are whole numbers between 1 and 3: the epoch labels
+    let labels: Vec<&str> = text
+        .split("</text>")
+        .filter_map(|t| t.rsplit('>').next())
+        .map(str::trim)
+        .filter(|t| matches!(*t, "1" | "2" | "3"))
+        .collect();
+    assert_eq!(labels, ["1", "2", "3"], "epoch labels of a 3-epoch run");
 }
