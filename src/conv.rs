@@ -12,6 +12,7 @@
 //! output's gradient to exactly the position the forward pass chose (the argmax is stored).
 
 use crate::linalg::{gemm_nn, gemm_nt, gemm_tn};
+use rayon::prelude::*;
 
 /// The shape of one image or feature map: height, width, channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,13 +71,22 @@ impl Conv2d {
     }
 
     /// `patches` (`batch·H_out·W_out × K`) of the `batch` images in `x`.
+    /// The images are independent: they are spread over the current rayon pool's threads.
     pub fn im2col(&self, x: &[f32], batch: usize, patches: &mut [f32]) {
         let (i, o, k) = (self.input, self.output(), self.k());
-        for b in 0..batch {
-            let img = &x[b * i.len()..(b + 1) * i.len()];
+        let per_image = o.h * o.w * k;
+        patches[..batch * per_image]
+            .par_chunks_mut(per_image)
+            .zip(x[..batch * i.len()].par_chunks(i.len()))
+            .for_each(|(p, img)| self.im2col_image(img, p));
+    }
+
+    fn im2col_image(&self, img: &[f32], patches: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        {
             for oy in 0..o.h {
                 for ox in 0..o.w {
-                    let row = &mut patches[((b * o.h + oy) * o.w + ox) * k..][..k];
+                    let row = &mut patches[(oy * o.w + ox) * k..][..k];
                     for ky in 0..self.kh {
                         let y = (oy * self.stride + ky) as isize - self.pad as isize;
                         for kx in 0..self.kw {
@@ -100,14 +110,23 @@ impl Conv2d {
 
     /// Adds the rows of `cols` (`batch·H_out·W_out × K`, gradients of the patches) back onto the
     /// input positions they were read from: `dx` (`batch × input`) is overwritten.
+    /// The images are independent: they are spread over the current rayon pool's threads.
     pub fn col2im(&self, cols: &[f32], batch: usize, dx: &mut [f32]) {
         let (i, o, k) = (self.input, self.output(), self.k());
-        dx[..batch * i.len()].fill(0.0);
-        for b in 0..batch {
-            let img = &mut dx[b * i.len()..(b + 1) * i.len()];
+        let per_image = o.h * o.w * k;
+        dx[..batch * i.len()]
+            .par_chunks_mut(i.len())
+            .zip(cols[..batch * per_image].par_chunks(per_image))
+            .for_each(|(img, c)| self.col2im_image(c, img));
+    }
+
+    fn col2im_image(&self, cols: &[f32], img: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        img.fill(0.0);
+        {
             for oy in 0..o.h {
                 for ox in 0..o.w {
-                    let row = &cols[((b * o.h + oy) * o.w + ox) * k..][..k];
+                    let row = &cols[(oy * o.w + ox) * k..][..k];
                     for ky in 0..self.kh {
                         let y = (oy * self.stride + ky) as isize - self.pad as isize;
                         if y < 0 || y >= i.h as isize {
@@ -193,9 +212,20 @@ impl MaxPool {
     }
 
     /// `out` (`batch × output`) and, per output value, the index in `x` it came from (`argmax`).
+    /// The images are independent: they are spread over the current rayon pool's threads.
     pub fn forward(&self, x: &[f32], batch: usize, out: &mut [f32], argmax: &mut [u32]) {
+        let o = self.output();
+        out[..batch * o.len()]
+            .par_chunks_mut(o.len())
+            .zip(argmax[..batch * o.len()].par_chunks_mut(o.len()))
+            .enumerate()
+            .for_each(|(b, (out, argmax))| self.forward_image(x, b, out, argmax));
+    }
+
+    /// Image `b` of `x`; `argmax` holds indices into the whole batch `x`.
+    fn forward_image(&self, x: &[f32], b: usize, out: &mut [f32], argmax: &mut [u32]) {
         let (i, o) = (self.input, self.output());
-        for b in 0..batch {
+        {
             for oy in 0..o.h {
                 for ox in 0..o.w {
                     for c in 0..i.c {
@@ -209,7 +239,7 @@ impl MaxPool {
                                 }
                             }
                         }
-                        let o_at = b * o.len() + (oy * o.w + ox) * o.c + c;
+                        let o_at = (oy * o.w + ox) * o.c + c;
                         out[o_at] = x[best];
                         argmax[o_at] = best as u32;
                     }
@@ -219,11 +249,20 @@ impl MaxPool {
     }
 
     /// `dx` (`batch × input`, overwritten): each output's gradient added at its argmax.
+    /// The images are independent (an output's argmax lies in its own image): they are spread
+    /// over the current rayon pool's threads.
     pub fn backward(&self, delta: &[f32], batch: usize, argmax: &[u32], dx: &mut [f32]) {
-        dx[..batch * self.input.len()].fill(0.0);
-        let n = batch * self.output().len();
-        for (d, &at) in delta[..n].iter().zip(&argmax[..n]) {
-            dx[at as usize] += d;
-        }
+        let (i, o) = (self.input.len(), self.output().len());
+        dx[..batch * i]
+            .par_chunks_mut(i)
+            .zip(delta[..batch * o].par_chunks(o))
+            .zip(argmax[..batch * o].par_chunks(o))
+            .enumerate()
+            .for_each(|(b, ((dx, delta), argmax))| {
+                dx.fill(0.0);
+                for (d, &at) in delta.iter().zip(argmax) {
+                    dx[at as usize - b * i] += d;
+                }
+            });
     }
 }
