@@ -236,6 +236,8 @@ fn the_two_schedule_rules_give_their_verdicts_on_fixed_error_sequences() {
     // the paper's rule: not below the running mean 0.75·mean + 0.25·new of the earlier epochs
     // (means 5, 4.75, 4.6875, then 4.765625 after 5.0)
     assert_eq!(verdicts(&[5.0, 4.0, 4.5, 5.0, 4.7], 0), [false, false, false, true, false]);
+    // an error equal to the running mean is no progress
+    assert_eq!(verdicts(&[5.0, 5.0], 0), [false, true]);
     // the plateau rule with patience 2: two epochs in a row without a new best, then counting anew
     let errors = [5.0, 4.0, 4.5, 4.2, 3.9, 4.0, 3.9, 3.95, 3.8];
     assert_eq!(verdicts(&errors, 2), [false, false, false, true, false, false, true, false, false]);
