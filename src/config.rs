@@ -80,7 +80,8 @@ pub struct TrainConfig {
     /// Hold out the last N training samples as a validation set (0: none); its error is
     /// measured after every epoch.
     pub validation: usize,
-    /// What the learning-rate schedule watches: the training error (the paper's code) or the
+    /// What the learning-rate schedule watches: the training error after the epoch, the error on
+    /// the epoch's mini-batches as they were trained (what the paper's code watches), or the
     /// validation error (the paper's choice for its dropout runs).
     pub schedule_on: ScheduleOn,
     /// 0: the paper's running-mean rule. N > 0: halve when the watched error has not improved on
@@ -144,7 +145,12 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleOn {
+    /// The training error of the network after the epoch, over the whole training split.
     Train,
+    /// The error counted on the mini-batches while they were trained on (the paper's code: its
+    /// `ErrTrain` is the confusion matrix filled during the training pass, dropout on).
+    Batch,
+    /// The error on the held-out validation set.
     Validation,
 }
 

@@ -489,6 +489,7 @@ impl Trainer {
         };
         let watched = match c.schedule_on {
             ScheduleOn::Train => m.train_error,
+            ScheduleOn::Batch => m.batch_error,
             ScheduleOn::Validation => m.validation_error.unwrap_or(m.train_error),
         };
         if p.stop.is_none() && c.lr_schedule && p.no_progress(watched, c.patience) {

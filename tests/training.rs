@@ -263,6 +263,37 @@ fn the_plateau_rule_waits_patience_epochs_before_each_halving() {
 }
 
 #[test]
+fn the_schedule_can_watch_the_error_counted_during_the_epoch() {
+    // the paper's code halves on the error of the mini-batches as they were trained on; replaying
+    // the running-mean rule on the logged `batch_error` must give the logged rates, and on the
+    // logged `train_error` a different sequence (else this run could not tell the two apart)
+    let config = TrainConfig {
+        schedule_on: dfa::config::ScheduleOn::Batch,
+        learning_rate: 1e-2,
+        train_subset: Some(1000),
+        max_epochs: 12,
+        ..small(Rule::Dfa)
+    };
+    let (t, m) = train(&config);
+    let replay = |watched: &dyn Fn(&EpochMetrics) -> f64| {
+        let mut p = Trainer::new(config.clone(), &subset(&config)).unwrap().progress;
+        let mut rate = config.learning_rate;
+        let mut rates = Vec::new();
+        for e in &m {
+            rates.push(rate);
+            if p.no_progress(watched(e), 0) {
+                rate *= 0.5;
+            }
+        }
+        rates
+    };
+    let logged: Vec<f32> = m.iter().map(|e| e.learning_rate).collect();
+    assert_eq!(replay(&|e| e.batch_error), logged, "{m:?}");
+    assert_ne!(replay(&|e| e.train_error), logged, "{m:?}");
+    assert!(t.progress.halvings > 0);
+}
+
+#[test]
 fn a_damaged_metrics_line_is_an_error_unless_it_is_the_cut_last_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create_unique(tmp.path(), "r").unwrap();
