@@ -117,6 +117,30 @@ impl Activation {
         }
     }
 
+    /// DFA's projection and `⊙ f'` in one pass: `d ← (E Bᵀ) ⊙ f'(a)` for one hidden layer of
+    /// `width` units, with `E` row-major `rows × n_out` (`rows = d.len() / width`) and `Bᵀ` given as
+    /// the layer's `width` columns, starting at `offset`, of a row-major `n_out × stride` matrix
+    /// `bt` (the transposed stack of every layer's `B`). Each element is the `fma` chain
+    /// `Σ_k e_k b_k` in the order of `k` from zero, then one multiply by `f'`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn project_by_derivative(
+        self,
+        d: &mut [f32],
+        e: &[f32],
+        n_out: usize,
+        bt: &[f32],
+        stride: usize,
+        offset: usize,
+        h: &[f32],
+        width: usize,
+    ) {
+        match self {
+            Activation::Tanh => project_tanh(d, e, n_out, bt, stride, offset, h, width),
+            Activation::Logistic => project_logistic(d, e, n_out, bt, stride, offset, h, width),
+            Activation::Relu => project_relu(d, e, n_out, bt, stride, offset, h, width),
+        }
+    }
+
     /// `d ← d ⊙ f'(a)`, with `f'` taken from the layer output `h`.
     pub fn scale_by_derivative(self, d: &mut [f32], h: &[f32]) {
         match self {
@@ -129,7 +153,7 @@ impl Activation {
 
 // One loop per activation (the `match` outside), so that each vectorises.
 macro_rules! element_wise {
-    ($bias:ident, $scale:ident, $scaled:ident, $act:expr) => {
+    ($bias:ident, $scale:ident, $scaled:ident, $project:ident, $act:expr) => {
         crate::multiversion! {
             fn $bias(h: &mut [f32], bias: &[f32]) {
                 for row in h.chunks_exact_mut(bias.len()) {
@@ -155,11 +179,57 @@ macro_rules! element_wise {
                 }
             }
         }
+        crate::multiversion! {
+            #[allow(clippy::too_many_arguments)]
+            fn $project(
+                d: &mut [f32],
+                e: &[f32],
+                n_out: usize,
+                bt: &[f32],
+                stride: usize,
+                offset: usize,
+                h: &[f32],
+                width: usize,
+            ) {
+                // row by row (d and h stream in order; the layer's n_out × width slice of `bt`
+                // stays in L1), each row in tiles of 64 columns, then 16, then single columns, the
+                // tile's sums accumulated in registers over the n_out products
+                #[inline(always)]
+                fn tile<const T: usize>(d: &mut [f32], e: &[f32], bt: &[f32], stride: usize, h: &[f32]) {
+                    let mut acc = [0.0f32; T];
+                    for (k, &ek) in e.iter().enumerate() {
+                        let b = &bt[k * stride..][..T];
+                        for (a, &b) in acc.iter_mut().zip(b) {
+                            *a = ek.mul_add(b, *a);
+                        }
+                    }
+                    let (d, h) = (&mut d[..T], &h[..T]);
+                    for i in 0..T {
+                        d[i] = acc[i] * $act.derivative_from_output(h[i]);
+                    }
+                }
+                for ((d, e), h) in d.chunks_exact_mut(width).zip(e.chunks_exact(n_out)).zip(h.chunks_exact(width)) {
+                    let mut j = 0;
+                    while j + 64 <= width {
+                        tile::<64>(&mut d[j..], e, &bt[offset + j..], stride, &h[j..]);
+                        j += 64;
+                    }
+                    while j + 16 <= width {
+                        tile::<16>(&mut d[j..], e, &bt[offset + j..], stride, &h[j..]);
+                        j += 16;
+                    }
+                    while j < width {
+                        tile::<1>(&mut d[j..], e, &bt[offset + j..], stride, &h[j..]);
+                        j += 1;
+                    }
+                }
+            }
+        }
     };
 }
-element_wise!(bias_tanh, scale_tanh, scaled_tanh, Activation::Tanh);
-element_wise!(bias_logistic, scale_logistic, scaled_logistic, Activation::Logistic);
-element_wise!(bias_relu, scale_relu, scaled_relu, Activation::Relu);
+element_wise!(bias_tanh, scale_tanh, scaled_tanh, project_tanh, Activation::Tanh);
+element_wise!(bias_logistic, scale_logistic, scaled_logistic, project_logistic, Activation::Logistic);
+element_wise!(bias_relu, scale_relu, scaled_relu, project_relu, Activation::Relu);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@
 //! `A_i = H_{i-1} W_iᵀ`. Layers know how to go forward and how to turn an update direction
 //! `δa_i` into weight gradients; which rule produced `δa_i` is the business of [`crate::rules`].
 
-use crate::activation::{Activation, sigmoid};
+use crate::activation::Activation;
 use crate::conv::{Conv2d, MaxPool, Shape};
 use crate::linalg::{gemm_nt, gemm_tn};
 use crate::rng::DfaRng;
@@ -364,8 +364,6 @@ pub struct Workspace {
     /// `deltas[l]`: the update direction `δa_{l+1}` of weight layer `l`; the last one is `e`.
     pub deltas: Vec<Vec<f32>>,
     pub grads: Vec<Gradients>,
-    /// DFA's feedback projections `E Bᵀ` of all hidden layers side by side (`rows × Σ n_i`).
-    pub signal: Vec<f32>,
     /// Dropout, when the run uses it: `masks[l]` holds `m/(1−p)` (0 or `1/(1−p)`) for the input
     /// (`l = 0`) and every hidden layer, `dropped[l]` the masked values `x ⊙ m/(1−p)` and
     /// `h_l ⊙ m/(1−p)` that the layer above receives. Empty without dropout.
@@ -417,13 +415,11 @@ impl Workspace {
                 })
             })
             .collect();
-        let hidden: usize = net.layers[..net.layers.len() - 1].iter().map(|l| l.fan_out).sum();
         Workspace {
             max_rows,
             outputs,
             deltas,
             grads,
-            signal: vec![0.0; max_rows * hidden],
             masks: Vec::new(),
             dropped: Vec::new(),
             dropout_active: false,
@@ -485,9 +481,12 @@ pub fn output_error(logits: &[f32], labels: &[u8], n_out: usize, e: &mut [f32]) 
         }
         for (k, (&a, e)) in a_row.iter().zip(e_row.iter_mut()).enumerate() {
             let y = if k == label as usize { 1.0f32 } else { 0.0 };
-            let softplus = a.max(0.0) + (-a.abs()).exp().ln_1p();
+            // one exp for both: e^{−|a|} gives softplus(a) and σ(a) (the same bits as `sigmoid`)
+            let t = (-a.abs()).exp();
+            let softplus = a.max(0.0) + t.ln_1p();
             loss += (softplus - y * a) as f64;
-            *e = (sigmoid(a) - y) * inv_n;
+            let s = if a >= 0.0 { 1.0 / (1.0 + t) } else { t / (1.0 + t) };
+            *e = (s - y) * inv_n;
         }
     }
     (loss, errors)

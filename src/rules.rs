@@ -60,8 +60,9 @@ pub struct Feedback {
     pub rule: Option<Rule>,
     pub matrices: Vec<FeedbackMatrix>,
     pub layer_matrix: Vec<Option<usize>>,
-    /// DFA: every hidden layer's `B_i` stacked along the rows (`Σ n_i × n_out`), so that all the
-    /// projections `B_i e` come out of one GEMM. Derived from `matrices` by [`Feedback::restack`].
+    /// DFA: every hidden layer's `B_i` stacked along the rows and transposed (`n_out × Σ n_i`,
+    /// row-major), so that one pass projects `e` onto every layer (`B_i e` in the columns of
+    /// layer `i`). Derived from `matrices` by [`Feedback::restack`].
     stacked: Vec<f32>,
 }
 
@@ -155,11 +156,21 @@ impl Feedback {
 
     /// Rebuilds the stacked DFA matrix after `matrices` changed (e.g. loaded from a checkpoint).
     pub fn restack(&mut self) {
-        let mut stacked = Vec::new();
-        for l in (0..self.layer_matrix.len()).filter(|_| self.rule == Some(Rule::Dfa)) {
-            if let Some(b) = self.for_layer(l) {
-                stacked.extend_from_slice(&b.values);
+        let layers: Vec<&FeedbackMatrix> = (0..self.layer_matrix.len())
+            .filter(|_| self.rule == Some(Rule::Dfa))
+            .filter_map(|l| self.for_layer(l))
+            .collect();
+        let total: usize = layers.iter().map(|b| b.rows).sum();
+        let n_out = layers.first().map_or(0, |b| b.cols);
+        let mut stacked = vec![0.0; n_out * total];
+        let mut offset = 0;
+        for b in layers {
+            for (i, row) in b.values.chunks_exact(b.cols).enumerate() {
+                for (k, &v) in row.iter().enumerate() {
+                    stacked[k * total + offset + i] = v;
+                }
             }
+            offset += b.rows;
         }
         self.stacked = stacked;
     }
@@ -169,6 +180,10 @@ impl Feedback {
         self.layer_matrix.get(l).copied().flatten().map(|k| &self.matrices[k])
     }
 }
+
+/// DFA projections below this many multiply-adds run on one thread (the 2x800 and 7x240 nets'
+/// take ~10 µs; 100x240's 15 M are worth spreading over the layers).
+const PARALLEL_PROJECTION: usize = 1 << 22;
 
 /// Fills the hidden update directions `ws.deltas[0..L-1]` from the output error already in
 /// `ws.deltas[L-1]`, as `rule` prescribes. `rows` is the mini-batch size.
@@ -210,23 +225,34 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
             }
         }
         Rule::Dfa => {
-            // S = E [B_1; …; B_{L-1}]ᵀ in one product, then δa_i = S[:, rows of B_i] ⊙ f'(a_i)
+            // δa_i = (E B_iᵀ) ⊙ f'(a_i), every layer in one fused pass over the transposed stack
+            // [B_1; …; B_{L-1}]ᵀ (a GEMM with k = n_out is mostly output traffic: fusing the
+            // `⊙ f'` writes δa once and skips the signal buffer)
             let total = feedback.stacked.len() / n_out.max(1);
             assert_eq!(
                 total,
                 net.layers[..depth - 1].iter().map(|l| l.fan_out).sum::<usize>(),
                 "DFA feedback not stacked"
             );
-            let signal = &mut ws.signal[..rows * total];
-            gemm_nt(signal, e, &feedback.stacked, rows, n_out, total, false, threads);
-            let mut offset = 0;
-            for (l, d) in hidden.iter_mut().enumerate() {
+            let stacked = &feedback.stacked;
+            let project = |l: usize, d: &mut Vec<f32>, offset: usize| {
                 let n_l = net.layers[l].fan_out;
-                f.scaled_by_derivative(&mut d[..rows * n_l], &signal[offset..], total, &outputs[l][..rows * n_l], n_l);
+                let d = &mut d[..rows * n_l];
+                f.project_by_derivative(d, e, n_out, stacked, total, offset, &outputs[l][..rows * n_l], n_l);
                 if let Some(m) = masks {
-                    d[..rows * n_l].iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
+                    d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
                 }
-                offset += n_l;
+            };
+            if threads > 1 && rows * total * n_out >= PARALLEL_PROJECTION {
+                use rayon::prelude::*;
+                let start = |l: usize| net.layers[..l].iter().map(|l| l.fan_out).sum::<usize>();
+                hidden.par_iter_mut().enumerate().for_each(|(l, d)| project(l, d, start(l)));
+            } else {
+                let mut offset = 0;
+                for (l, d) in hidden.iter_mut().enumerate() {
+                    project(l, d, offset);
+                    offset += net.layers[l].fan_out;
+                }
             }
         }
         Rule::Ifa => {

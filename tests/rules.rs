@@ -415,3 +415,89 @@ fn a_dense_network_draws_the_same_feedback_through_both_constructors() {
     let shared = Feedback::per_layer(&[Rule::Dfa; 3], &SIZES, true, None, &mut DfaRng::new(4, Stream::Feedback));
     assert_eq!(shared.layer_matrix, [Some(0), Some(1), Some(1)]);
 }
+
+#[test]
+fn dfa_on_wide_layers_equals_the_formula_written_out() {
+    // widths that take every path of the fused projection: 64-column tiles, 16-column tiles and
+    // single columns (150 = 2·64 + 16 + 6, 83 = 64 + 16 + 3)
+    let sizes = [12, 150, 83, 3];
+    let rows = 5;
+    for act in ACTIVATIONS {
+        let net = Network::new(&sizes, act, true, true, &mut DfaRng::new(4, Stream::Weights));
+        let fb = Feedback::new(Rule::Dfa, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
+        let mut rng = DfaRng::new(6, Stream::Shuffle);
+        let x: Vec<f32> = (0..rows * sizes[0]).map(|_| rng.unit()).collect();
+        let y: Vec<u8> = (0..rows).map(|_| rng.below(3) as u8).collect();
+        let mut ws = Workspace::new(&net, rows);
+        net.forward(&x, rows, &mut ws, 1);
+        let logits = ws.outputs[2].clone();
+        output_error(&logits, &y, 3, &mut ws.deltas[2]);
+        rules::hidden_deltas(Rule::Dfa, &net, &fb, &mut ws, rows, 1);
+        rules::gradients(&net, &x, &mut ws, rows, 1);
+        let xs: Vec<Vec<f64>> = x.chunks(sizes[0]).map(|r| r.iter().map(|&v| v as f64).collect()).collect();
+        let want = Plain::from(&net).rule_grads(Plan::Whole(Rule::Dfa), &plain_feedback(&fb, 2), &xs, &y);
+        for (l, (got, want)) in ws.grads.iter().zip(&want).enumerate() {
+            let err = rel_err(got, want);
+            assert!(err < 1e-5, "{act:?} layer {l}: rel err {err:.2e}");
+        }
+    }
+}
+
+#[test]
+fn dfa_deltas_are_the_same_bits_on_one_and_two_threads_on_a_deep_net() {
+    // 64 rows × 24 layers of 300 × 10 outputs: above the size where the projection is spread
+    // over the layers on several threads
+    let mut sizes = vec![20];
+    sizes.extend([300; 24]);
+    sizes.push(10);
+    let rows = 64;
+    let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(4, Stream::Weights));
+    let fb = Feedback::new(Rule::Dfa, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
+    let mut rng = DfaRng::new(6, Stream::Shuffle);
+    let x: Vec<f32> = (0..rows * sizes[0]).map(|_| rng.unit()).collect();
+    let y: Vec<u8> = (0..rows).map(|_| rng.below(10) as u8).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let deltas = |threads: usize| {
+        let mut ws = Workspace::new(&net, rows);
+        pool.install(|| {
+            net.forward(&x, rows, &mut ws, threads);
+            let logits = ws.outputs[net.depth() - 1].clone();
+            output_error(&logits, &y, 10, &mut ws.deltas[net.depth() - 1]);
+            rules::hidden_deltas(Rule::Dfa, &net, &fb, &mut ws, rows, threads);
+        });
+        ws.deltas
+    };
+    let (one, two) = (deltas(1), deltas(2));
+    assert!(one == two);
+    // and layer 17's δa is (B e) ⊙ f' written out
+    let (b, h) = (fb.for_layer(17).unwrap(), {
+        let mut ws = Workspace::new(&net, rows);
+        net.forward(&x, rows, &mut ws, 1);
+        ws.outputs[17].clone()
+    });
+    let e = &one[net.depth() - 1];
+    for r in 0..rows {
+        for i in 0..300 {
+            let s: f64 = (0..10).map(|k| b.values[i * 10 + k] as f64 * e[r * 10 + k] as f64).sum();
+            let want = s * (1.0 - (h[r * 300 + i] as f64).powi(2));
+            assert!((one[17][r * 300 + i] as f64 - want).abs() < 1e-6 * (1.0 + want.abs()), "row {r} unit {i}");
+        }
+    }
+}
+
+#[test]
+fn the_output_error_is_the_logistic_residual_bit_for_bit() {
+    let logits: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) * 1.7).chain([0.0, -0.0, 88.0, -104.0]).collect();
+    let n = logits.len() / 4;
+    let labels: Vec<u8> = (0..n).map(|r| (r % 4) as u8).collect();
+    let mut e = vec![0.0; logits.len()];
+    let (loss, _) = output_error(&logits, &labels, 4, &mut e);
+    let mut want_loss = 0.0f64;
+    for (i, &a) in logits.iter().enumerate() {
+        let y = (i % 4 == labels[i / 4] as usize) as i32 as f32;
+        assert_eq!(e[i], (dfa::activation::sigmoid(a) - y) * (1.0 / n as f32), "logit {a}");
+        let a = a as f64;
+        want_loss += a.max(0.0) + (-a.abs()).exp().ln_1p() - y as f64 * a;
+    }
+    assert!((loss - want_loss).abs() < 1e-5 * want_loss, "{loss} vs {want_loss}");
+}
