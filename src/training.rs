@@ -15,6 +15,7 @@ use crate::rng::{DfaRng, RngState, Stream};
 use crate::rules::{self, Feedback, Rule};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Samples per chunk in the evaluation passes (larger products run closer to the GEMM peak).
@@ -307,9 +308,15 @@ impl Trainer {
 
     /// Runs `f` on this run's thread pool (the pool of `config.threads` threads that the GEMMs
     /// and the concurrent layer updates use).
+    ///
+    /// With several threads the other workers spin for work while `f` runs instead of going to
+    /// sleep between parallel sections (rayon parks an idle worker after a few dozen empty polls,
+    /// and waking it costs more than most of a small net's GEMM halves); they execute the GEMM
+    /// halves and layer updates that `f` hands out as soon as they appear.
     pub fn in_pool<R: Send>(&mut self, f: impl FnOnce(&mut Trainer) -> R + Send) -> R {
         let pool = self.pool.clone();
-        pool.install(|| f(self))
+        let spin = self.threads > 1;
+        pool.install(|| if spin { keep_workers_awake(|| f(self)) } else { f(self) })
     }
 
     /// One update on the training samples `indices` (at most `batch_size` of them). Returns the
@@ -504,6 +511,34 @@ impl Trainer {
             p.stop = Some(StopReason::MaxEpochs);
         }
     }
+}
+
+/// Runs `f` on the current rayon worker while every other worker of the pool polls for jobs
+/// (`rayon::yield_now`) until `f` returns or panics.
+fn keep_workers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    struct Release<'a>(&'a AtomicBool);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let done = AtomicBool::new(false);
+    let me = rayon::current_thread_index();
+    rayon::scope(|s| {
+        let _release = Release(&done);
+        s.spawn_broadcast(|_, ctx| {
+            if Some(ctx.index()) == me {
+                return;
+            }
+            while !done.load(Ordering::Acquire) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    // hand the core to any other runnable thread (another run sharing the machine)
+                    std::thread::yield_now();
+                }
+            }
+        });
+        f()
+    })
 }
 
 /// The configured rule's hidden update directions (one rule, or a rule per layer; nets with
