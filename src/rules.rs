@@ -11,6 +11,7 @@
 //! Every rule then updates with `δW_i = -δa_i h_{i-1}ᵀ`, `δb_i = -δa_i` (batch mean), and the
 //! output layer always uses `e`. With the batch along the rows, `B_i e` becomes `E B_iᵀ`.
 
+use crate::activation::Activation;
 use crate::linalg::{gemm_nn, gemm_nt};
 use crate::network::{Network, Workspace};
 use crate::rng::DfaRng;
@@ -64,6 +65,8 @@ pub struct Feedback {
     /// row-major), so that one pass projects `e` onto every layer (`B_i e` in the columns of
     /// layer `i`). Derived from `matrices` by [`Feedback::restack`].
     stacked: Vec<f32>,
+    /// DFA: where each hidden layer's columns start in `stacked`.
+    offsets: Vec<usize>,
 }
 
 impl Feedback {
@@ -151,7 +154,7 @@ impl Feedback {
             matrices.push(FeedbackMatrix { rows, cols, values });
             layer_matrix.push(Some(matrices.len() - 1));
         }
-        Feedback { rule: None, matrices, layer_matrix, stacked: Vec::new() }
+        Feedback { rule: None, matrices, layer_matrix, stacked: Vec::new(), offsets: Vec::new() }
     }
 
     /// Rebuilds the stacked DFA matrix after `matrices` changed (e.g. loaded from a checkpoint).
@@ -164,7 +167,9 @@ impl Feedback {
         let n_out = layers.first().map_or(0, |b| b.cols);
         let mut stacked = vec![0.0; n_out * total];
         let mut offset = 0;
+        let mut offsets = Vec::new();
         for b in layers {
+            offsets.push(offset);
             for (i, row) in b.values.chunks_exact(b.cols).enumerate() {
                 for (k, &v) in row.iter().enumerate() {
                     stacked[k * total + offset + i] = v;
@@ -173,6 +178,7 @@ impl Feedback {
             offset += b.rows;
         }
         self.stacked = stacked;
+        self.offsets = offsets;
     }
 
     /// The feedback matrix of hidden layer `l` (0-based).
@@ -225,34 +231,20 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
             }
         }
         Rule::Dfa => {
-            // δa_i = (E B_iᵀ) ⊙ f'(a_i), every layer in one fused pass over the transposed stack
-            // [B_1; …; B_{L-1}]ᵀ (a GEMM with k = n_out is mostly output traffic: fusing the
-            // `⊙ f'` writes δa once and skips the signal buffer)
-            let total = feedback.stacked.len() / n_out.max(1);
+            let masks = masks.map(|m| m.as_slice());
             assert_eq!(
-                total,
-                net.layers[..depth - 1].iter().map(|l| l.fan_out).sum::<usize>(),
+                feedback.stacked.len(),
+                n_out * net.layers[..depth - 1].iter().map(|l| l.fan_out).sum::<usize>(),
                 "DFA feedback not stacked"
             );
-            let stacked = &feedback.stacked;
-            let project = |l: usize, d: &mut Vec<f32>, offset: usize| {
-                let n_l = net.layers[l].fan_out;
-                let d = &mut d[..rows * n_l];
-                f.project_by_derivative(d, e, n_out, stacked, total, offset, &outputs[l][..rows * n_l], n_l);
-                if let Some(m) = masks {
-                    d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
-                }
+            let delta = |l: usize, d: &mut Vec<f32>| {
+                dfa_delta(f, feedback, outputs, masks, e, n_out, l, net.layers[l].fan_out, rows, d)
             };
-            if threads > 1 && rows * total * n_out >= PARALLEL_PROJECTION {
+            if threads > 1 && rows * feedback.stacked.len() >= PARALLEL_PROJECTION {
                 use rayon::prelude::*;
-                let start = |l: usize| net.layers[..l].iter().map(|l| l.fan_out).sum::<usize>();
-                hidden.par_iter_mut().enumerate().for_each(|(l, d)| project(l, d, start(l)));
+                hidden.par_iter_mut().enumerate().for_each(|(l, d)| delta(l, d));
             } else {
-                let mut offset = 0;
-                for (l, d) in hidden.iter_mut().enumerate() {
-                    project(l, d, offset);
-                    offset += net.layers[l].fan_out;
-                }
+                hidden.iter_mut().enumerate().for_each(|(l, d)| delta(l, d));
             }
         }
         Rule::Ifa => {
@@ -270,6 +262,36 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
                 finish(&mut upper[0][..rows * n_l], l);
             }
         }
+    }
+}
+
+/// DFA's update direction of hidden layer `l` (0-based) into `d`: `δa_l = (E B_lᵀ) ⊙ f'(a_l)`,
+/// times the layer's dropout mask when `masks` is given, from the output error `e` (`rows ×
+/// n_out`) and the layer outputs of the forward pass. One fused pass over the transposed stack
+/// `[B_1; …; B_{L-1}]ᵀ`: a GEMM with `k = n_out` is mostly output traffic, so the `⊙ f'` is
+/// applied while the sums are in registers and `δa` is written once (the same bits as the
+/// product followed by `⊙ f'`). Each layer's direction depends only on `e`, so the trainer
+/// computes it inside that layer's update task.
+#[allow(clippy::too_many_arguments)]
+pub fn dfa_delta(
+    f: Activation,
+    feedback: &Feedback,
+    outputs: &[Vec<f32>],
+    masks: Option<&[Vec<f32>]>,
+    e: &[f32],
+    n_out: usize,
+    l: usize,
+    width: usize,
+    rows: usize,
+    d: &mut [f32],
+) {
+    let total = feedback.stacked.len() / n_out.max(1);
+    let offset = *feedback.offsets.get(l).expect("DFA feedback not stacked");
+    let d = &mut d[..rows * width];
+    let h = &outputs[l][..rows * width];
+    f.project_by_derivative(d, &e[..rows * n_out], n_out, &feedback.stacked, total, offset, h, width);
+    if let Some(m) = masks {
+        d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
     }
 }
 

@@ -375,6 +375,16 @@ impl Trainer {
         net.forward(x, rows, ws, threads);
         let (mut loss, errors) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         if !config.adversarial() {
+            // a plain DFA net computes each layer's direction inside its update task (the
+            // alignment measurement needs them all first)
+            let direct = config.rule == Rule::Dfa
+                && config.layer_rules.is_empty()
+                && !net.has_blocks()
+                && measure_batch.is_none();
+            if direct {
+                update_layers(net, &mut model.optimiser, ws, x, rows, false, true, Some(&model.feedback), threads);
+                return (loss, errors);
+            }
             rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
             if let Some(batch) = measure_batch.take() {
                 let scratch = align.get_or_insert_with(|| crate::alignment::Scratch::new(net, ws));
@@ -382,7 +392,7 @@ impl Trainer {
                 let layers = crate::alignment::measure(&rules, net, &model.feedback, ws, x, rows, scratch, threads);
                 alignment_log.push(crate::alignment::AlignmentRecord { batch, batches: 0, layers });
             }
-            update_layers(net, &mut model.optimiser, ws, x, rows, false, true, threads);
+            update_layers(net, &mut model.optimiser, ws, x, rows, false, true, None, threads);
             return (loss, errors);
         }
         let (alpha, epsilon) = (config.adversarial_alpha, config.adversarial_epsilon);
@@ -390,13 +400,13 @@ impl Trainer {
         // the clean pass: the rule's gradients of α·J(x)
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
         rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
-        update_layers(net, &mut model.optimiser, ws, x, rows, false, false, threads);
+        update_layers(net, &mut model.optimiser, ws, x, rows, false, false, None, threads);
         // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
         net.forward(x_adv, rows, ws, threads);
         let (loss_adv, _) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
         rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
-        update_layers(net, &mut model.optimiser, ws, x_adv, rows, true, true, threads);
+        update_layers(net, &mut model.optimiser, ws, x_adv, rows, true, true, None, threads);
         loss = alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv;
         (loss, errors)
     }
@@ -561,7 +571,9 @@ fn rule_deltas(
 }
 
 /// Weight gradients (added to the ones in `ws.grads` when `accumulate`) and, when `apply`, the
-/// optimiser's update of every layer.
+/// optimiser's update of every layer. With `direct` (a DFA net), each hidden layer's update
+/// direction is computed first, inside its own task ([`rules::dfa_delta`]); otherwise the
+/// directions are already in `ws.deltas`.
 ///
 /// All update directions are known at this point (computed from the weights before this step),
 /// so the layers are independent. With several threads each layer's gradient GEMM and update
@@ -578,6 +590,7 @@ pub fn update_layers(
     rows: usize,
     accumulate: bool,
     apply: bool,
+    direct: Option<&Feedback>,
     threads: usize,
 ) {
     let work = net.layers.iter().map(|l| if l.frozen { 0 } else { l.work() });
@@ -585,15 +598,34 @@ pub fn update_layers(
     let largest = work.max().unwrap_or(0);
     let layer_parallel = threads > 1 && net.depth() > 1 && largest * threads * 5 <= total * 6;
     let (rule, states) = optimiser.layer_states();
-    // the gradient buffers are taken out for the loop (a move, no allocation), so that the layer
-    // inputs can be borrowed from the rest of the workspace
+    // the gradient and delta buffers are taken out for the loop (moves, no allocation), so that
+    // the layer inputs can be borrowed from the rest of the workspace
     let mut grads = std::mem::take(&mut ws.grads);
+    let mut deltas = std::mem::take(&mut ws.deltas);
+    let depth = deltas.len();
+    let (hidden, output) = deltas.split_at_mut(depth - 1);
+    let e: &[f32] = &output[0];
     let shared: &Workspace = ws;
-    let task = |l: usize, layer: &mut crate::network::Dense, g: &mut crate::network::Gradients, state, t| {
+    let masks = shared.dropout_active.then_some(shared.masks.as_slice());
+    let (activation, n_out) = (net.activation, net.n_outputs());
+    let task = |l: usize,
+                layer: &mut crate::network::Dense,
+                delta: Option<&mut Vec<f32>>,
+                g: &mut crate::network::Gradients,
+                state,
+                t| {
         if layer.frozen {
             return;
         }
-        layer.gradients(&shared.deltas[l], shared.gradient_input(x, l), rows, g, accumulate, t);
+        let delta: &[f32] = match (delta, direct) {
+            (Some(d), Some(fb)) => {
+                rules::dfa_delta(activation, fb, &shared.outputs, masks, e, n_out, l, layer.fan_out, rows, d);
+                d
+            }
+            (Some(d), None) => d,
+            (None, _) => e,
+        };
+        layer.gradients(delta, shared.gradient_input(x, l), rows, g, accumulate, t);
         if apply {
             rule.apply(layer, g, state, t);
         }
@@ -602,17 +634,22 @@ pub fn update_layers(
         use rayon::prelude::*;
         net.layers
             .par_iter_mut()
+            .zip(hidden.par_iter_mut().map(Some).chain(rayon::iter::once(None)))
             .zip(grads.par_iter_mut())
             .zip(states.par_iter_mut())
             .enumerate()
             .with_max_len(1)
-            .for_each(|(l, ((layer, g), state))| task(l, layer, g, state, 1));
+            .for_each(|(l, (((layer, d), g), state))| task(l, layer, d, g, state, 1));
     } else {
-        for (l, ((layer, g), state)) in net.layers.iter_mut().zip(grads.iter_mut()).zip(states.iter_mut()).enumerate() {
-            task(l, layer, g, state, threads);
+        let hidden = hidden.iter_mut().map(Some).chain(std::iter::once(None));
+        for (l, (((layer, d), g), state)) in
+            net.layers.iter_mut().zip(hidden).zip(grads.iter_mut()).zip(states.iter_mut()).enumerate()
+        {
+            task(l, layer, d, g, state, threads);
         }
     }
     ws.grads = grads;
+    ws.deltas = deltas;
 }
 
 /// The fast gradient sign method (Goodfellow et al. 2015):

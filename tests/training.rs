@@ -294,6 +294,27 @@ fn the_schedule_can_watch_the_error_counted_during_the_epoch() {
 }
 
 #[test]
+fn dfa_directions_computed_inside_the_update_tasks_give_the_same_bits() {
+    // a plain DFA step computes each layer's direction inside its update task; measuring the
+    // alignment on every batch forces the other path (all directions first, then the updates)
+    for dropout in [false, true] {
+        let (d_in, d_hidden) = if dropout { (0.1, 0.5) } else { (0.0, 0.0) };
+        let base = TrainConfig {
+            model: "3x150".into(),
+            dropout_input: d_in,
+            dropout_hidden: d_hidden,
+            train_subset: Some(640),
+            max_epochs: 2,
+            ..small(Rule::Dfa)
+        };
+        let (fused, _) = train(&base);
+        let (separate, m) = train(&TrainConfig { align_every: 1, ..base });
+        assert!(!m[0].alignment.is_empty());
+        assert_eq!(fused.model.net, separate.model.net, "dropout {dropout}");
+    }
+}
+
+#[test]
 fn a_damaged_metrics_line_is_an_error_unless_it_is_the_cut_last_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create_unique(tmp.path(), "r").unwrap();
