@@ -122,7 +122,14 @@ def main():
     ap.add_argument("--skip-gemm", action="store_true")
     ap.add_argument("--gemm-only", action="store_true",
                     help="only re-measure the GEMM table; the training rows come from results/compare.json")
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: rewrite results/compare.md from results/compare.json")
     a = ap.parse_args()
+    if a.render:
+        with open(os.path.join(ROOT, "results", "compare.json")) as fh:
+            saved = json.load(fh)
+        write(saved["cpu"], saved["threads"], saved["reps"], saved["train"], saved["gemm"], saved.get("date", "?"))
+        return
     if not os.path.exists(a.dfa):
         run(["cargo", "build", "--release"], cwd=ROOT)
     configs = [] if a.gemm_only else [c for c in CONFIGS if not a.only or a.only in c[0]]
@@ -150,17 +157,24 @@ def main():
             rows = json.load(fh)["train"]
     gemm = [] if a.skip_gemm else gemm_comparison(a)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-    lines = [f"Measured {datetime.date.today()} on {cpu}, {os.cpu_count()} cores, {a.threads} threads, "
-             f"median of {a.reps} alternating runs (`python3 scripts/compare.py`).", "",
-             "| net | dfa rule | reference rule | dfa samples/s | reference samples/s | ratio | target |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    write(cpu, a.threads, a.reps, rows, gemm, str(datetime.date.today()))
+
+
+def write(cpu, threads, reps, rows, gemm, date):
+    lines = [f"Measured {date} on {cpu}, {os.cpu_count()} cores, {threads} threads, "
+             f"median of {reps} alternating runs (`python3 scripts/compare.py`). The ratio and its verdict "
+             "compare the two medians; the runs column gives each run's ratio against the reference run "
+             "next to it in time.", "",
+             "| net | dfa rule | reference rule | dfa samples/s | reference samples/s | ratio | target | runs |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         target = f"≥ {r['target']}×" if r["target"] else ""
         met = "" if not r["target"] else (" ✓" if r["ratio"] >= r["target"] else " ✗")
+        runs = " ".join(f"{d / t:.2f}" for d, t in zip(r.get("dfa_all", []), r.get("reference_all", [])))
         lines.append(f"| {r['net']} | {r['dfa_rule']} | {r['reference_rule']} | {r['dfa_samples_per_s']:,.0f} | "
-                     f"{r['reference_samples_per_s']:,.0f} | {r['ratio']:.2f}×{met} | {target} |")
+                     f"{r['reference_samples_per_s']:,.0f} | {r['ratio']:.2f}×{met} | {target} | {runs} |")
     if gemm:
-        lines += ["", f"GEMM GFLOP/s at the 2x800 step's shapes, best of {a.reps} (M×K×N; dfa in the layouts it uses, "
+        lines += ["", f"GEMM GFLOP/s at the 2x800 step's shapes, best of {reps} (M×K×N; dfa in the layouts it uses, "
                   "OpenBLAS through numpy in the plain layout, MKL through torch in the MLP layout):", "",
                   "| threads | shape | dfa (faer) | OpenBLAS | dfa / OpenBLAS | MKL |", "| --- | --- | ---: | ---: | ---: | ---: |"]
         for g in gemm:
@@ -173,7 +187,8 @@ def main():
     with open(os.path.join(ROOT, "results", "compare.md"), "w") as fh:
         fh.write(text + "\n")
     with open(os.path.join(ROOT, "results", "compare.json"), "w") as fh:
-        json.dump({"cpu": cpu, "threads": a.threads, "reps": a.reps, "train": rows, "gemm": gemm}, fh, indent=1)
+        json.dump({"cpu": cpu, "date": date, "threads": threads, "reps": reps, "train": rows, "gemm": gemm}, fh,
+                  indent=1)
 
 
 if __name__ == "__main__":
