@@ -88,6 +88,11 @@ pub struct TrainConfig {
     /// its best for N epochs in a row (a plateau rule, robust to a noisy validation error).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub patience: usize,
+    /// Where the running mean of the paper's rule starts (%): `None` (default) at the first
+    /// epoch's error; the paper's code starts it at 100, so that the rate cannot be halved until
+    /// the mean has come down to the error, ~10 epochs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_start: Option<f64>,
     /// Train on the first N training samples only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
@@ -131,6 +136,7 @@ impl Default for TrainConfig {
             validation: 0,
             schedule_on: ScheduleOn::Train,
             patience: 0,
+            schedule_start: None,
             train_subset: None,
             test_subset: None,
         }
@@ -386,6 +392,11 @@ impl TrainConfig {
                 "adversarial_epsilon",
                 "adversarial training and dropout are not combined (the paper uses them separately)",
             ));
+        }
+        if let Some(start) = self.schedule_start
+            && !(0.0..=100.0).contains(&start)
+        {
+            return Err(Error::config("schedule_start", format!("must be an error in % (0 to 100), got {start}")));
         }
         if self.schedule_on == ScheduleOn::Validation && self.validation == 0 {
             return Err(Error::config("schedule_on", "'validation' needs a validation set (validation = N > 0)"));

@@ -350,6 +350,10 @@ struct TrainArgs {
     /// (0: the paper's running-mean rule) [default: 0].
     #[arg(long)]
     patience: Option<usize>,
+    /// Start the running mean of the paper's rule at this error (%) instead of the first
+    /// epoch's; the paper's code uses 100.
+    #[arg(long, value_name = "PERCENT")]
+    schedule_start: Option<f64>,
     /// Train on the first N training samples.
     #[arg(long)]
     train_subset: Option<usize>,
@@ -405,6 +409,9 @@ impl TrainArgs {
             c.adversarial_epsilon = 0.08;
         }
         set!(validation => validation, schedule_on => schedule_on, patience => patience, align_every => align_every);
+        if self.schedule_start.is_some() {
+            c.schedule_start = self.schedule_start;
+        }
         set!(dropout_input => dropout_input, dropout_hidden => dropout_hidden,
              adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
         if self.no_bias {

@@ -230,7 +230,7 @@ impl Trainer {
             first_epoch,
             learning_rate: config.learning_rate,
             halvings: 0,
-            error_mean: None,
+            error_mean: config.schedule_start,
             best_error: None,
             epochs_since_best: 0,
             initial_loss: None,

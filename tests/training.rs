@@ -242,6 +242,16 @@ fn the_two_schedule_rules_give_their_verdicts_on_fixed_error_sequences() {
     let errors = [5.0, 4.0, 4.5, 4.2, 3.9, 4.0, 3.9, 3.95, 3.8];
     assert_eq!(verdicts(&errors, 2), [false, false, false, true, false, false, true, false, false]);
     assert_eq!(verdicts(&errors, 1), [false, false, true, true, false, true, true, true, false]);
+    // the paper's code starts the running mean at 100 %: means 87.5, 80.6, 77.97, 78.48 here,
+    // so a rising error is first called out at the fourth epoch instead of the second
+    let rising = [50.0, 60.0, 70.0, 80.0, 90.0];
+    assert_eq!(verdicts(&rising, 0), [false, true, true, true, true]);
+    let config = TrainConfig { schedule_start: Some(100.0), ..small(Rule::Dfa) };
+    let mut p = Trainer::new(config, &data).unwrap().progress;
+    let paper: Vec<bool> = rising.iter().map(|&e| p.no_progress(e, 0)).collect();
+    assert_eq!(paper, [false, false, false, true, true]);
+    let bad = TrainConfig { schedule_start: Some(120.0), ..small(Rule::Dfa) };
+    assert!(bad.validate().unwrap_err().to_string().contains("schedule_start"));
 }
 
 #[test]
