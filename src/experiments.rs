@@ -18,6 +18,15 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// The training error a table shows in brackets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BracketError {
+    #[default]
+    Train,
+    Batch,
+}
+
 /// An experiment file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +37,10 @@ pub struct Experiment {
     pub seeds: usize,
     /// Training error (%) above which a cell shows it in brackets.
     pub bracket_above: f64,
+    /// Which training error the brackets show (`train`: the full pass after the last epoch;
+    /// `batch`: the error counted on its mini-batches, what the paper's code reports).
+    #[serde(default)]
+    pub bracket_error: BracketError,
     /// A run that diverged, or stopped with a training error (%) above this, did not converge.
     pub nonconvergence_train_error: f64,
     /// Column order of the table.

@@ -765,6 +765,7 @@ impl dfa::experiments::ReproduceObserver for ReproduceConsole {
 }
 
 fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
+    use dfa::experiments::BracketError;
     use dfa::experiments::Experiment;
     use dfa::reports::{Aggregate, RunOutcome, TableResults};
     let path = if args.table.ends_with(".toml") {
@@ -801,11 +802,17 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
         for seed in 1..=seeds as u64 {
             let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
             if dir.join(SUMMARY_FILE).is_file() {
-                let s: Summary = RunDir::open(&dir)?.read_json(SUMMARY_FILE)?;
+                let run = RunDir::open(&dir)?;
+                let s: Summary = run.read_json(SUMMARY_FILE)?;
+                let bracket_error = match exp.bracket_error {
+                    BracketError::Train => s.final_train_error,
+                    BracketError::Batch => run.read_metrics()?.last().map_or(s.final_train_error, |m| m.batch_error),
+                };
                 outcomes.push(RunOutcome {
                     seed,
                     test_error: s.final_test_error,
                     train_error: s.final_train_error,
+                    bracket_error,
                     epochs: s.epochs,
                     stop: s.stop,
                 });
