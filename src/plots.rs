@@ -31,7 +31,16 @@ fn register_font() {
     });
 }
 
-type Series = (String, RGBColor, bool, Vec<(f64, f64)>);
+/// (label, colour, style, points).
+type Series = (String, RGBColor, Line, Vec<(f64, f64)>);
+
+/// How a curve is drawn: training error thick, batch error thin, test error with markers.
+#[derive(Clone, Copy, PartialEq)]
+enum Line {
+    Train,
+    Batch,
+    Test,
+}
 
 /// Draws with `$draw` (a closure taking the root drawing area) on the PNG or SVG backend that the
 /// extension of `$out` names, then writes the file. A macro, because the closure is instantiated
@@ -63,6 +72,9 @@ pub enum Curves {
     Train,
     Test,
     Both,
+    /// Training (full pass after each epoch), batch (counted on the epoch's mini-batches as
+    /// they were trained: what the paper's code reports) and test error.
+    All,
 }
 
 /// One run to draw: its label and per-epoch metrics.
@@ -107,7 +119,7 @@ fn errors_panel<DB: DrawingBackend>(
     let values: Vec<f64> = runs
         .iter()
         .flat_map(|r| r.metrics.iter())
-        .flat_map(|m| [m.train_error, m.test_error])
+        .flat_map(|m| [m.train_error, m.test_error, if curves == Curves::All { m.batch_error } else { m.test_error }])
         .filter(|v| v.is_finite())
         .collect();
     let top = values.iter().copied().fold(1.0f64, f64::max) * 1.1;
@@ -123,16 +135,20 @@ fn errors_panel<DB: DrawingBackend>(
             run.metrics.iter().map(|m| (m.epoch as f64, if log_scale { f(m).max(floor) } else { f(m) })).collect()
         };
         if curves != Curves::Test {
-            series.push((format!("{} train", run.label), color, true, pick(&|m| m.train_error)));
+            series.push((format!("{} train", run.label), color, Line::Train, pick(&|m| m.train_error)));
+        }
+        if curves == Curves::All {
+            series.push((format!("{} batch", run.label), color, Line::Batch, pick(&|m| m.batch_error)));
         }
         if curves != Curves::Train {
-            series.push((format!("{} test", run.label), color, false, pick(&|m| m.test_error)));
+            series.push((format!("{} test", run.label), color, Line::Test, pick(&|m| m.test_error)));
         }
     }
     let caption = match curves {
         Curves::Train => "Training error",
         Curves::Test => "Test error",
         Curves::Both => "Training and test error",
+        Curves::All => "Training (full pass, batches) and test error",
     };
     macro_rules! chart_body {
         ($chart:expr) => {{
@@ -149,11 +165,15 @@ fn errors_panel<DB: DrawingBackend>(
                 .axis_desc_style(("sans-serif", 18))
                 .draw()
                 .map_err(e)?;
-            for (label, color, solid, points) in series {
-                let style = if solid { color.stroke_width(2) } else { color.mix(0.8).stroke_width(1) };
+            for (label, color, line, points) in series {
+                let style = match line {
+                    Line::Train => color.stroke_width(2),
+                    Line::Batch => color.mix(0.45).stroke_width(2),
+                    Line::Test => color.mix(0.8).stroke_width(1),
+                };
                 let drawn = chart.draw_series(LineSeries::new(points.clone(), style)).map_err(e)?;
                 drawn.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-                if !solid {
+                if line == Line::Test {
                     chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(e)?;
                 }
             }

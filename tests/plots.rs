@@ -66,6 +66,12 @@ fn png_and_svg_pictures_are_drawn_with_labels() {
         &text[..200]
     );
     assert!(text.contains("width=\"800\""));
+    // all three curves: the batch error too
+    let svg_all = tmp.path().join("all.svg");
+    plot(&runs[1..], &svg_all, Curves::All, false).unwrap();
+    let text = std::fs::read_to_string(&svg_all).unwrap();
+    assert!(["bp run train", "bp run batch", "bp run test"].iter().all(|l| text.contains(l)));
+    assert!(!std::fs::read_to_string(&svg).unwrap().contains("bp run batch"));
     let e = plot(&runs, &tmp.path().join("x.jpg"), Curves::Both, false).unwrap_err().to_string();
     assert!(e.contains(".png or .svg"), "{e}");
 }
