@@ -54,12 +54,13 @@ pub fn fast_tanh(x: f32) -> f32 {
 /// The logistic function, written so that it never overflows.
 #[inline]
 pub fn sigmoid(a: f32) -> f32 {
-    if a >= 0.0 {
-        1.0 / (1.0 + (-a).exp())
-    } else {
-        let e = a.exp();
-        e / (1.0 + e)
-    }
+    sigmoid_given(a, (-a.abs()).exp())
+}
+
+/// `σ(a)` from `t = e^{−|a|}` (for callers that need `t` anyway, e.g. for `softplus`).
+#[inline]
+pub fn sigmoid_given(a: f32, t: f32) -> f32 {
+    if a >= 0.0 { 1.0 / (1.0 + t) } else { t / (1.0 + t) }
 }
 
 impl Activation {

@@ -83,24 +83,22 @@ impl Conv2d {
 
     fn im2col_image(&self, img: &[f32], patches: &mut [f32]) {
         let (i, o, k) = (self.input, self.output(), self.k());
-        {
-            for oy in 0..o.h {
-                for ox in 0..o.w {
-                    let row = &mut patches[(oy * o.w + ox) * k..][..k];
-                    for ky in 0..self.kh {
-                        let y = (oy * self.stride + ky) as isize - self.pad as isize;
-                        for kx in 0..self.kw {
-                            let xx = (ox * self.stride + kx) as isize - self.pad as isize;
-                            let dst = &mut row[(ky * self.kw + kx) * i.c..][..i.c];
-                            if y < 0 || xx < 0 || y >= i.h as isize || xx >= i.w as isize {
-                                dst.fill(0.0);
-                            } else if self.chw_input {
-                                for (c, d) in dst.iter_mut().enumerate() {
-                                    *d = img[self.at(y as usize, xx as usize, c)];
-                                }
-                            } else {
-                                dst.copy_from_slice(&img[self.at(y as usize, xx as usize, 0)..][..i.c]);
+        for oy in 0..o.h {
+            for ox in 0..o.w {
+                let row = &mut patches[(oy * o.w + ox) * k..][..k];
+                for ky in 0..self.kh {
+                    let y = (oy * self.stride + ky) as isize - self.pad as isize;
+                    for kx in 0..self.kw {
+                        let xx = (ox * self.stride + kx) as isize - self.pad as isize;
+                        let dst = &mut row[(ky * self.kw + kx) * i.c..][..i.c];
+                        if y < 0 || xx < 0 || y >= i.h as isize || xx >= i.w as isize {
+                            dst.fill(0.0);
+                        } else if self.chw_input {
+                            for (c, d) in dst.iter_mut().enumerate() {
+                                *d = img[self.at(y as usize, xx as usize, c)];
                             }
+                        } else {
+                            dst.copy_from_slice(&img[self.at(y as usize, xx as usize, 0)..][..i.c]);
                         }
                     }
                 }
@@ -123,24 +121,22 @@ impl Conv2d {
     fn col2im_image(&self, cols: &[f32], img: &mut [f32]) {
         let (i, o, k) = (self.input, self.output(), self.k());
         img.fill(0.0);
-        {
-            for oy in 0..o.h {
-                for ox in 0..o.w {
-                    let row = &cols[(oy * o.w + ox) * k..][..k];
-                    for ky in 0..self.kh {
-                        let y = (oy * self.stride + ky) as isize - self.pad as isize;
-                        if y < 0 || y >= i.h as isize {
+        for oy in 0..o.h {
+            for ox in 0..o.w {
+                let row = &cols[(oy * o.w + ox) * k..][..k];
+                for ky in 0..self.kh {
+                    let y = (oy * self.stride + ky) as isize - self.pad as isize;
+                    if y < 0 || y >= i.h as isize {
+                        continue;
+                    }
+                    for kx in 0..self.kw {
+                        let xx = (ox * self.stride + kx) as isize - self.pad as isize;
+                        if xx < 0 || xx >= i.w as isize {
                             continue;
                         }
-                        for kx in 0..self.kw {
-                            let xx = (ox * self.stride + kx) as isize - self.pad as isize;
-                            if xx < 0 || xx >= i.w as isize {
-                                continue;
-                            }
-                            let src = &row[(ky * self.kw + kx) * i.c..][..i.c];
-                            for (c, s) in src.iter().enumerate() {
-                                img[self.at(y as usize, xx as usize, c)] += s;
-                            }
+                        let src = &row[(ky * self.kw + kx) * i.c..][..i.c];
+                        for (c, s) in src.iter().enumerate() {
+                            img[self.at(y as usize, xx as usize, c)] += s;
                         }
                     }
                 }
@@ -225,24 +221,21 @@ impl MaxPool {
     /// Image `b` of `x`; `argmax` holds indices into the whole batch `x`.
     fn forward_image(&self, x: &[f32], b: usize, out: &mut [f32], argmax: &mut [u32]) {
         let (i, o) = (self.input, self.output());
-        {
-            for oy in 0..o.h {
-                for ox in 0..o.w {
-                    for c in 0..i.c {
-                        let mut best = usize::MAX;
-                        for ky in 0..self.k {
-                            for kx in 0..self.k {
-                                let at =
-                                    b * i.len() + ((oy * self.stride + ky) * i.w + ox * self.stride + kx) * i.c + c;
-                                if best == usize::MAX || x[at] > x[best] {
-                                    best = at;
-                                }
+        for oy in 0..o.h {
+            for ox in 0..o.w {
+                for c in 0..i.c {
+                    let mut best = usize::MAX;
+                    for ky in 0..self.k {
+                        for kx in 0..self.k {
+                            let at = b * i.len() + ((oy * self.stride + ky) * i.w + ox * self.stride + kx) * i.c + c;
+                            if best == usize::MAX || x[at] > x[best] {
+                                best = at;
                             }
                         }
-                        let o_at = (oy * o.w + ox) * o.c + c;
-                        out[o_at] = x[best];
-                        argmax[o_at] = best as u32;
                     }
+                    let o_at = (oy * o.w + ox) * o.c + c;
+                    out[o_at] = x[best];
+                    argmax[o_at] = best as u32;
                 }
             }
         }

@@ -11,7 +11,7 @@
 //! `A_i = H_{i-1} W_iᵀ`. Layers know how to go forward and how to turn an update direction
 //! `δa_i` into weight gradients; which rule produced `δa_i` is the business of [`crate::rules`].
 
-use crate::activation::Activation;
+use crate::activation::{Activation, sigmoid_given};
 use crate::conv::{Conv2d, MaxPool, Shape};
 use crate::linalg::{gemm_nt, gemm_tn};
 use crate::rng::DfaRng;
@@ -481,12 +481,11 @@ pub fn output_error(logits: &[f32], labels: &[u8], n_out: usize, e: &mut [f32]) 
         }
         for (k, (&a, e)) in a_row.iter().zip(e_row.iter_mut()).enumerate() {
             let y = if k == label as usize { 1.0f32 } else { 0.0 };
-            // one exp for both: e^{−|a|} gives softplus(a) and σ(a) (the same bits as `sigmoid`)
+            // one exp for both: e^{−|a|} gives softplus(a) and σ(a)
             let t = (-a.abs()).exp();
             let softplus = a.max(0.0) + t.ln_1p();
             loss += (softplus - y * a) as f64;
-            let s = if a >= 0.0 { 1.0 / (1.0 + t) } else { t / (1.0 + t) };
-            *e = (s - y) * inv_n;
+            *e = (sigmoid_given(a, t) - y) * inv_n;
         }
     }
     (loss, errors)

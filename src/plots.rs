@@ -119,7 +119,7 @@ fn errors_panel<DB: DrawingBackend>(
     let values: Vec<f64> = runs
         .iter()
         .flat_map(|r| r.metrics.iter())
-        .flat_map(|m| [m.train_error, m.test_error, if curves == Curves::All { m.batch_error } else { m.test_error }])
+        .flat_map(|m| [m.train_error, m.test_error].into_iter().chain((curves == Curves::All).then_some(m.batch_error)))
         .filter(|v| v.is_finite())
         .collect();
     let top = values.iter().copied().fold(1.0f64, f64::max) * 1.1;
