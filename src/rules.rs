@@ -187,6 +187,50 @@ impl Feedback {
     }
 }
 
+/// What carries the update direction from layer `l + 1` down to layer `l` (BP and FA).
+#[derive(Clone, Copy)]
+pub enum ChainStep<'a> {
+    /// BP: the forward weights `W_{l+1}` (`n_{l+1} × n_l`, row-major) and `n_{l+1}`.
+    Bp(&'a [f32], usize),
+    /// FA: the fixed feedback matrix `B_l` (`n_l × n_{l+1}`).
+    Fa(&'a FeedbackMatrix),
+}
+
+/// One step down the chain of BP or FA: `δa_l = (δa_{l+1} W_{l+1}) ⊙ f'(a_l)` (BP) or
+/// `(δa_{l+1} B_lᵀ) ⊙ f'(a_l)` (FA, `B_l` stored `n_l × n_{l+1}`), then layer `l`'s dropout mask
+/// when `masks` is given. `d_above` is `δa_{l+1}` (`rows × n_{l+1}`), `d` receives `δa_l`.
+#[allow(clippy::too_many_arguments)]
+pub fn chain_step(
+    f: Activation,
+    step: ChainStep<'_>,
+    d_above: &[f32],
+    outputs: &[Vec<f32>],
+    masks: Option<&[Vec<f32>]>,
+    l: usize,
+    rows: usize,
+    d: &mut [f32],
+    threads: usize,
+) {
+    let n_l = match step {
+        ChainStep::Bp(w, n_above) => {
+            let n_l = w.len() / n_above;
+            // rows × n_{l+1} times n_{l+1} × n_l
+            gemm_nn(d, d_above, w, rows, n_above, n_l, false, threads);
+            n_l
+        }
+        ChainStep::Fa(b) => {
+            gemm_nt(d, d_above, &b.values, rows, b.cols, b.rows, false, threads);
+            b.rows
+        }
+    };
+    let d = &mut d[..rows * n_l];
+    f.scale_by_derivative(d, &outputs[l]);
+    // the mask that silenced a unit on the way up also silences its update
+    if let Some(m) = masks {
+        d.iter_mut().zip(&m[l + 1]).for_each(|(d, m)| *d *= m);
+    }
+}
+
 /// DFA projections below this many multiply-adds run on one thread (the 2x800 and 7x240 nets'
 /// take ~10 µs; 100x240's 15 M are worth spreading over the layers).
 const PARALLEL_PROJECTION: usize = 1 << 22;
@@ -211,23 +255,16 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
     };
     let missing = |l: usize| -> ! { panic!("{} feedback for hidden layer {l} was not drawn", rule.name()) };
     match rule {
-        Rule::Bp => {
+        Rule::Bp | Rule::Fa => {
+            let masks = masks.map(|m| m.as_slice());
             for l in (0..depth - 1).rev() {
-                let above = &net.layers[l + 1];
                 let (lower, upper) = hidden.split_at_mut(l + 1);
                 let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
-                // δa_i = (W_{i+1}ᵀ δa_{i+1}): rows × n_{i+1} times n_{i+1} × n_i
-                gemm_nn(&mut lower[l], d_above, &above.weight, rows, above.fan_out, above.fan_in, false, threads);
-                finish(&mut lower[l][..rows * above.fan_in], l);
-            }
-        }
-        Rule::Fa => {
-            for l in (0..depth - 1).rev() {
-                let b = feedback.for_layer(l).unwrap_or_else(|| missing(l));
-                let (lower, upper) = hidden.split_at_mut(l + 1);
-                let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
-                gemm_nt(&mut lower[l], d_above, &b.values, rows, b.cols, b.rows, false, threads);
-                finish(&mut lower[l][..rows * b.rows], l);
+                let step = match rule {
+                    Rule::Bp => ChainStep::Bp(&net.layers[l + 1].weight, net.layers[l + 1].fan_out),
+                    _ => ChainStep::Fa(feedback.for_layer(l).unwrap_or_else(|| missing(l))),
+                };
+                chain_step(f, step, d_above, outputs, masks, l, rows, &mut lower[l], threads);
             }
         }
         Rule::Dfa => {

@@ -9,8 +9,8 @@ use crate::config::{ScheduleOn, TrainConfig, parse_model};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
 use crate::linalg::gemm_nn;
-use crate::network::{Network, Workspace, output_error};
-use crate::optimiser::Optimiser;
+use crate::network::{Dense, Gradients, Network, Workspace, output_error};
+use crate::optimiser::{Optimiser, UpdateRule};
 use crate::rng::{DfaRng, RngState, Stream};
 use crate::rules::{self, Feedback, Rule};
 use serde::{Deserialize, Serialize};
@@ -385,6 +385,10 @@ impl Trainer {
                 update_layers(net, &mut model.optimiser, ws, x, rows, false, true, Some(&model.feedback), threads);
                 return (loss, errors);
             }
+            if measure_batch.is_none() && overlaps_chain(config, net, threads) {
+                chain_and_update(config.rule, net, &mut model.optimiser, &model.feedback, ws, x, rows);
+                return (loss, errors);
+            }
             rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
             if let Some(batch) = measure_batch.take() {
                 let scratch = align.get_or_insert_with(|| crate::alignment::Scratch::new(net, ws));
@@ -593,10 +597,7 @@ pub fn update_layers(
     direct: Option<&Feedback>,
     threads: usize,
 ) {
-    let work = net.layers.iter().map(|l| if l.frozen { 0 } else { l.work() });
-    let total: usize = work.clone().sum();
-    let largest = work.max().unwrap_or(0);
-    let layer_parallel = threads > 1 && net.depth() > 1 && largest * threads * 5 <= total * 6;
+    let layer_parallel = threads > 1 && layers_balance(net, threads);
     let (rule, states) = optimiser.layer_states();
     // the gradient and delta buffers are taken out for the loop (moves, no allocation), so that
     // the layer inputs can be borrowed from the rest of the workspace
@@ -608,12 +609,7 @@ pub fn update_layers(
     let shared: &Workspace = ws;
     let masks = shared.dropout_active.then_some(shared.masks.as_slice());
     let (activation, n_out) = (net.activation, net.n_outputs());
-    let task = |l: usize,
-                layer: &mut crate::network::Dense,
-                delta: Option<&mut Vec<f32>>,
-                g: &mut crate::network::Gradients,
-                state,
-                t| {
+    let task = |l: usize, layer: &mut Dense, delta: Option<&mut Vec<f32>>, g: &mut Gradients, state, t| {
         if layer.frozen {
             return;
         }
@@ -625,10 +621,7 @@ pub fn update_layers(
             (Some(d), None) => d,
             (None, _) => e,
         };
-        layer.gradients(delta, shared.gradient_input(x, l), rows, g, accumulate, t);
-        if apply {
-            rule.apply(layer, g, state, t);
-        }
+        update_layer(layer, delta, shared.gradient_input(x, l), rows, g, state, rule, accumulate, apply, t);
     };
     if layer_parallel {
         use rayon::prelude::*;
@@ -648,6 +641,187 @@ pub fn update_layers(
             task(l, layer, d, g, state, threads);
         }
     }
+    ws.grads = grads;
+    ws.deltas = deltas;
+}
+
+/// Whether a net's layers can be spread over `threads` as whole tasks: no layer holds so much of
+/// the work that the others cannot balance it (the 3072-wide first layer of the CIFAR nets does).
+fn layers_balance(net: &Network, threads: usize) -> bool {
+    let work = net.layers.iter().map(|l| if l.frozen { 0 } else { l.work() });
+    let total: usize = work.clone().sum();
+    let largest = work.max().unwrap_or(0);
+    net.depth() > 1 && largest * threads * 5 <= total * 6
+}
+
+/// One layer's weight gradient (added to `g` when `accumulate`) and, when `apply`, its update.
+#[allow(clippy::too_many_arguments)]
+fn update_layer(
+    layer: &mut Dense,
+    delta: &[f32],
+    input: &[f32],
+    rows: usize,
+    g: &mut Gradients,
+    state: &mut Gradients,
+    rule: UpdateRule,
+    accumulate: bool,
+    apply: bool,
+    threads: usize,
+) {
+    if layer.frozen {
+        return;
+    }
+    layer.gradients(delta, input, rows, g, accumulate, threads);
+    if apply {
+        rule.apply(layer, g, state, threads);
+    }
+}
+
+/// Whether a training step of `net` under `config` on `threads` threads runs the BP or FA chain
+/// beside the layer updates ([`chain_and_update`]) instead of before them. Only on two threads
+/// (see its deadlock note), for one rule throughout on a dense net, and where it pays
+/// ([`overlap_pays`]); the alignment measurement needs all directions first and takes the other
+/// path. Either way the numbers are the same.
+pub fn overlaps_chain(config: &TrainConfig, net: &Network, threads: usize) -> bool {
+    matches!(config.rule, Rule::Bp | Rule::Fa)
+        && config.layer_rules.is_empty()
+        && !config.adversarial()
+        && !net.has_blocks()
+        && threads == 2
+        && layers_balance(net, threads)
+        && overlap_pays(net)
+}
+
+/// Whether overlapping the BP/FA chain with the updates ([`chain_and_update`]) should beat
+/// splitting every product of the chain over both threads and then the updates. The first layer's
+/// update can only start at the end of the chain (its direction comes last), so overlapping runs
+/// the chain on one thread (`C`) then that update (`U_0`) beside the other layers' updates (`R`):
+/// about `max(C + U_0, R)`; splitting the chain gives about `C/2 + max(U_0, R)`. Costs in
+/// multiply-adds per sample; an update costs its gradient product plus ~50 % for RMSprop.
+/// 7x240 and 100x240 overlap; 2x800 and 3x400 (one or two large chain steps) do not.
+fn overlap_pays(net: &Network) -> bool {
+    let update = |l: &Dense| if l.frozen { 0.0 } else { 1.5 * l.work() as f64 };
+    let chain: f64 = net.layers[1..].iter().map(|l| l.work() as f64).sum();
+    let first = update(&net.layers[0]);
+    let rest: f64 = net.layers[1..].iter().map(update).sum();
+    (chain + first).max(rest) < chain / 2.0 + first.max(rest)
+}
+
+/// A pointer that crosses threads; see the SAFETY notes where it is dereferenced.
+struct Shared<T>(*mut T);
+// SAFETY: only used by `chain_and_update`, whose protocol gives every element one writer at a time.
+unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Shared<T> {}
+impl<T> Shared<T> {
+    fn at(&self, i: usize) -> *mut T {
+        // SAFETY: callers pass indices inside the slice the pointer came from
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// How many steps of the BP/FA chain (step `l` computes `δa_l`; they run from `l = depth − 2`
+/// down to 0) must be done before layer `j` may be updated: `δa_j` must be known (the output
+/// layer's `e` always is) and — BP — the chain must be done reading `W_j` (step `j − 1`).
+fn steps_before_update(rule: Rule, depth: usize, j: usize) -> usize {
+    match rule {
+        Rule::Bp => (depth - j).min(depth - 1),
+        _ if j == depth - 1 => 0,
+        _ => depth - 1 - j,
+    }
+}
+
+/// BP and FA on two threads: the chain of update directions runs down the net while the layers
+/// whose direction is final are already being updated.
+///
+/// Step `l` of the chain computes `δa_l` from `δa_{l+1}` ([`rules::chain_step`]; BP reads
+/// `W_{l+1}`, FA its fixed `B_l`). Layer `j` may be updated once `δa_j` is known and — BP — once
+/// the chain has read `W_j` (step `j − 1`); the output layer, with `e`, as soon as BP has read
+/// `W_L`, at once under FA. The calling thread runs the chain, splitting each product with the
+/// other thread when that one is idle (it polls rayon while it waits), then updates the first
+/// layer (the last to become ready, and usually the largest) and joins the other thread, which
+/// takes the layers from the top down as they become ready. Every product and update is the same
+/// computation as in [`rules::hidden_deltas`] + [`update_layers`], so the bits are the same.
+///
+/// Deadlock-free on a pool of two threads: the chain never waits for the other thread (a product
+/// half that nobody took is run by the chain thread itself), and the only jobs the waiting
+/// thread can pick up are those halves.
+#[allow(clippy::too_many_arguments)]
+fn chain_and_update(
+    rule: Rule,
+    net: &mut Network,
+    optimiser: &mut Optimiser,
+    feedback: &Feedback,
+    ws: &mut Workspace,
+    x: &[f32],
+    rows: usize,
+) {
+    use std::sync::atomic::AtomicUsize;
+    let depth = net.depth();
+    let activation = net.activation;
+    let (update, states) = optimiser.layer_states();
+    let mut grads = std::mem::take(&mut ws.grads);
+    let mut deltas = std::mem::take(&mut ws.deltas);
+    let (hidden, output) = deltas.split_at_mut(depth - 1);
+    let e: &[f32] = &output[0];
+    let shared: &Workspace = ws;
+    let masks = shared.dropout_active.then_some(shared.masks.as_slice());
+    let layers = Shared(net.layers.as_mut_ptr());
+    let hidden = Shared(hidden.as_mut_ptr());
+    let grads_at = Shared(grads.as_mut_ptr());
+    let states_at = Shared(states.as_mut_ptr());
+    // chain steps finished (step l is the (depth − 1 − l)-th), and the next layer to hand out
+    // (counted from the output layer down to layer 1; layer 0 is the chain thread's)
+    let done = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let needs = |j: usize| steps_before_update(rule, depth, j);
+    let run = |j: usize| {
+        // SAFETY: layer j, its gradient and its state are touched by this call only (each index is
+        // handed out once), and the chain no longer reads W_j (`needs`); `δa_j` is final and no
+        // longer written (the Acquire load of `done` that let us in pairs with its Release store).
+        let (layer, g, state) = unsafe { (&mut *layers.at(j), &mut *grads_at.at(j), &mut *states_at.at(j)) };
+        let delta: &[f32] = if j == depth - 1 { e } else { unsafe { &*hidden.at(j) } };
+        update_layer(layer, delta, shared.gradient_input(x, j), rows, g, state, update, false, true, 1);
+    };
+    let take_layers = || {
+        loop {
+            // the chain is the critical path: help with a product half it offers before anything else
+            while rayon::yield_now() == Some(rayon::Yield::Executed) {}
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            if k + 1 >= depth {
+                return;
+            }
+            let j = depth - 1 - k;
+            while done.load(Ordering::Acquire) < needs(j) {
+                // help with the chain's product halves meanwhile
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::hint::spin_loop();
+                }
+            }
+            run(j);
+        }
+    };
+    let chain = || {
+        for l in (0..depth - 1).rev() {
+            let step = match rule {
+                // SAFETY: layer l + 1 is not handed out before this step is done (`needs`)
+                Rule::Bp => unsafe {
+                    let above = &*layers.at(l + 1);
+                    rules::ChainStep::Bp(&above.weight, above.fan_out)
+                },
+                _ => rules::ChainStep::Fa(feedback.for_layer(l).expect("FA feedback for every hidden layer")),
+            };
+            // SAFETY: δa_l is written by this step only, and read by nobody before `done` says so;
+            // δa_{l+1} is final
+            let (d, d_above): (&mut Vec<f32>, &[f32]) =
+                unsafe { (&mut *hidden.at(l), if l + 1 == depth - 1 { e } else { &*hidden.at(l + 1) }) };
+            rules::chain_step(activation, step, d_above, &shared.outputs, masks, l, rows, d, 2);
+            done.store(depth - 1 - l, Ordering::Release);
+        }
+        run(0);
+        take_layers();
+    };
+    rayon::join(chain, take_layers);
     ws.grads = grads;
     ws.deltas = deltas;
 }
@@ -714,5 +888,26 @@ impl Trainer {
 
     pub fn n_test(&self) -> usize {
         self.test.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_waits_for_every_chain_step_that_touches_it() {
+        // written out from what each step touches: step l writes δa_l and (BP) reads W_{l+1}; the
+        // update of layer j reads δa_j and writes W_j, so it must wait for every step that writes
+        // δa_j or reads W_j; step l is the (depth − 1 − l)-th
+        for depth in [2, 3, 8, 101] {
+            for rule in [Rule::Bp, Rule::Fa] {
+                for j in 0..depth {
+                    let touches = |l: usize| l == j || (rule == Rule::Bp && l + 1 == j);
+                    let want = (0..depth - 1).filter(|&l| touches(l)).map(|l| depth - 1 - l).max().unwrap_or(0);
+                    assert_eq!(steps_before_update(rule, depth, j), want, "{rule:?} depth {depth} layer {j}");
+                }
+            }
+        }
     }
 }

@@ -55,6 +55,8 @@ fn steady_state_training_step_allocates_nothing() {
             for (model, optimiser) in [
                 ("2x256", OptimiserKind::Rmsprop),
                 ("5x64", OptimiserKind::Sgd),
+                // deep and narrow: BP and FA on two threads run the chain beside the updates
+                ("10x200", OptimiserKind::Rmsprop),
                 ("c4k3p1,p3s2,c4k3,16", OptimiserKind::Rmsprop),
             ] {
                 if rule == Rule::Ifa && model.starts_with('c') {

@@ -6,8 +6,10 @@ mod common;
 use dfa::activation::Activation;
 use dfa::config::TrainConfig;
 use dfa::data::{self, Dataset, DatasetKind};
+use dfa::network::Network;
 use dfa::optimiser::OptimiserKind;
 use dfa::record::{self, Quiet, RunDir};
+use dfa::rng::{DfaRng, Stream};
 use dfa::rules::Rule;
 use dfa::training::{EpochMetrics, StopReason, Trainer, apply_subsets};
 use std::sync::OnceLock;
@@ -322,6 +324,53 @@ fn dfa_directions_computed_inside_the_update_tasks_give_the_same_bits() {
         assert!(!m[0].alignment.is_empty());
         assert_eq!(fused.model.net, separate.model.net, "dropout {dropout}");
     }
+}
+
+#[test]
+fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
+    // on two threads a deep narrow BP or FA net runs its chain of directions beside the updates
+    // of the layers already done (`training::overlaps_chain`); one thread runs them one after
+    // the other. Same numbers, with and without dropout.
+    for rule in [Rule::Bp, Rule::Fa] {
+        for dropout in [false, true] {
+            let (d_in, d_hidden) = if dropout { (0.1, 0.5) } else { (0.0, 0.0) };
+            let config = TrainConfig {
+                model: "10x200".into(),
+                dropout_input: d_in,
+                dropout_hidden: d_hidden,
+                train_subset: Some(640),
+                max_epochs: 2,
+                ..small(rule)
+            };
+            let (two, m2) = train(&config);
+            assert!(dfa::training::overlaps_chain(&config, &two.model.net, 2), "{rule:?} 10x200 should overlap");
+            let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
+            assert_eq!(two.model.net, one.model.net, "{rule:?} dropout {dropout}");
+            assert_eq!(m2[1].loss.to_bits(), m1[1].loss.to_bits());
+            // every layer moved (the bits above are not those of a net that never changed)
+            let start = Trainer::new(config.clone(), &subset(&config)).unwrap();
+            for (a, b) in start.model.net.layers.iter().zip(&two.model.net.layers) {
+                assert_ne!(a.weight, b.weight, "{rule:?} dropout {dropout}");
+            }
+            assert!(m2[1].loss < m2[0].loss, "{rule:?} dropout {dropout}: {m2:?}");
+        }
+    }
+    // which nets overlap: the deep narrow ones; not 2x800 or 3x400 (one or two large chain steps
+    // that the other thread should rather help with), nor the CIFAR-shaped 3x1000 (its first
+    // layer is most of the work), nor any net on one or three threads
+    let overlaps = |rule: Rule, widths: &[usize], n_in: usize, threads: usize| {
+        let sizes: Vec<usize> = std::iter::once(n_in).chain(widths.iter().copied()).chain([10]).collect();
+        let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(1, Stream::Weights));
+        dfa::training::overlaps_chain(&small(rule), &net, threads)
+    };
+    assert!(overlaps(Rule::Bp, &[240; 7], 784, 2));
+    assert!(overlaps(Rule::Fa, &[240; 100], 784, 2));
+    assert!(!overlaps(Rule::Bp, &[240; 7], 784, 1));
+    assert!(!overlaps(Rule::Bp, &[240; 7], 784, 3));
+    assert!(!overlaps(Rule::Bp, &[800; 2], 784, 2));
+    assert!(!overlaps(Rule::Bp, &[400; 3], 784, 2));
+    assert!(!overlaps(Rule::Bp, &[1000; 3], 3072, 2));
+    assert!(!overlaps(Rule::Dfa, &[240; 7], 784, 2));
 }
 
 #[test]
