@@ -168,13 +168,9 @@ pub fn train_throughput(case: &Case, rule: Rule, threads: usize, samples: usize)
         (0..pool_samples / 64).map(|b| (b as u32 * 64..b as u32 * 64 + 64).collect()).collect();
     let steps = samples.div_ceil(64);
     let seconds = trainer.in_pool(|t| {
-        for idx in batches.iter().take(5) {
-            t.train_batch(idx);
-        }
+        t.train_batches(batches.iter().take(5).map(|b| b.as_slice()), &mut |_, _, _, _| true);
         let start = Instant::now();
-        for s in 0..steps {
-            t.train_batch(&batches[s % batches.len()]);
-        }
+        t.train_batches((0..steps).map(|s| batches[s % batches.len()].as_slice()), &mut |_, _, _, _| true);
         start.elapsed().as_secs_f64()
     });
     let done = steps * 64;

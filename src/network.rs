@@ -116,6 +116,31 @@ impl Dense {
         }
     }
 
+    /// A dense layer's forward pass over `rows` samples: `out = f(input Wᵀ + b)`, or the logits
+    /// `input Wᵀ + b` when `last`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_dense(
+        &self,
+        activation: Activation,
+        last: bool,
+        input: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        threads: usize,
+    ) {
+        gemm_nt(out, input, &self.weight, rows, self.fan_in, self.fan_out, false, threads);
+        let out = &mut out[..rows * self.fan_out];
+        if last {
+            for row in out.chunks_exact_mut(self.fan_out) {
+                for (a, b) in row.iter_mut().zip(&self.bias) {
+                    *a += b;
+                }
+            }
+        } else {
+            activation.bias_apply(out, &self.bias);
+        }
+    }
+
     /// Multiply-adds of one sample's forward pass through this layer.
     pub fn work(&self) -> usize {
         self.weight.len() * self.block.map_or(1, |b| b.positions())
@@ -308,19 +333,9 @@ impl Network {
                 }
                 continue;
             }
-            gemm_nt(out, input, &layer.weight, rows, layer.fan_in, layer.fan_out, false, threads);
-            let out = &mut out[..rows * layer.fan_out];
-            if l == last {
-                for row in out.chunks_exact_mut(layer.fan_out) {
-                    for (a, b) in row.iter_mut().zip(&layer.bias) {
-                        *a += b;
-                    }
-                }
-            } else {
-                self.activation.bias_apply(out, &layer.bias);
-                if ws.dropout_active {
-                    apply_mask(&mut ws.dropped[l + 1], out, &ws.masks[l + 1], rows * layer.fan_out);
-                }
+            layer.forward_dense(self.activation, l == last, input, out, rows, threads);
+            if l != last && ws.dropout_active {
+                apply_mask(&mut ws.dropped[l + 1], out, &ws.masks[l + 1], rows * layer.fan_out);
             }
         }
     }

@@ -57,6 +57,8 @@ fn steady_state_training_step_allocates_nothing() {
                 ("5x64", OptimiserKind::Sgd),
                 // deep and narrow: BP and FA on two threads run the chain beside the updates
                 ("10x200", OptimiserKind::Rmsprop),
+                // DFA pipelines the steps of nets this deep
+                ("18x32", OptimiserKind::Rmsprop),
                 ("c4k3p1,p3s2,c4k3,16", OptimiserKind::Rmsprop),
             ] {
                 if rule == Rule::Ifa && model.starts_with('c') {
@@ -78,16 +80,11 @@ fn steady_state_training_step_allocates_nothing() {
                 let batches: Vec<Vec<u32>> = (0..15).map(|b| (b * 64..b * 64 + 64).collect()).collect();
                 let last: Vec<u32> = (960..1000).collect(); // a short last batch, as at an epoch's end
                 let counted = t.in_pool(|t| {
-                    for idx in &batches[..3] {
-                        t.train_batch(idx);
-                    }
-                    t.train_batch(&last);
+                    t.train_batches(batches[..3].iter().chain([&last]).map(|b| b.as_slice()), &mut |_, _, _, _| true);
                     rayon::broadcast(|_| COUNTED.with(|c| c.set(true)));
                     let before = ALLOCATIONS.load(Ordering::SeqCst);
-                    for idx in &batches[3..] {
-                        t.train_batch(idx);
-                    }
-                    t.train_batch(&last);
+                    // through `train_batches`, as an epoch trains (pipelined DFA on deep nets)
+                    t.train_batches(batches[3..].iter().chain([&last]).map(|b| b.as_slice()), &mut |_, _, _, _| true);
                     let counted = ALLOCATIONS.load(Ordering::SeqCst) - before;
                     rayon::broadcast(|_| COUNTED.with(|c| c.set(false)));
                     counted

@@ -374,6 +374,40 @@ fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
 }
 
 #[test]
+fn pipelined_dfa_gives_the_bits_of_one_step_after_the_other() {
+    // a deep DFA net on two threads runs each batch's updates beside the next batch's forward
+    // pass (`training::pipelines`); on one thread the steps run one after the other. 1000
+    // samples: the last batch of each epoch is short (40).
+    let config = TrainConfig { model: "18x64".into(), train_subset: Some(1000), max_epochs: 3, ..small(Rule::Dfa) };
+    let (two, m2) = train(&config);
+    assert!(dfa::training::pipelines(&config, &two.model.net, 2));
+    let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
+    assert!(!dfa::training::pipelines(&config, &one.model.net, 1));
+    assert_eq!(two.model.net, one.model.net);
+    let strip = |m: &[EpochMetrics]| {
+        m.iter().map(|m| (m.loss.to_bits(), m.batch_error, m.train_error, m.test_error)).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&m2), strip(&m1));
+    // every layer moved and the loss fell (the bits above are not those of a net that never changed)
+    let start = Trainer::new(config.clone(), &subset(&config)).unwrap();
+    for (a, b) in start.model.net.layers.iter().zip(&two.model.net.layers) {
+        assert_ne!(a.weight, b.weight);
+    }
+    assert!(m2[2].loss < 0.8 * m2[0].loss, "{m2:?}");
+    // not pipelined: shallow nets, dropout, alignment measurement, one thread
+    assert!(!dfa::training::pipelines(&small(Rule::Dfa), &one.model.net, 1));
+    let shallow = Trainer::new(small(Rule::Dfa), &subset(&small(Rule::Dfa))).unwrap();
+    assert!(!dfa::training::pipelines(&small(Rule::Dfa), &shallow.model.net, 2));
+    for other in [
+        TrainConfig { dropout_hidden: 0.5, ..config.clone() },
+        TrainConfig { align_every: 5, ..config.clone() },
+        TrainConfig { rule: Rule::Bp, ..config.clone() },
+    ] {
+        assert!(!dfa::training::pipelines(&other, &two.model.net, 2));
+    }
+}
+
+#[test]
 fn a_damaged_metrics_line_is_an_error_unless_it_is_the_cut_last_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create_unique(tmp.path(), "r").unwrap();
