@@ -812,16 +812,116 @@ fn overlap_pays(net: &Network) -> bool {
     (chain + first).max(rest) < chain / 2.0 + first.max(rest)
 }
 
-/// A pointer that crosses threads; see the SAFETY notes where it is dereferenced.
+/// A pointer that crosses threads (see [`LayerShares`]).
 struct Shared<T>(*mut T);
-// SAFETY: only used by `chain_and_update`, whose protocol gives every element one writer at a time.
+// SAFETY: only dereferenced through `LayerShares`, whose callers give every element one writer at
+// a time and no reader while it is written.
 unsafe impl<T: Send> Send for Shared<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Shared<T> {}
-impl<T> Shared<T> {
-    fn at(&self, i: usize) -> *mut T {
-        // SAFETY: callers pass indices inside the slice the pointer came from
-        unsafe { self.0.add(i) }
+
+/// Every layer of a net with its gradient, optimiser state and hidden direction, shared by the
+/// threads of [`chain_and_update`] and [`update_beside_forward`]. Those hand every layer's update
+/// to exactly one thread and order the other accesses with atomics; the methods are `unsafe`
+/// because the borrow checker cannot see that protocol.
+struct LayerShares<'a> {
+    layers: Shared<Dense>,
+    grads: Shared<Gradients>,
+    states: Shared<Gradients>,
+    hidden: Shared<Vec<f32>>,
+    depth: usize,
+    n_out: usize,
+    /// The output error `e`.
+    e: &'a [f32],
+    ws: &'a Workspace,
+    x: &'a [f32],
+    rows: usize,
+    update: UpdateRule,
+}
+
+impl LayerShares<'_> {
+    /// Runs `f` with the layers of `net` shared; `ws` holds the batch's forward pass and output
+    /// error, `x` its input.
+    fn with<R>(
+        net: &mut Network,
+        optimiser: &mut Optimiser,
+        ws: &mut Workspace,
+        x: &[f32],
+        rows: usize,
+        f: impl FnOnce(&LayerShares<'_>) -> R,
+    ) -> R {
+        let depth = net.depth();
+        let (update, states) = optimiser.layer_states();
+        // moved out (no allocation) so that the rest of the workspace can be shared
+        let mut grads = std::mem::take(&mut ws.grads);
+        let mut deltas = std::mem::take(&mut ws.deltas);
+        let (hidden, output) = deltas.split_at_mut(depth - 1);
+        let result = f(&LayerShares {
+            layers: Shared(net.layers.as_mut_ptr()),
+            grads: Shared(grads.as_mut_ptr()),
+            states: Shared(states.as_mut_ptr()),
+            hidden: Shared(hidden.as_mut_ptr()),
+            depth,
+            n_out: net.n_outputs(),
+            e: &output[0],
+            ws,
+            x,
+            rows,
+            update,
+        });
+        ws.grads = grads;
+        ws.deltas = deltas;
+        result
+    }
+
+    /// Layer `l`, to read.
+    ///
+    /// SAFETY: nobody may be updating layer `l`.
+    unsafe fn layer(&self, l: usize) -> &Dense {
+        assert!(l < self.depth);
+        unsafe { &*self.layers.0.add(l) }
+    }
+
+    /// The direction `δa_l` of layer `l` (`e` for the output layer), to read.
+    ///
+    /// SAFETY: nobody may be writing it.
+    unsafe fn direction(&self, l: usize) -> &[f32] {
+        assert!(l < self.depth);
+        if l == self.depth - 1 { self.e } else { unsafe { &*self.hidden.0.add(l) } }
+    }
+
+    /// The direction `δa_l` of hidden layer `l`, to write.
+    ///
+    /// SAFETY: nobody else may be reading or writing it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn direction_mut(&self, l: usize) -> &mut Vec<f32> {
+        assert!(l + 1 < self.depth);
+        unsafe { &mut *self.hidden.0.add(l) }
+    }
+
+    /// Layer `j`'s weight gradient and update on one thread; with `dfa`, its direction is first
+    /// computed from `e` ([`rules::dfa_delta`]), as [`update_layers`] does.
+    ///
+    /// SAFETY: nobody else may touch layer `j`, its gradient, state or direction meanwhile.
+    unsafe fn update(&self, j: usize, dfa: Option<(&Feedback, crate::activation::Activation)>) {
+        assert!(j < self.depth);
+        let (layer, g, state) =
+            unsafe { (&mut *self.layers.0.add(j), &mut *self.grads.0.add(j), &mut *self.states.0.add(j)) };
+        if layer.frozen {
+            return;
+        }
+        let delta: &[f32] = match dfa {
+            Some((feedback, f)) if j + 1 < self.depth => {
+                let d = unsafe { self.direction_mut(j) };
+                let masks = self.ws.dropout_active.then_some(self.ws.masks.as_slice());
+                let e = self.e;
+                rules::dfa_delta(f, feedback, &self.ws.outputs, masks, e, self.n_out, j, layer.fan_out, self.rows, d);
+                d
+            }
+            _ => unsafe { self.direction(j) },
+        };
+        let input = self.ws.gradient_input(self.x, j);
+        update_layer(layer, delta, input, self.rows, g, state, self.update, false, true, 1);
     }
 }
 
@@ -882,69 +982,47 @@ fn update_beside_forward(
 ) {
     use std::sync::atomic::AtomicUsize;
     let depth = net.depth();
-    let (activation, n_out) = (net.activation, net.n_outputs());
-    let (update, states) = optimiser.layer_states();
-    let mut grads = std::mem::take(&mut ws.grads);
-    let mut deltas = std::mem::take(&mut ws.deltas);
-    let (hidden, output) = deltas.split_at_mut(depth - 1);
-    let e: &[f32] = &output[0];
-    let shared: &Workspace = ws;
-    let masks = shared.dropout_active.then_some(shared.masks.as_slice());
-    let layers = Shared(net.layers.as_mut_ptr());
-    let hidden = Shared(hidden.as_mut_ptr());
-    let grads_at = Shared(grads.as_mut_ptr());
-    let states_at = Shared(states.as_mut_ptr());
-    let handed_out = AtomicUsize::new(0);
-    let take = || {
-        let j = handed_out.fetch_add(1, Ordering::Relaxed);
-        (j < depth).then_some(j)
-    };
-    let run = |j: usize| {
-        // SAFETY: layer j, its direction, gradient and state are touched by this call only (each
-        // index is handed out once), and the forward pass reads layer j only after the Release
-        // store below
-        let (layer, g, state) = unsafe { (&mut *layers.at(j), &mut *grads_at.at(j), &mut *states_at.at(j)) };
-        if !layer.frozen {
-            let delta: &[f32] = if j == depth - 1 {
-                e
-            } else {
-                let d = unsafe { &mut *hidden.at(j) };
-                rules::dfa_delta(activation, feedback, &shared.outputs, masks, e, n_out, j, layer.fan_out, rows, d);
-                d
-            };
-            update_layer(layer, delta, shared.gradient_input(x, j), rows, g, state, update, false, true, 1);
-        }
-        updated[j].store(phase, Ordering::Release);
-    };
-    let take_updates = || {
-        while let Some(j) = take() {
-            run(j);
-        }
-    };
+    let activation = net.activation;
     let Next { ws: next_ws, x: next_x, rows: next_rows } = next;
-    let forward = || {
-        let mut l = 0;
-        while l < depth {
-            if updated[l].load(Ordering::Acquire) == phase {
-                // SAFETY: layer l's update is done (Acquire above) and nothing writes it again here
-                let layer = unsafe { &*layers.at(l) };
-                let (before, rest) = next_ws.outputs.split_at_mut(l);
-                let input: &[f32] = if l == 0 { next_x } else { &before[l - 1] };
-                // with every update handed out, the other threads are free for half the product
-                let split = if handed_out.load(Ordering::Relaxed) >= depth { threads } else { 1 };
-                layer.forward_dense(activation, l == depth - 1, input, &mut rest[0], next_rows, split);
-                l += 1;
-            } else if let Some(j) = take() {
+    LayerShares::with(net, optimiser, ws, x, rows, |shares| {
+        let handed_out = AtomicUsize::new(0);
+        let take = || {
+            let j = handed_out.fetch_add(1, Ordering::Relaxed);
+            (j < depth).then_some(j)
+        };
+        let run = |j: usize| {
+            // SAFETY: layer j is handed out once, and the forward pass reads it only after the
+            // Release store below
+            unsafe { shares.update(j, Some((feedback, activation))) };
+            updated[j].store(phase, Ordering::Release);
+        };
+        let take_updates = || {
+            while let Some(j) = take() {
                 run(j);
-            } else if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                std::hint::spin_loop();
             }
-        }
-        take_updates();
-    };
-    rayon::join(forward, take_updates);
-    ws.grads = grads;
-    ws.deltas = deltas;
+        };
+        let forward = || {
+            let mut l = 0;
+            while l < depth {
+                if updated[l].load(Ordering::Acquire) == phase {
+                    // SAFETY: layer l's update is done (Acquire above) and nothing writes it again
+                    let layer = unsafe { shares.layer(l) };
+                    let (before, rest) = next_ws.outputs.split_at_mut(l);
+                    let input: &[f32] = if l == 0 { next_x } else { &before[l - 1] };
+                    // with every update handed out, the other threads are free for half the product
+                    let split = if handed_out.load(Ordering::Relaxed) >= depth { threads } else { 1 };
+                    layer.forward_dense(activation, l == depth - 1, input, &mut rest[0], next_rows, split);
+                    l += 1;
+                } else if let Some(j) = take() {
+                    run(j);
+                } else if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::hint::spin_loop();
+                }
+            }
+            take_updates();
+        };
+        rayon::join(forward, take_updates);
+    });
 }
 
 /// How many steps of the BP/FA chain (step `l` computes `δa_l`; they run from `l = depth − 2`
@@ -986,71 +1064,54 @@ fn chain_and_update(
     use std::sync::atomic::AtomicUsize;
     let depth = net.depth();
     let activation = net.activation;
-    let (update, states) = optimiser.layer_states();
-    let mut grads = std::mem::take(&mut ws.grads);
-    let mut deltas = std::mem::take(&mut ws.deltas);
-    let (hidden, output) = deltas.split_at_mut(depth - 1);
-    let e: &[f32] = &output[0];
-    let shared: &Workspace = ws;
-    let masks = shared.dropout_active.then_some(shared.masks.as_slice());
-    let layers = Shared(net.layers.as_mut_ptr());
-    let hidden = Shared(hidden.as_mut_ptr());
-    let grads_at = Shared(grads.as_mut_ptr());
-    let states_at = Shared(states.as_mut_ptr());
-    // chain steps finished (step l is the (depth − 1 − l)-th), and the next layer to hand out
-    // (counted from the output layer down to layer 1; layer 0 is the chain thread's)
-    let done = AtomicUsize::new(0);
-    let next = AtomicUsize::new(0);
-    let needs = |j: usize| steps_before_update(rule, depth, j);
-    let run = |j: usize| {
-        // SAFETY: layer j, its gradient and its state are touched by this call only (each index is
-        // handed out once), and the chain no longer reads W_j (`needs`); `δa_j` is final and no
-        // longer written (the Acquire load of `done` that let us in pairs with its Release store).
-        let (layer, g, state) = unsafe { (&mut *layers.at(j), &mut *grads_at.at(j), &mut *states_at.at(j)) };
-        let delta: &[f32] = if j == depth - 1 { e } else { unsafe { &*hidden.at(j) } };
-        update_layer(layer, delta, shared.gradient_input(x, j), rows, g, state, update, false, true, 1);
-    };
-    let take_layers = || {
-        loop {
-            // the chain is the critical path: help with a product half it offers before anything else
-            while rayon::yield_now() == Some(rayon::Yield::Executed) {}
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            if k + 1 >= depth {
-                return;
-            }
-            let j = depth - 1 - k;
-            while done.load(Ordering::Acquire) < needs(j) {
-                // help with the chain's product halves meanwhile
-                if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                    std::hint::spin_loop();
+    LayerShares::with(net, optimiser, ws, x, rows, |shares| {
+        // chain steps finished (step l is the (depth − 1 − l)-th), and the next layer to hand out
+        // (counted from the output layer down to layer 1; layer 0 is the chain thread's)
+        let done = AtomicUsize::new(0);
+        let next = AtomicUsize::new(0);
+        let take_layers = || {
+            loop {
+                // the chain is the critical path: help with a product half it offers first
+                while rayon::yield_now() == Some(rayon::Yield::Executed) {}
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k + 1 >= depth {
+                    return;
                 }
+                let j = depth - 1 - k;
+                while done.load(Ordering::Acquire) < steps_before_update(rule, depth, j) {
+                    // help with the chain's product halves meanwhile
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+                // SAFETY: layer j is handed out once; the chain no longer reads W_j and δa_j is
+                // final (the Acquire load of `done` pairs with its Release store)
+                unsafe { shares.update(j, None) };
             }
-            run(j);
-        }
-    };
-    let chain = || {
-        for l in (0..depth - 1).rev() {
-            let step = match rule {
-                // SAFETY: layer l + 1 is not handed out before this step is done (`needs`)
-                Rule::Bp => unsafe {
-                    let above = &*layers.at(l + 1);
-                    rules::ChainStep::Bp(&above.weight, above.fan_out)
-                },
-                _ => rules::ChainStep::Fa(feedback.for_layer(l).expect("FA feedback for every hidden layer")),
-            };
-            // SAFETY: δa_l is written by this step only, and read by nobody before `done` says so;
-            // δa_{l+1} is final
-            let (d, d_above): (&mut Vec<f32>, &[f32]) =
-                unsafe { (&mut *hidden.at(l), if l + 1 == depth - 1 { e } else { &*hidden.at(l + 1) }) };
-            rules::chain_step(activation, step, d_above, &shared.outputs, masks, l, rows, d, 2);
-            done.store(depth - 1 - l, Ordering::Release);
-        }
-        run(0);
-        take_layers();
-    };
-    rayon::join(chain, take_layers);
-    ws.grads = grads;
-    ws.deltas = deltas;
+        };
+        let chain = || {
+            for l in (0..depth - 1).rev() {
+                let step = match rule {
+                    // SAFETY: layer l + 1 is not handed out before this step is done
+                    Rule::Bp => unsafe {
+                        let above = shares.layer(l + 1);
+                        rules::ChainStep::Bp(&above.weight, above.fan_out)
+                    },
+                    _ => rules::ChainStep::Fa(feedback.for_layer(l).expect("FA feedback for every hidden layer")),
+                };
+                // SAFETY: δa_l is written by this step only and read by nobody before `done` says
+                // so; δa_{l+1} is final
+                let (d, d_above) = unsafe { (shares.direction_mut(l), shares.direction(l + 1)) };
+                let masks = shares.ws.dropout_active.then_some(shares.ws.masks.as_slice());
+                rules::chain_step(activation, step, d_above, &shares.ws.outputs, masks, l, rows, d, 2);
+                done.store(depth - 1 - l, Ordering::Release);
+            }
+            // SAFETY: layer 0 is never handed out; every step is done
+            unsafe { shares.update(0, None) };
+            take_layers();
+        };
+        rayon::join(chain, take_layers);
+    });
 }
 
 /// The fast gradient sign method (Goodfellow et al. 2015):
