@@ -634,7 +634,7 @@ impl Trainer {
 
 /// Runs `f` on the current rayon worker while every other worker of the pool polls for jobs
 /// (`rayon::yield_now`) until `f` returns or panics.
-fn keep_workers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+pub(crate) fn keep_workers_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     struct Release<'a>(&'a AtomicBool);
     impl Drop for Release<'_> {
         fn drop(&mut self) {
