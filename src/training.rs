@@ -344,15 +344,8 @@ impl Trainer {
     /// summed per-sample loss and the number of misclassified samples, both before the update.
     /// Allocates nothing. Call it inside [`Trainer::in_pool`] for the configured threads.
     pub fn train_batch(&mut self, indices: &[u32]) -> (f64, usize) {
-        let dim = self.train.dim;
-        let rows = indices.len();
-        assert!(rows <= self.config.batch_size, "{rows} samples for a batch of {}", self.config.batch_size);
-        for (r, &i) in indices.iter().enumerate() {
-            let i = i as usize;
-            self.x[r * dim..(r + 1) * dim].copy_from_slice(&self.train.images[i * dim..(i + 1) * dim]);
-            self.y[r] = self.train.labels[i];
-        }
-        self.step(rows)
+        load_batch(&self.train, indices, self.config.batch_size, &mut self.x, &mut self.y);
+        self.step(indices.len())
     }
 
     /// One update per mini-batch of `batches`, in order, until `record(b, rows, loss, errors)`
@@ -389,19 +382,12 @@ impl Trainer {
         record: &mut dyn FnMut(usize, usize, f64, usize) -> bool,
     ) {
         let Some(first) = batches.next() else { return };
-        let Trainer { model, ws, x, y, threads, train, ahead, .. } = self;
+        let Trainer { model, ws, x, y, threads, train, ahead, config, .. } = self;
         let ahead = ahead.as_mut().expect("pipelined run");
         let threads = *threads;
         let net = &mut model.net;
         let (depth, n_out) = (net.depth(), net.n_outputs());
-        let load = |idx: &[u32], x: &mut [f32], y: &mut [u8]| {
-            let dim = train.dim;
-            for (r, &i) in idx.iter().enumerate() {
-                let i = i as usize;
-                x[r * dim..(r + 1) * dim].copy_from_slice(&train.images[i * dim..(i + 1) * dim]);
-                y[r] = train.labels[i];
-            }
-        };
+        let load = |idx: &[u32], x: &mut [f32], y: &mut [u8]| load_batch(train, idx, config.batch_size, x, y);
         load(first, x, y);
         let mut rows = first.len();
         net.forward(x, rows, ws, threads);
@@ -629,6 +615,17 @@ impl Trainer {
         if p.stop.is_none() && p.epoch - p.first_epoch >= c.max_epochs {
             p.stop = Some(StopReason::MaxEpochs);
         }
+    }
+}
+
+/// Copies the training samples `indices` (at most `batch_size`) into `x` and their labels into `y`.
+fn load_batch(train: &Split, indices: &[u32], batch_size: usize, x: &mut [f32], y: &mut [u8]) {
+    let (dim, rows) = (train.dim, indices.len());
+    assert!(rows <= batch_size, "{rows} samples for a batch of {batch_size}");
+    for (r, &i) in indices.iter().enumerate() {
+        let i = i as usize;
+        x[r * dim..(r + 1) * dim].copy_from_slice(&train.images[i * dim..(i + 1) * dim]);
+        y[r] = train.labels[i];
     }
 }
 
