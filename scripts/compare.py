@@ -8,6 +8,7 @@ performance issue. Then compares the GEMM dfa uses (faer) with OpenBLAS (numpy) 
 (torch) at the GEMM shapes of the 2x800 training step, on 1 and 2 threads.
 
     python3 scripts/compare.py [--python ../ref-venv/bin/python] [--threads 2] [--reps 3]
+    python3 scripts/compare.py --only 7x240 --skip-gemm   # re-measure some nets, keep the other rows
 
 Needs a Python with torch, numpy and threadpoolctl (see ../shared/tools/README.md):
     python3 -m venv ../ref-venv && ../ref-venv/bin/pip install torch numpy threadpoolctl
@@ -128,7 +129,8 @@ def main():
     if a.render:
         with open(os.path.join(ROOT, "results", "compare.json")) as fh:
             saved = json.load(fh)
-        write(saved["cpu"], saved["threads"], saved["reps"], saved["train"], saved["gemm"], saved.get("date", "?"))
+        write(saved["cpu"], saved["threads"], saved["reps"], saved["train"], saved["gemm"], saved.get("date", "?"),
+              saved.get("gemm_reps"))
         return
     if not os.path.exists(a.dfa):
         run(["cargo", "build", "--release"], cwd=ROOT)
@@ -151,22 +153,42 @@ def main():
         ref_rule = "bp-autograd" if flags == ["--conv"] else rule + ("-autograd" if "--bp-autograd" in flags else "")
         rows.append({"net": net, "dfa_rule": rule, "reference_rule": ref_rule, "threads": a.threads,
                      "samples": samples or "epoch", "dfa_samples_per_s": d, "reference_samples_per_s": r,
-                     "ratio": d / r, "target": target, "dfa_all": ours[i], "reference_all": theirs[i]})
+                     "ratio": d / r, "target": target, "dfa_all": ours[i], "reference_all": theirs[i],
+                     "date": str(datetime.date.today())})
+    saved_path = os.path.join(ROOT, "results", "compare.json")
+    saved = None
+    if os.path.exists(saved_path):
+        with open(saved_path) as fh:
+            saved = json.load(fh)
     if a.gemm_only:
-        with open(os.path.join(ROOT, "results", "compare.json")) as fh:
-            rows = json.load(fh)["train"]
+        rows = saved["train"]
+    elif a.only and saved:
+        # keep the rows of the nets not measured this time, in their order
+        fresh = {(r["net"], r["dfa_rule"], r["reference_rule"]): r for r in rows}
+        rows = [fresh.pop((r["net"], r["dfa_rule"], r["reference_rule"]), r) for r in saved["train"]]
+        rows += list(fresh.values())
     gemm = [] if a.skip_gemm else gemm_comparison(a)
+    if a.skip_gemm and saved:
+        gemm = saved["gemm"]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-    write(cpu, a.threads, a.reps, rows, gemm, str(datetime.date.today()))
+    gemm_reps = saved.get("gemm_reps", saved["reps"]) if a.skip_gemm and saved else a.reps
+    train_reps = saved["reps"] if a.gemm_only else a.reps
+    write(cpu, a.threads, train_reps, rows, gemm, str(datetime.date.today()), gemm_reps)
 
 
-def write(cpu, threads, reps, rows, gemm, date):
+def write(cpu, threads, reps, rows, gemm, date, gemm_reps=None):
+    gemm_reps = gemm_reps or reps
     lines = [f"Measured {date} on {cpu}, {os.cpu_count()} cores, {threads} threads, "
              f"median of {reps} alternating runs (`python3 scripts/compare.py`). The ratio and its verdict "
              "compare the two medians; the runs column gives each run's ratio against the reference run "
              "next to it in time.", "",
              "| net | dfa rule | reference rule | dfa samples/s | reference samples/s | ratio | target | runs |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    dates = sorted({r["date"] for r in rows if "date" in r})
+    if len(dates) > 1:
+        # `--only` re-measured some rows: say which were measured when
+        lines.insert(1, "Rows measured on different days: " + "; ".join(
+            f"{d}: {', '.join(sorted({r['net'] for r in rows if r.get('date') == d}))}" for d in dates) + ".")
     for r in rows:
         target = f"≥ {r['target']}×" if r["target"] else ""
         met = "" if not r["target"] else (" ✓" if r["ratio"] >= r["target"] else " ✗")
@@ -174,7 +196,7 @@ def write(cpu, threads, reps, rows, gemm, date):
         lines.append(f"| {r['net']} | {r['dfa_rule']} | {r['reference_rule']} | {r['dfa_samples_per_s']:,.0f} | "
                      f"{r['reference_samples_per_s']:,.0f} | {r['ratio']:.2f}×{met} | {target} | {runs} |")
     if gemm:
-        lines += ["", f"GEMM GFLOP/s at the 2x800 step's shapes, best of {reps} (M×K×N; dfa in the layouts it uses, "
+        lines += ["", f"GEMM GFLOP/s at the 2x800 step's shapes, best of {gemm_reps} (M×K×N; dfa in the layouts it uses, "
                   "OpenBLAS through numpy in the plain layout, MKL through torch in the MLP layout):", "",
                   "| threads | shape | dfa (faer) | OpenBLAS | dfa / OpenBLAS | MKL |", "| --- | --- | ---: | ---: | ---: | ---: |"]
         for g in gemm:
@@ -187,7 +209,7 @@ def write(cpu, threads, reps, rows, gemm, date):
     with open(os.path.join(ROOT, "results", "compare.md"), "w") as fh:
         fh.write(text + "\n")
     with open(os.path.join(ROOT, "results", "compare.json"), "w") as fh:
-        json.dump({"cpu": cpu, "date": date, "threads": threads, "reps": reps, "train": rows, "gemm": gemm}, fh,
+        json.dump({"cpu": cpu, "date": date, "threads": threads, "reps": reps, "gemm_reps": gemm_reps, "train": rows, "gemm": gemm}, fh,
                   indent=1)
 
 
