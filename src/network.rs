@@ -118,7 +118,6 @@ impl Dense {
 
     /// A dense layer's forward pass over `rows` samples: `out = f(input Wᵀ + b)`, or the logits
     /// `input Wᵀ + b` when `last`.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_dense(
         &self,
         activation: Activation,

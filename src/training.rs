@@ -15,7 +15,7 @@ use crate::rng::{DfaRng, RngState, Stream};
 use crate::rules::{self, Feedback, Rule};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Samples per chunk in the evaluation passes (larger products run closer to the GEMM peak).
@@ -211,6 +211,8 @@ pub struct Trainer {
     pool: Arc<rayon::ThreadPool>,
     /// Pipelined DFA ([`pipelines`]): the buffers of the next mini-batch.
     ahead: Option<Ahead>,
+    /// Whether BP/FA run their chain beside the updates ([`overlaps_chain`]; fixed for a run).
+    chain_overlap: bool,
 }
 
 /// The second set of buffers of a pipelined DFA run: the next mini-batch's forward pass fills
@@ -220,7 +222,7 @@ struct Ahead {
     x: Vec<f32>,
     y: Vec<u8>,
     /// Per layer, the number of the last fused phase whose update of that layer is done.
-    updated: Vec<std::sync::atomic::AtomicUsize>,
+    updated: Vec<AtomicUsize>,
     phase: usize,
 }
 
@@ -299,11 +301,13 @@ impl Trainer {
             ws: Workspace::new(&model.net, rows),
             x: vec![0.0; rows * train.dim],
             y: vec![0; rows],
-            updated: (0..model.net.depth()).map(|_| std::sync::atomic::AtomicUsize::new(0)).collect(),
+            updated: (0..model.net.depth()).map(|_| AtomicUsize::new(0)).collect(),
             phase: 0,
         });
+        let chain_overlap = overlaps_chain(&config, &model.net, threads);
         Ok(Trainer {
             ahead,
+            chain_overlap,
             ws,
             dropout_rng,
             x_adv,
@@ -450,6 +454,7 @@ impl Trainer {
             measure_batch,
             alignment_log,
             hidden_rules,
+            chain_overlap,
             ..
         } = self;
         let threads = *threads;
@@ -479,7 +484,7 @@ impl Trainer {
                 update_layers(net, &mut model.optimiser, ws, x, rows, false, true, Some(&model.feedback), threads);
                 return (loss, errors);
             }
-            if measure_batch.is_none() && overlaps_chain(config, net, threads) {
+            if measure_batch.is_none() && *chain_overlap {
                 chain_and_update(config.rule, net, &mut model.optimiser, &model.feedback, ws, x, rows);
                 return (loss, errors);
             }
@@ -757,6 +762,7 @@ fn layers_balance(net: &Network, threads: usize) -> bool {
 }
 
 /// One layer's weight gradient (added to `g` when `accumulate`) and, when `apply`, its update.
+/// Callers skip frozen layers.
 #[allow(clippy::too_many_arguments)]
 fn update_layer(
     layer: &mut Dense,
@@ -770,9 +776,6 @@ fn update_layer(
     apply: bool,
     threads: usize,
 ) {
-    if layer.frozen {
-        return;
-    }
     layer.gradients(delta, input, rows, g, accumulate, threads);
     if apply {
         rule.apply(layer, g, state, threads);
@@ -871,6 +874,11 @@ impl LayerShares<'_> {
         result
     }
 
+    /// The dropout masks of the batch, when it has them.
+    fn masks(&self) -> Option<&[Vec<f32>]> {
+        self.ws.dropout_active.then_some(self.ws.masks.as_slice())
+    }
+
     /// Layer `l`, to read.
     ///
     /// SAFETY: nobody may be updating layer `l`.
@@ -910,8 +918,7 @@ impl LayerShares<'_> {
         let delta: &[f32] = match dfa {
             Some((feedback, f)) if j + 1 < self.depth => {
                 let d = unsafe { self.direction_mut(j) };
-                let masks = self.ws.dropout_active.then_some(self.ws.masks.as_slice());
-                let e = self.e;
+                let (e, masks) = (self.e, self.masks());
                 rules::dfa_delta(f, feedback, &self.ws.outputs, masks, e, self.n_out, j, layer.fan_out, self.rows, d);
                 d
             }
@@ -973,11 +980,10 @@ fn update_beside_forward(
     x: &[f32],
     rows: usize,
     next: Next<'_>,
-    updated: &[std::sync::atomic::AtomicUsize],
+    updated: &[AtomicUsize],
     phase: usize,
     threads: usize,
 ) {
-    use std::sync::atomic::AtomicUsize;
     let depth = net.depth();
     let activation = net.activation;
     let Next { ws: next_ws, x: next_x, rows: next_rows } = next;
@@ -1058,7 +1064,6 @@ fn chain_and_update(
     x: &[f32],
     rows: usize,
 ) {
-    use std::sync::atomic::AtomicUsize;
     let depth = net.depth();
     let activation = net.activation;
     LayerShares::with(net, optimiser, ws, x, rows, |shares| {
@@ -1099,8 +1104,7 @@ fn chain_and_update(
                 // SAFETY: δa_l is written by this step only and read by nobody before `done` says
                 // so; δa_{l+1} is final
                 let (d, d_above) = unsafe { (shares.direction_mut(l), shares.direction(l + 1)) };
-                let masks = shares.ws.dropout_active.then_some(shares.ws.masks.as_slice());
-                rules::chain_step(activation, step, d_above, &shares.ws.outputs, masks, l, rows, d, 2);
+                rules::chain_step(activation, step, d_above, &shares.ws.outputs, shares.masks(), l, rows, d, 2);
                 done.store(depth - 1 - l, Ordering::Release);
             }
             // SAFETY: layer 0 is never handed out; every step is done
