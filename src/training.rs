@@ -216,7 +216,8 @@ pub struct Trainer {
 }
 
 /// The second set of buffers of a pipelined DFA run: the next mini-batch's forward pass fills
-/// them while the current one's updates run ([`update_beside_forward`]).
+/// them while the current one's updates run ([`update_beside_forward`]). Its workspace has no
+/// gradients: the updates always use those of the trainer's workspace.
 struct Ahead {
     ws: Workspace,
     x: Vec<f32>,
@@ -298,7 +299,8 @@ impl Trainer {
         }
         let x_adv = if config.adversarial() { vec![0.0; rows * train.dim] } else { Vec::new() };
         let ahead = pipelines(&config, &model.net, threads).then(|| Ahead {
-            ws: Workspace::new(&model.net, rows),
+            // the next batch's forward pass needs no gradients: the one set stays in `ws`
+            ws: Workspace { grads: Vec::new(), ..Workspace::new(&model.net, rows) },
             x: vec![0.0; rows * train.dim],
             y: vec![0; rows],
             updated: (0..model.net.depth()).map(|_| AtomicUsize::new(0)).collect(),
@@ -423,6 +425,7 @@ impl Trainer {
                 &mut ahead.ws.deltas[depth - 1],
             );
             std::mem::swap(ws, &mut ahead.ws);
+            std::mem::swap(&mut ws.grads, &mut ahead.ws.grads);
             std::mem::swap(x, &mut ahead.x);
             std::mem::swap(y, &mut ahead.y);
             rows = idx.len();
