@@ -7,7 +7,7 @@ and reports medians of training samples/s and their ratio against the targets of
 performance issue. Then compares the GEMM dfa uses (faer) with OpenBLAS (numpy) and MKL
 (torch) at the GEMM shapes of the 2x800 training step, on 1 and 2 threads.
 
-    python3 scripts/compare.py [--python ../ref-venv/bin/python] [--threads 2] [--reps 3]
+    python3 scripts/compare.py [--python ../ref-venv/bin/python] [--threads 2] [--reps 5]
     python3 scripts/compare.py --only 7x240 --skip-gemm   # re-measure some nets, keep the other rows
 
 Needs a Python with torch, numpy and threadpoolctl (see ../shared/tools/README.md):
@@ -118,7 +118,7 @@ def main():
     ap.add_argument("--python", default=os.path.join(os.path.dirname(ROOT), "ref-venv", "bin", "python"))
     ap.add_argument("--dfa", default=os.path.join(ROOT, "target", "release", "dfa"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--only", default=None, help="substring filter on the net name")
     ap.add_argument("--skip-gemm", action="store_true")
     ap.add_argument("--gemm-only", action="store_true",

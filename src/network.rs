@@ -174,16 +174,33 @@ impl Dense {
         accumulate: bool,
         threads: usize,
     ) {
+        self.gradients_into(delta, input, rows, &mut grad.weight, &mut grad.bias, accumulate, threads);
+    }
+
+    /// [`Dense::gradients`] into the weight and bias gradients given apart (`weight.len()` and
+    /// `bias.len()` long).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gradients_into(
+        &self,
+        delta: &[f32],
+        input: &[f32],
+        rows: usize,
+        gw: &mut [f32],
+        gb: &mut [f32],
+        accumulate: bool,
+        threads: usize,
+    ) {
+        assert!(gw.len() == self.weight.len() && gb.len() == self.bias.len(), "one gradient per parameter");
         let (rows, width, k) = self.gemm_dims(rows);
-        gemm_tn(&mut grad.weight, delta, input, width, rows, k, accumulate, threads);
+        gemm_tn(gw, delta, input, width, rows, k, accumulate, threads);
         if !accumulate {
-            grad.bias.fill(0.0);
+            gb.fill(0.0);
         }
         if !self.has_bias {
             return;
         }
         for row in delta[..rows * width].chunks_exact(width) {
-            for (g, d) in grad.bias.iter_mut().zip(row) {
+            for (g, d) in gb.iter_mut().zip(row) {
                 *g += d;
             }
         }
@@ -378,6 +395,11 @@ pub struct Workspace {
     /// `deltas[l]`: the update direction `δa_{l+1}` of weight layer `l`; the last one is `e`.
     pub deltas: Vec<Vec<f32>>,
     pub grads: Vec<Gradients>,
+    /// One gradient buffer per thread, sized for the largest layer ([`Workspace::with_scratch`];
+    /// empty unless asked for): an update that applies its gradient at once computes it there,
+    /// in a buffer still in the thread's cache from the previous layer, instead of in the
+    /// layer's own `grads` (cold on deep nets: writing it first reads it from memory).
+    pub scratch: Vec<Gradients>,
     /// Dropout, when the run uses it: `masks[l]` holds `m/(1−p)` (0 or `1/(1−p)`) for the input
     /// (`l = 0`) and every hidden layer, `dropped[l]` the masked values `x ⊙ m/(1−p)` and
     /// `h_l ⊙ m/(1−p)` that the layer above receives. Empty without dropout.
@@ -434,11 +456,20 @@ impl Workspace {
             outputs,
             deltas,
             grads,
+            scratch: Vec::new(),
             masks: Vec::new(),
             dropped: Vec::new(),
             dropout_active: false,
             blocks,
         }
+    }
+
+    /// Allocates one update gradient buffer per thread ([`Workspace::scratch`]).
+    pub fn with_scratch(mut self, net: &Network, threads: usize) -> Self {
+        let weight = net.layers.iter().map(|l| l.weight.len()).max().unwrap_or(0);
+        let bias = net.layers.iter().map(|l| l.bias.len()).max().unwrap_or(0);
+        self.scratch = (0..threads).map(|_| Gradients { weight: vec![0.0; weight], bias: vec![0.0; bias] }).collect();
+        self
     }
 
     /// Allocates the dropout buffers (input and every hidden layer).

@@ -77,7 +77,13 @@ pub struct UpdateRule {
 impl UpdateRule {
     /// Updates one layer with its state (RMSprop's mean squares; unused by SGD).
     pub fn apply(&self, layer: &mut Dense, g: &Gradients, state: &mut Gradients, threads: usize) {
-        update(self.kind, self.learning_rate, self.decay, self.epsilon, layer, g, state, threads);
+        self.apply_parts(layer, &g.weight, &g.bias, state, threads);
+    }
+
+    /// [`UpdateRule::apply`] with the weight and bias gradients given apart (`weight.len()` and
+    /// `bias.len()` of the layer long).
+    pub fn apply_parts(&self, layer: &mut Dense, gw: &[f32], gb: &[f32], state: &mut Gradients, threads: usize) {
+        update(self.kind, self.learning_rate, self.decay, self.epsilon, layer, gw, gb, state, threads);
     }
 }
 
@@ -88,18 +94,20 @@ fn update(
     rho: f32,
     eps: f32,
     layer: &mut Dense,
-    g: &Gradients,
+    gw: &[f32],
+    gb: &[f32],
     ms: &mut Gradients,
     threads: usize,
 ) {
+    assert!(gw.len() == layer.weight.len() && gb.len() == layer.bias.len(), "one gradient per parameter");
     match kind {
         OptimiserKind::Rmsprop => {
-            rmsprop(&mut layer.weight, &g.weight, &mut ms.weight, lr, rho, eps, threads);
-            rmsprop(&mut layer.bias, &g.bias, &mut ms.bias, lr, rho, eps, threads);
+            rmsprop(&mut layer.weight, gw, &mut ms.weight, lr, rho, eps, threads);
+            rmsprop(&mut layer.bias, gb, &mut ms.bias, lr, rho, eps, threads);
         }
         OptimiserKind::Sgd => {
-            sgd(&mut layer.weight, &g.weight, lr);
-            sgd(&mut layer.bias, &g.bias, lr);
+            sgd(&mut layer.weight, gw, lr);
+            sgd(&mut layer.bias, gb, lr);
         }
     }
 }

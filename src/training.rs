@@ -292,14 +292,15 @@ impl Trainer {
         } else {
             (data.train.clone(), None)
         };
-        let mut ws = Workspace::new(&model.net, rows);
+        let mut ws = Workspace::new(&model.net, rows).with_scratch(&model.net, threads);
         if config.dropout() {
             ws = ws.with_dropout(&model.net);
             ws.dropout_active = true;
         }
         let x_adv = if config.adversarial() { vec![0.0; rows * train.dim] } else { Vec::new() };
         let ahead = pipelines(&config, &model.net, threads).then(|| Ahead {
-            // the next batch's forward pass needs no gradients: the one set stays in `ws`
+            // the next batch's forward pass needs no gradients: the one set (and the update
+            // buffers) stay in `ws`
             ws: Workspace { grads: Vec::new(), ..Workspace::new(&model.net, rows) },
             x: vec![0.0; rows * train.dim],
             y: vec![0; rows],
@@ -426,6 +427,7 @@ impl Trainer {
             );
             std::mem::swap(ws, &mut ahead.ws);
             std::mem::swap(&mut ws.grads, &mut ahead.ws.grads);
+            std::mem::swap(&mut ws.scratch, &mut ahead.ws.scratch);
             std::mem::swap(x, &mut ahead.x);
             std::mem::swap(y, &mut ahead.y);
             rows = idx.len();
@@ -713,6 +715,8 @@ pub fn update_layers(
     // the layer inputs can be borrowed from the rest of the workspace
     let mut grads = std::mem::take(&mut ws.grads);
     let mut deltas = std::mem::take(&mut ws.deltas);
+    let mut scratch = std::mem::take(&mut ws.scratch);
+    let scratch_shared = (Shared(scratch.as_mut_ptr()), scratch.len());
     let depth = deltas.len();
     let (hidden, output) = deltas.split_at_mut(depth - 1);
     let e: &[f32] = &output[0];
@@ -731,6 +735,8 @@ pub fn update_layers(
             (Some(d), None) => d,
             (None, _) => e,
         };
+        // SAFETY: each thread runs one update at a time (a task with `t` threads is the only one)
+        let g = unsafe { gradient_buffer(&scratch_shared, g, apply && !accumulate) };
         update_layer(layer, delta, shared.gradient_input(x, l), rows, g, state, rule, accumulate, apply, t);
     };
     if layer_parallel {
@@ -753,6 +759,25 @@ pub fn update_layers(
     }
     ws.grads = grads;
     ws.deltas = deltas;
+    ws.scratch = scratch;
+}
+
+/// The buffer an update computes layer `l`'s gradient in: when the update applies it at once
+/// (`at_once`), the calling thread's buffer of [`Workspace::scratch`] (the first one outside a
+/// pool), hot from the thread's previous update; else, or without buffers, the layer's own `own`.
+///
+/// SAFETY: `scratch` points to `scratch.1` buffers that outlive `'a`, and no other update may be
+/// using the calling thread's buffer meanwhile.
+unsafe fn gradient_buffer<'a>(
+    scratch: &(Shared<Gradients>, usize),
+    own: &'a mut Gradients,
+    at_once: bool,
+) -> &'a mut Gradients {
+    let (buffers, n) = (scratch.0.0, scratch.1);
+    match rayon::current_thread_index().unwrap_or(0) {
+        i if at_once && i < n => unsafe { &mut *buffers.add(i) },
+        _ => own,
+    }
 }
 
 /// Whether a net's layers can be spread over `threads` as whole tasks: no layer holds so much of
@@ -779,9 +804,11 @@ fn update_layer(
     apply: bool,
     threads: usize,
 ) {
-    layer.gradients(delta, input, rows, g, accumulate, threads);
+    // `g` may be a scratch buffer sized for the largest layer
+    let (gw, gb) = (&mut g.weight[..layer.weight.len()], &mut g.bias[..layer.bias.len()]);
+    layer.gradients_into(delta, input, rows, gw, gb, accumulate, threads);
     if apply {
-        rule.apply(layer, g, state, threads);
+        rule.apply_parts(layer, gw, gb, state, threads);
     }
 }
 
@@ -830,6 +857,8 @@ unsafe impl<T: Send> Sync for Shared<T> {}
 struct LayerShares<'a> {
     layers: Shared<Dense>,
     grads: Shared<Gradients>,
+    /// [`Workspace::scratch`] and its length.
+    scratch: (Shared<Gradients>, usize),
     states: Shared<Gradients>,
     hidden: Shared<Vec<f32>>,
     depth: usize,
@@ -858,10 +887,12 @@ impl LayerShares<'_> {
         // moved out (no allocation) so that the rest of the workspace can be shared
         let mut grads = std::mem::take(&mut ws.grads);
         let mut deltas = std::mem::take(&mut ws.deltas);
+        let mut scratch = std::mem::take(&mut ws.scratch);
         let (hidden, output) = deltas.split_at_mut(depth - 1);
         let result = f(&LayerShares {
             layers: Shared(net.layers.as_mut_ptr()),
             grads: Shared(grads.as_mut_ptr()),
+            scratch: (Shared(scratch.as_mut_ptr()), scratch.len()),
             states: Shared(states.as_mut_ptr()),
             hidden: Shared(hidden.as_mut_ptr()),
             depth,
@@ -874,6 +905,7 @@ impl LayerShares<'_> {
         });
         ws.grads = grads;
         ws.deltas = deltas;
+        ws.scratch = scratch;
         result
     }
 
@@ -928,6 +960,8 @@ impl LayerShares<'_> {
             _ => unsafe { self.direction(j) },
         };
         let input = self.ws.gradient_input(self.x, j);
+        // SAFETY: an update on one thread makes no call that could start another on it
+        let g = unsafe { gradient_buffer(&self.scratch, g, true) };
         update_layer(layer, delta, input, self.rows, g, state, self.update, false, true, 1);
     }
 }

@@ -486,3 +486,55 @@ fn frozen_layers_stay_and_a_run_continues_another() {
     let e = Trainer::new(other_shape, &data).err().expect("an error").to_string();
     assert!(e.contains("init_from") && e.contains("layers"), "{e}");
 }
+
+/// Updates that compute each layer's gradient in the calling thread's buffer
+/// (`Workspace::scratch`) give the bits of updates through the layers' own gradient buffers, on
+/// a net whose layers are spread over the threads and on one whose layers go one after another
+/// with each product split; the layers' own buffers are then left untouched.
+#[test]
+fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
+    use dfa::network::{Workspace, output_error};
+    use dfa::optimiser::Optimiser;
+    use dfa::rules::{Feedback, hidden_deltas};
+    use dfa::training::update_layers;
+    let data = mnist();
+    let rows = 64;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for sizes in [vec![784, 300, 300, 300, 10], vec![784, 100, 10]] {
+        for rule in [Rule::Bp, Rule::Fa, Rule::Dfa] {
+            let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(3, Stream::Weights));
+            let fb = Feedback::new(rule, &sizes, false, None, &mut DfaRng::new(4, Stream::Feedback));
+            let mut runs = Vec::new();
+            for with_scratch in [false, true] {
+                let mut net = net.clone();
+                let mut opt = Optimiser::new(OptimiserKind::Rmsprop, 1e-3, 0.99, 1e-8, &net);
+                let mut ws = Workspace::new(&net, rows);
+                if with_scratch {
+                    ws = ws.with_scratch(&net, 2);
+                }
+                pool.install(|| {
+                    for step in 0..3 {
+                        let x = &data.train.images[step * rows * 784..(step + 1) * rows * 784];
+                        let y = &data.train.labels[step * rows..(step + 1) * rows];
+                        net.forward(x, rows, &mut ws, 2);
+                        let depth = net.depth();
+                        let logits = ws.outputs[depth - 1].clone();
+                        output_error(&logits, y, 10, &mut ws.deltas[depth - 1]);
+                        let direct = (rule == Rule::Dfa).then_some(&fb);
+                        if direct.is_none() {
+                            hidden_deltas(rule, &net, &fb, &mut ws, rows, 2);
+                        }
+                        update_layers(&mut net, &mut opt, &mut ws, x, rows, false, true, direct, 2);
+                    }
+                });
+                let touched = ws.grads.iter().any(|g| g.weight.iter().any(|&v| v != 0.0));
+                assert_eq!(touched, !with_scratch, "{sizes:?} {rule:?}: which gradient buffers were used");
+                runs.push(net);
+            }
+            for (l, (a, b)) in runs[0].layers.iter().zip(&runs[1].layers).enumerate() {
+                assert!(a.weight == b.weight && a.bias == b.bias, "{sizes:?} {rule:?} layer {l}");
+            }
+            assert!(runs[1].layers.iter().zip(&net.layers).all(|(a, b)| a.weight != b.weight), "every layer moved");
+        }
+    }
+}
