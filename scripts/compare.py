@@ -80,6 +80,18 @@ def dfa_samples_per_s(a, net, rule, samples):
             return json.load(fh)["train"][0]["samples_per_s"]
 
 
+def git_commit():
+    """The checkout's commit (short), with `+changes` when the working tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def best(runs):
     """Per-shape maximum over repeated measurements (a peak: noise only ever lowers it)."""
     out = {}
@@ -135,6 +147,7 @@ def main():
     if not os.path.exists(a.dfa):
         run(["cargo", "build", "--release"], cwd=ROOT)
     configs = [] if a.gemm_only else [c for c in CONFIGS if not a.only or a.only in c[0]]
+    commit = git_commit()
     ours = {i: [] for i in range(len(configs))}
     theirs = {i: [] for i in range(len(configs))}
     for rep in range(a.reps):
@@ -154,7 +167,7 @@ def main():
         rows.append({"net": net, "dfa_rule": rule, "reference_rule": ref_rule, "threads": a.threads,
                      "samples": samples or "epoch", "dfa_samples_per_s": d, "reference_samples_per_s": r,
                      "ratio": d / r, "target": target, "dfa_all": ours[i], "reference_all": theirs[i],
-                     "date": str(datetime.date.today())})
+                     "date": str(datetime.date.today()), "commit": commit})
     saved_path = os.path.join(ROOT, "results", "compare.json")
     saved = None
     if os.path.exists(saved_path):
@@ -189,6 +202,11 @@ def write(cpu, threads, reps, rows, gemm, date, gemm_reps=None):
         # `--only` re-measured some rows: say which were measured when
         lines.insert(1, "Rows measured on different days: " + "; ".join(
             f"{d}: {', '.join(sorted({r['net'] for r in rows if r.get('date') == d}))}" for d in dates) + ".")
+    commits = sorted({r["commit"] for r in rows if "commit" in r})
+    if len(commits) > 1:
+        # `--only` re-measured some rows with other code: say which
+        lines.insert(1, "Rows measured at different commits: " + "; ".join(
+            f"{c}: {', '.join(sorted({r['net'] for r in rows if r.get('commit') == c}))}" for c in commits) + ".")
     for r in rows:
         target = f"≥ {r['target']}×" if r["target"] else ""
         met = "" if not r["target"] else (" ✓" if r["ratio"] >= r["target"] else " ✗")
