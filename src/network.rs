@@ -398,7 +398,8 @@ pub struct Workspace {
     /// One gradient buffer per thread, sized for the largest layer ([`Workspace::with_scratch`];
     /// empty unless asked for): an update that applies its gradient at once computes it there,
     /// in a buffer still in the thread's cache from the previous layer, instead of in the
-    /// layer's own `grads` (cold on deep nets: writing it first reads it from memory).
+    /// layer's own `grads` (cold on deep nets: writing it first reads it from memory). Such an
+    /// update leaves `grads` as it was.
     pub scratch: Vec<Gradients>,
     /// Dropout, when the run uses it: `masks[l]` holds `m/(1−p)` (0 or `1/(1−p)`) for the input
     /// (`l = 0`) and every hidden layer, `dropped[l]` the masked values `x ⊙ m/(1−p)` and

@@ -762,12 +762,14 @@ pub fn update_layers(
     ws.scratch = scratch;
 }
 
-/// The buffer an update computes layer `l`'s gradient in: when the update applies it at once
+/// The buffer an update computes a layer's gradient in: when the update applies it at once
 /// (`at_once`), the calling thread's buffer of [`Workspace::scratch`] (the first one outside a
-/// pool), hot from the thread's previous update; else, or without buffers, the layer's own `own`.
+/// pool), hot from the thread's previous update; else (the gradient is kept, as adversarial
+/// training's two passes need), or without buffers, the layer's own `own`.
 ///
 /// SAFETY: `scratch` points to `scratch.1` buffers that outlive `'a`, and no other update may be
-/// using the calling thread's buffer meanwhile.
+/// using the calling thread's buffer meanwhile (an update on one thread makes no rayon call; one
+/// split over the threads is the only update in flight, its parts writing disjoint blocks).
 unsafe fn gradient_buffer<'a>(
     scratch: &(Shared<Gradients>, usize),
     own: &'a mut Gradients,
