@@ -489,8 +489,9 @@ fn frozen_layers_stay_and_a_run_continues_another() {
 
 /// Updates that compute each layer's gradient in the calling thread's buffer
 /// (`Workspace::scratch`) give the bits of updates through the layers' own gradient buffers, on
-/// a net whose layers are spread over the threads and on one whose layers go one after another
-/// with each product split; the layers' own buffers are then left untouched.
+/// a net whose layers are spread over the threads, on one whose first layer is split over the
+/// threads after the others, and on one whose layers go one after another with each product
+/// split; the layers' own buffers are then left untouched.
 #[test]
 fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
     use dfa::network::{Workspace, output_error};
@@ -500,7 +501,9 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
     let data = mnist();
     let rows = 64;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    for sizes in [vec![784, 300, 300, 300, 10], vec![784, 100, 10]] {
+    // the layers side by side; the first layer split over the threads after the others; one
+    // layer after the other, each product split
+    for sizes in [vec![784, 300, 300, 300, 10], vec![784, 240, 240, 240, 240, 240, 240, 240, 10], vec![784, 100, 10]] {
         for rule in [Rule::Bp, Rule::Fa, Rule::Dfa] {
             let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(3, Stream::Weights));
             let fb = Feedback::new(rule, &sizes, false, None, &mut DfaRng::new(4, Stream::Feedback));
