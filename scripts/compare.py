@@ -81,11 +81,13 @@ def dfa_samples_per_s(a, net, rule, samples):
 
 
 def git_commit():
-    """The checkout's commit (short), with `+changes` when the working tree differs from it."""
+    """The checkout's commit (short), with `+changes` when its code or scripts differ from it."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        # only what can change a measurement: the code, its build, the scripts
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benches",
+                                "Cargo.toml", "Cargo.lock", "scripts", "build.rs"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -194,9 +196,9 @@ def write(cpu, threads, reps, rows, gemm, date, gemm_reps=None):
     lines = [f"Measured {date} on {cpu}, {os.cpu_count()} cores, {threads} threads, "
              f"median of {reps} alternating runs (`python3 scripts/compare.py`). The ratio and its verdict "
              "compare the two medians; the runs column gives each run's ratio against the reference run "
-             "next to it in time.", "",
-             "| net | dfa rule | reference rule | dfa samples/s | reference samples/s | ratio | target | runs |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+             "next to it in time, and best / best the ratio of the two programs' fastest runs.", "",
+             "| net | dfa rule | reference rule | dfa samples/s | reference samples/s | ratio | target | runs | best / best |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     dates = sorted({r["date"] for r in rows if "date" in r})
     if len(dates) > 1:
         # `--only` re-measured some rows: say which were measured when
@@ -211,8 +213,10 @@ def write(cpu, threads, reps, rows, gemm, date, gemm_reps=None):
         target = f"≥ {r['target']}×" if r["target"] else ""
         met = "" if not r["target"] else (" ✓" if r["ratio"] >= r["target"] else " ✗")
         runs = " ".join(f"{d / t:.2f}" for d, t in zip(r.get("dfa_all", []), r.get("reference_all", [])))
+        bests = (f"{max(r['dfa_all']) / max(r['reference_all']):.2f}×" if r.get("dfa_all") and r.get("reference_all")
+                 else "")
         lines.append(f"| {r['net']} | {r['dfa_rule']} | {r['reference_rule']} | {r['dfa_samples_per_s']:,.0f} | "
-                     f"{r['reference_samples_per_s']:,.0f} | {r['ratio']:.2f}×{met} | {target} | {runs} |")
+                     f"{r['reference_samples_per_s']:,.0f} | {r['ratio']:.2f}×{met} | {target} | {runs} | {bests} |")
     if gemm:
         lines += ["", f"GEMM GFLOP/s at the 2x800 step's shapes, best of {gemm_reps} (M×K×N; dfa in the layouts it uses, "
                   "OpenBLAS through numpy in the plain layout, MKL through torch in the MLP layout):", "",
