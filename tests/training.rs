@@ -491,7 +491,7 @@ fn frozen_layers_stay_and_a_run_continues_another() {
 /// (`Workspace::scratch`) give the bits of updates through the layers' own gradient buffers, on
 /// a net whose layers are spread over the threads, on one whose first layer is split over the
 /// threads after the others, and on one whose layers go one after another with each product
-/// split; the layers' own buffers are then left untouched.
+/// split — and one thread, which splits nothing; the layers' own buffers are then left untouched.
 #[test]
 fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
     use dfa::network::{Workspace, output_error};
@@ -508,34 +508,39 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
             let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(3, Stream::Weights));
             let fb = Feedback::new(rule, &sizes, false, None, &mut DfaRng::new(4, Stream::Feedback));
             let mut runs = Vec::new();
-            for with_scratch in [false, true] {
+            // the layers' own buffers on two threads; the per-thread ones on two threads; the
+            // per-thread one on one thread (no layer split, no product split)
+            for (with_scratch, threads) in [(false, 2), (true, 2), (true, 1)] {
                 let mut net = net.clone();
                 let mut opt = Optimiser::new(OptimiserKind::Rmsprop, 1e-3, 0.99, 1e-8, &net);
                 let mut ws = Workspace::new(&net, rows);
                 if with_scratch {
+                    // one buffer per thread of the pool, whichever of them runs the updates
                     ws = ws.with_scratch(&net, 2);
                 }
                 pool.install(|| {
                     for step in 0..3 {
                         let x = &data.train.images[step * rows * 784..(step + 1) * rows * 784];
                         let y = &data.train.labels[step * rows..(step + 1) * rows];
-                        net.forward(x, rows, &mut ws, 2);
+                        net.forward(x, rows, &mut ws, threads);
                         let depth = net.depth();
                         let logits = ws.outputs[depth - 1].clone();
                         output_error(&logits, y, 10, &mut ws.deltas[depth - 1]);
                         let direct = (rule == Rule::Dfa).then_some(&fb);
                         if direct.is_none() {
-                            hidden_deltas(rule, &net, &fb, &mut ws, rows, 2);
+                            hidden_deltas(rule, &net, &fb, &mut ws, rows, threads);
                         }
-                        update_layers(&mut net, &mut opt, &mut ws, x, rows, false, true, direct, 2);
+                        update_layers(&mut net, &mut opt, &mut ws, x, rows, false, true, direct, threads);
                     }
                 });
                 let touched = ws.grads.iter().any(|g| g.weight.iter().any(|&v| v != 0.0));
                 assert_eq!(touched, !with_scratch, "{sizes:?} {rule:?}: which gradient buffers were used");
                 runs.push(net);
             }
-            for (l, (a, b)) in runs[0].layers.iter().zip(&runs[1].layers).enumerate() {
-                assert!(a.weight == b.weight && a.bias == b.bias, "{sizes:?} {rule:?} layer {l}");
+            for other in &runs[1..] {
+                for (l, (a, b)) in runs[0].layers.iter().zip(&other.layers).enumerate() {
+                    assert!(a.weight == b.weight && a.bias == b.bias, "{sizes:?} {rule:?} layer {l}");
+                }
             }
             assert!(runs[1].layers.iter().zip(&net.layers).all(|(a, b)| a.weight != b.weight), "every layer moved");
         }
