@@ -410,6 +410,10 @@ pub struct Workspace {
     pub dropout_active: bool,
     /// Per layer, the buffers of a convolutional block (`None` for dense layers).
     pub blocks: Vec<Option<BlockScratch>>,
+    /// The thread count for which the trainer's updates decided which layer to run last, split
+    /// over the threads, and that decision (made once, not every step; see
+    /// `training::update_layers`).
+    pub split_last: Option<(usize, Option<usize>)>,
 }
 
 /// The buffers of one convolutional block for a batch.
@@ -461,6 +465,7 @@ impl Workspace {
             masks: Vec::new(),
             dropped: Vec::new(),
             dropout_active: false,
+            split_last: None,
             blocks,
         }
     }

@@ -710,6 +710,16 @@ pub fn update_layers(
     threads: usize,
 ) {
     let layer_parallel = threads > 1 && layers_balance(net, threads);
+    // a layer too large for the others to balance goes last, split over the threads (decided
+    // once per workspace and thread count)
+    let last = match ws.split_last {
+        Some((t, last)) if t == threads => last,
+        _ => {
+            let last = split_last(net, threads);
+            ws.split_last = Some((threads, last));
+            last
+        }
+    };
     let (rule, states) = optimiser.layer_states();
     // the gradient and delta buffers are taken out for the loop (moves, no allocation), so that
     // the layer inputs can be borrowed from the rest of the workspace
@@ -746,8 +756,6 @@ pub fn update_layers(
     };
     if layer_parallel {
         use rayon::prelude::*;
-        // a layer too large for the others to balance goes last, split over the threads
-        let last = split_last(net, threads);
         net.layers
             .par_iter_mut()
             .zip(hidden.par_iter_mut().map(Some).chain(rayon::iter::once(None)))
