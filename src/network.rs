@@ -13,9 +13,14 @@
 
 use crate::activation::{Activation, sigmoid_given};
 use crate::conv::{Conv2d, MaxPool, Shape};
-use crate::linalg::{gemm_nt, gemm_tn};
+use crate::linalg::{gemm_nt, gemm_nt_weights, gemm_tn};
 use crate::rng::DfaRng;
 use serde::{Deserialize, Serialize};
+
+/// Parameters beyond this many bytes are taken to be read from memory at each use (half of
+/// this machine's 32 MB L3, which also holds the optimiser state and the activations): the
+/// 100x240 net (23 MB) is, 7x240 (2 MB), 2x800 (5 MB) are not.
+pub const STREAMED_PARAMETER_BYTES: usize = 16 << 20;
 
 /// One fully connected layer, `W` stored `fan_out × fan_in` (row-major, as `torch.nn.Linear`).
 #[derive(Clone, Debug, PartialEq)]
@@ -117,7 +122,9 @@ impl Dense {
     }
 
     /// A dense layer's forward pass over `rows` samples: `out = f(input Wᵀ + b)`, or the logits
-    /// `input Wᵀ + b` when `last`.
+    /// `input Wᵀ + b` when `last`. `streamed`: the weights are probably not in cache
+    /// ([`Network::streams_weights`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_dense(
         &self,
         activation: Activation,
@@ -126,8 +133,9 @@ impl Dense {
         out: &mut [f32],
         rows: usize,
         threads: usize,
+        streamed: bool,
     ) {
-        gemm_nt(out, input, &self.weight, rows, self.fan_in, self.fan_out, false, threads);
+        gemm_nt_weights(out, input, &self.weight, rows, self.fan_in, self.fan_out, threads, streamed);
         let out = &mut out[..rows * self.fan_out];
         if last {
             for row in out.chunks_exact_mut(self.fan_out) {
@@ -312,6 +320,14 @@ impl Network {
         self.layers.iter().map(|l| l.weight.len() + l.bias.len()).sum()
     }
 
+    /// Whether this net's weights are read from memory at each use: more than
+    /// [`STREAMED_PARAMETER_BYTES`] of parameters, whose optimiser state (as large again for
+    /// RMSprop) and activations pass through the cache between two uses of a layer. The products
+    /// with weights then read them ahead (see `linalg`'s module doc).
+    pub fn streams_weights(&self) -> bool {
+        self.parameter_count() * size_of::<f32>() > STREAMED_PARAMETER_BYTES
+    }
+
     /// Forward pass over `rows` samples of `x`: fills `ws.outputs[l]` with `h_{l+1}` for the
     /// hidden layers and with the logits `a_L` for the last layer.
     ///
@@ -320,6 +336,7 @@ impl Network {
     /// the rules take `f'`.
     pub fn forward(&self, x: &[f32], rows: usize, ws: &mut Workspace, threads: usize) {
         let last = self.layers.len() - 1;
+        let streamed = self.streams_weights();
         if ws.dropout_active {
             apply_mask(&mut ws.dropped[0], x, &ws.masks[0], rows * self.n_inputs());
         }
@@ -349,7 +366,7 @@ impl Network {
                 }
                 continue;
             }
-            layer.forward_dense(self.activation, l == last, input, out, rows, threads);
+            layer.forward_dense(self.activation, l == last, input, out, rows, threads, streamed);
             if l != last && ws.dropout_active {
                 apply_mask(&mut ws.dropped[l + 1], out, &ws.masks[l + 1], rows * layer.fan_out);
             }

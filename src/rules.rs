@@ -12,7 +12,7 @@
 //! output layer always uses `e`. With the batch along the rows, `B_i e` becomes `E B_iᵀ`.
 
 use crate::activation::Activation;
-use crate::linalg::{gemm_nn, gemm_nt};
+use crate::linalg::{gemm_nn, gemm_nn_weights, gemm_nt, gemm_nt_weights};
 use crate::network::{Network, Workspace};
 use crate::rng::DfaRng;
 use serde::{Deserialize, Serialize};
@@ -198,7 +198,8 @@ pub enum ChainStep<'a> {
 
 /// One step down the chain of BP or FA: `δa_l = (δa_{l+1} W_{l+1}) ⊙ f'(a_l)` (BP) or
 /// `(δa_{l+1} B_lᵀ) ⊙ f'(a_l)` (FA, `B_l` stored `n_l × n_{l+1}`), then layer `l`'s dropout mask
-/// when `masks` is given. `d_above` is `δa_{l+1}` (`rows × n_{l+1}`), `d` receives `δa_l`.
+/// when `masks` is given. `d_above` is `δa_{l+1}` (`rows × n_{l+1}`), `d` receives `δa_l`;
+/// `streamed`: the matrix is probably not in cache ([`Network::streams_weights`]).
 #[allow(clippy::too_many_arguments)]
 pub fn chain_step(
     f: Activation,
@@ -210,16 +211,17 @@ pub fn chain_step(
     rows: usize,
     d: &mut [f32],
     threads: usize,
+    streamed: bool,
 ) {
     let n_l = match step {
         ChainStep::Bp(w, n_above) => {
             let n_l = w.len() / n_above;
             // rows × n_{l+1} times n_{l+1} × n_l
-            gemm_nn(d, d_above, w, rows, n_above, n_l, false, threads);
+            gemm_nn_weights(d, d_above, w, rows, n_above, n_l, threads, streamed);
             n_l
         }
         ChainStep::Fa(b) => {
-            gemm_nt(d, d_above, &b.values, rows, b.cols, b.rows, false, threads);
+            gemm_nt_weights(d, d_above, &b.values, rows, b.cols, b.rows, threads, streamed);
             b.rows
         }
     };
@@ -257,6 +259,7 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
     match rule {
         Rule::Bp | Rule::Fa => {
             let masks = masks.map(|m| m.as_slice());
+            let streamed = net.streams_weights();
             for l in (0..depth - 1).rev() {
                 let (lower, upper) = hidden.split_at_mut(l + 1);
                 let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
@@ -264,7 +267,7 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
                     Rule::Bp => ChainStep::Bp(&net.layers[l + 1].weight, net.layers[l + 1].fan_out),
                     _ => ChainStep::Fa(feedback.for_layer(l).unwrap_or_else(|| missing(l))),
                 };
-                chain_step(f, step, d_above, outputs, masks, l, rows, &mut lower[l], threads);
+                chain_step(f, step, d_above, outputs, masks, l, rows, &mut lower[l], threads, streamed);
             }
         }
         Rule::Dfa => {
@@ -285,6 +288,7 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
             }
         }
         Rule::Ifa => {
+            let streamed = net.streams_weights();
             for l in 0..depth - 1 {
                 let (lower, upper) = hidden.split_at_mut(l);
                 if l == 0 {
@@ -293,7 +297,16 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
                 } else {
                     // δa_i = (W_i δa_{i-1}): rows × n_{i-1} times (n_i × n_{i-1})ᵀ
                     let w = &net.layers[l];
-                    gemm_nt(&mut upper[0], &lower[l - 1], &w.weight, rows, w.fan_in, w.fan_out, false, threads);
+                    gemm_nt_weights(
+                        &mut upper[0],
+                        &lower[l - 1],
+                        &w.weight,
+                        rows,
+                        w.fan_in,
+                        w.fan_out,
+                        threads,
+                        streamed,
+                    );
                 }
                 let n_l = net.layers[l].fan_out;
                 finish(&mut upper[0][..rows * n_l], l);

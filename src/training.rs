@@ -1077,6 +1077,7 @@ fn update_beside_forward(
 ) {
     let depth = net.depth();
     let activation = net.activation;
+    let streamed = net.streams_weights();
     let Next { ws: next_ws, x: next_x, rows: next_rows } = next;
     LayerShares::with(net, optimiser, ws, x, rows, |shares| {
         let handed_out = AtomicUsize::new(0);
@@ -1105,7 +1106,7 @@ fn update_beside_forward(
                     let input: &[f32] = if l == 0 { next_x } else { &before[l - 1] };
                     // with every update handed out, the other threads are free for half the product
                     let split = if handed_out.load(Ordering::Relaxed) >= depth { threads } else { 1 };
-                    layer.forward_dense(activation, l == depth - 1, input, &mut rest[0], next_rows, split);
+                    layer.forward_dense(activation, l == depth - 1, input, &mut rest[0], next_rows, split, streamed);
                     l += 1;
                 } else if let Some(j) = take() {
                     run(j);
@@ -1157,6 +1158,7 @@ fn chain_and_update(
 ) {
     let depth = net.depth();
     let activation = net.activation;
+    let streamed = net.streams_weights();
     LayerShares::with(net, optimiser, ws, x, rows, |shares| {
         // chain steps finished (step l is the (depth − 1 − l)-th), and the next layer to hand out
         // (counted from the output layer down to layer 1; layer 0 is the chain thread's)
@@ -1195,7 +1197,18 @@ fn chain_and_update(
                 // SAFETY: δa_l is written by this step only and read by nobody before `done` says
                 // so; δa_{l+1} is final
                 let (d, d_above) = unsafe { (shares.direction_mut(l), shares.direction(l + 1)) };
-                rules::chain_step(activation, step, d_above, &shares.ws.outputs, shares.masks(), l, rows, d, 2);
+                rules::chain_step(
+                    activation,
+                    step,
+                    d_above,
+                    &shares.ws.outputs,
+                    shares.masks(),
+                    l,
+                    rows,
+                    d,
+                    2,
+                    streamed,
+                );
                 done.store(depth - 1 - l, Ordering::Release);
             }
             // SAFETY: layer 0 is never handed out; every step is done
