@@ -546,3 +546,37 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
         }
     }
 }
+
+/// Nets whose parameters exceed the cache read their weights ahead of each product
+/// (`Network::streams_weights`); the numbers stay those of one thread on every schedule that
+/// takes it (BP/FA chain beside the updates, pipelined DFA).
+#[test]
+fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
+    let streams = |model: &str| {
+        let config = TrainConfig { model: model.into(), ..Default::default() };
+        dfa::training::Model::new(&config, 784, 10).unwrap().net.streams_weights()
+    };
+    assert!(streams("100x240"));
+    assert!(!streams("7x240") && !streams("2x800"));
+    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa] {
+        let runs: Vec<Network> = [2, 1]
+            .into_iter()
+            .map(|threads| {
+                let config = TrainConfig {
+                    rule,
+                    model: "100x240".into(),
+                    train_subset: Some(4 * 64),
+                    test_subset: Some(64),
+                    max_epochs: 1,
+                    threads,
+                    learning_rate: 1e-3,
+                    ..Default::default()
+                };
+                train(&config).0.model.net
+            })
+            .collect();
+        for (l, (a, b)) in runs[0].layers.iter().zip(&runs[1].layers).enumerate() {
+            assert!(a.weight == b.weight && a.bias == b.bias, "{rule:?} layer {l}");
+        }
+    }
+}
