@@ -144,34 +144,28 @@ pub fn gemm_nn(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize
 /// `C (m×n) = A (m×k) · W (n×k)ᵀ` for a weight matrix `W`: [`gemm_nt`], reading each thread's
 /// block of `W` ahead of the product when `streamed` (the net's weights do not stay in cache
 /// from one use to the next; see the module doc).
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_nt_weights(
     c: &mut [f32],
     a: &[f32],
     w: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
+    mkn: (usize, usize, usize),
     threads: usize,
     streamed: bool,
 ) {
-    row_major(c, a, w, (m, k, n), true, false, threads, streamed);
+    row_major(c, a, w, mkn, true, false, threads, streamed);
 }
 
 /// `C (m×n) = A (m×k) · W (k×n)` for a weight matrix `W`: [`gemm_nn`], reading ahead as
 /// [`gemm_nt_weights`] does.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_nn_weights(
     c: &mut [f32],
     a: &[f32],
     w: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
+    mkn: (usize, usize, usize),
     threads: usize,
     streamed: bool,
 ) {
-    row_major(c, a, w, (m, k, n), false, false, threads, streamed);
+    row_major(c, a, w, mkn, false, false, threads, streamed);
 }
 
 /// `C = A·Bᵀ` (`b_stored_transposed`: `B` given as its `n×k` transpose) or `C = A·B` over
@@ -261,10 +255,10 @@ mod tests {
                     pool.install(|| {
                         // W as n×k (forward) and as k×n (BP's chain)
                         gemm_nt(&mut plain, &a, &w, m, k, n, false, threads);
-                        gemm_nt_weights(&mut weights, &a, &w, m, k, n, threads, streamed);
+                        gemm_nt_weights(&mut weights, &a, &w, (m, k, n), threads, streamed);
                         assert!(plain == weights, "A·Wᵀ {m}x{k}x{n}, {threads} threads, streamed {streamed}");
                         gemm_nn(&mut plain, &a, &w, m, k, n, false, threads);
-                        gemm_nn_weights(&mut weights, &a, &w, m, k, n, threads, streamed);
+                        gemm_nn_weights(&mut weights, &a, &w, (m, k, n), threads, streamed);
                         assert!(plain == weights, "A·W {m}x{k}x{n}, {threads} threads, streamed {streamed}");
                     });
                 }

@@ -135,7 +135,7 @@ impl Dense {
         threads: usize,
         streamed: bool,
     ) {
-        gemm_nt_weights(out, input, &self.weight, rows, self.fan_in, self.fan_out, threads, streamed);
+        gemm_nt_weights(out, input, &self.weight, (rows, self.fan_in, self.fan_out), threads, streamed);
         let out = &mut out[..rows * self.fan_out];
         if last {
             for row in out.chunks_exact_mut(self.fan_out) {

@@ -217,11 +217,11 @@ pub fn chain_step(
         ChainStep::Bp(w, n_above) => {
             let n_l = w.len() / n_above;
             // rows × n_{l+1} times n_{l+1} × n_l
-            gemm_nn_weights(d, d_above, w, rows, n_above, n_l, threads, streamed);
+            gemm_nn_weights(d, d_above, w, (rows, n_above, n_l), threads, streamed);
             n_l
         }
         ChainStep::Fa(b) => {
-            gemm_nt_weights(d, d_above, &b.values, rows, b.cols, b.rows, threads, streamed);
+            gemm_nt_weights(d, d_above, &b.values, (rows, b.cols, b.rows), threads, streamed);
             b.rows
         }
     };
@@ -301,9 +301,7 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
                         &mut upper[0],
                         &lower[l - 1],
                         &w.weight,
-                        rows,
-                        w.fan_in,
-                        w.fan_out,
+                        (rows, w.fan_in, w.fan_out),
                         threads,
                         streamed,
                     );
