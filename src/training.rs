@@ -209,13 +209,13 @@ pub struct Trainer {
     /// The rule of every hidden layer (see `TrainConfig::hidden_rules`).
     hidden_rules: Vec<Rule>,
     pool: Arc<rayon::ThreadPool>,
-    /// Pipelined DFA ([`pipelines`]): the buffers of the next mini-batch.
+    /// Pipelined steps ([`pipelines`]): the buffers of the next mini-batch.
     ahead: Option<Ahead>,
     /// Whether BP/FA run their chain beside the updates ([`overlaps_chain`]; fixed for a run).
     chain_overlap: bool,
 }
 
-/// The second set of buffers of a pipelined DFA run: the next mini-batch's forward pass fills
+/// The second set of buffers of a pipelined run: the next mini-batch's forward pass fills
 /// them while the current one's updates run ([`update_beside_forward`]). Its workspace has no
 /// gradients: the updates always use those of the trainer's workspace.
 struct Ahead {
@@ -360,7 +360,7 @@ impl Trainer {
     /// returns `false`; that batch's update is still made. Measures the alignment on the batches
     /// `align_every` asks for. Call it inside [`Trainer::in_pool`].
     ///
-    /// A plain DFA net on several threads ([`pipelines`]) runs each batch's updates beside the
+    /// A deep dense net on several threads ([`pipelines`]) runs each batch's updates beside the
     /// next batch's forward pass; the numbers are those of one batch after the other, and when
     /// this returns every update is made.
     pub fn train_batches<'a>(
@@ -389,7 +389,7 @@ impl Trainer {
         record: &mut dyn FnMut(usize, usize, f64, usize) -> bool,
     ) {
         let Some(first) = batches.next() else { return };
-        let Trainer { model, ws, x, y, threads, train, ahead, config, .. } = self;
+        let Trainer { model, ws, x, y, threads, train, ahead, config, hidden_rules, .. } = self;
         let ahead = ahead.as_mut().expect("pipelined run");
         let threads = *threads;
         let net = &mut model.net;
@@ -397,6 +397,9 @@ impl Trainer {
         let load = |idx: &[u32], x: &mut [f32], y: &mut [u8]| load_batch(train, idx, config.batch_size, x, y);
         load(first, x, y);
         let mut rows = first.len();
+        // a plain DFA net computes each layer's direction inside its update; the other rules (and
+        // per-layer rules) compute every direction first, from the weights before the update
+        let direct = config.rule == Rule::Dfa && config.layer_rules.is_empty();
         net.forward(x, rows, ws, threads);
         let (loss, err) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
         let mut more = record(0, rows, loss, err);
@@ -407,6 +410,9 @@ impl Trainer {
             load(idx, &mut ahead.x, &mut ahead.y);
             ahead.phase += 1;
             let next = Next { ws: &mut ahead.ws, x: &ahead.x, rows: idx.len() };
+            if !direct {
+                rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
+            }
             update_beside_forward(
                 net,
                 &mut model.optimiser,
@@ -417,6 +423,7 @@ impl Trainer {
                 next,
                 &ahead.updated,
                 ahead.phase,
+                direct,
                 threads,
             );
             let (loss, err) = output_error(
@@ -434,7 +441,10 @@ impl Trainer {
             more = record(b + 1, rows, loss, err);
         }
         // the last batch's update
-        update_layers(net, &mut model.optimiser, ws, x, rows, false, true, Some(&model.feedback), threads);
+        if !direct {
+            rule_deltas(config, hidden_rules, net, &model.feedback, ws, rows, threads);
+        }
+        update_layers(net, &mut model.optimiser, ws, x, rows, false, true, direct.then_some(&model.feedback), threads);
     }
 
     /// One update on the mini-batch in `self.x`/`self.y` (`rows` samples).
@@ -1020,15 +1030,15 @@ impl LayerShares<'_> {
     }
 }
 
-/// Whether a run of `config` on `threads` threads pipelines its DFA steps: each mini-batch's
-/// layer updates run beside the next mini-batch's forward pass, which takes each layer as soon as
-/// its update is done (and reads its weights while they are still in cache). Plain dense DFA
-/// without dropout, alignment measurement or adversarial training, on several threads, where the
-/// layers balance over the threads (see [`update_layers`]).
+/// Whether a run of `config` on `threads` threads pipelines its steps: each mini-batch's layer
+/// updates run beside the next mini-batch's forward pass, which takes each layer as soon as its
+/// update is done (and reads its weights while they are still in cache). Any rule (DFA computes
+/// each direction inside its update; BP, FA and IFA compute all directions first, each chain
+/// product split over the threads), on a dense net of at least [`PIPELINE_DEPTH`] layers without
+/// dropout, alignment measurement or adversarial training, on several threads, where the layers
+/// balance over the threads (see [`update_layers`]).
 pub fn pipelines(config: &TrainConfig, net: &Network, threads: usize) -> bool {
-    config.rule == Rule::Dfa
-        && config.layer_rules.is_empty()
-        && !net.has_blocks()
+    !net.has_blocks()
         && !config.dropout()
         && !config.adversarial()
         && config.align_every == 0
@@ -1037,24 +1047,28 @@ pub fn pipelines(config: &TrainConfig, net: &Network, threads: usize) -> bool {
         && layers_balance(net, threads)
 }
 
-/// Pipelined DFA starts at this many weight layers. Measured on this machine (2 threads, one
-/// process, alternating blocks of steps, min µs per step, sequential → pipelined): 3x400 1037 →
-/// 1231, 2x800 2973 → 3094, 4x800 5261 → 5429, 7x240 993 → 965, 20x240 2972 → 2944, 100x240
-/// 14 504 → 12 603. With few layers the next forward pass waits for the largest update (the
-/// first layer's) where splitting each product over the threads keeps both busy; with many it
-/// reads each layer's weights right after their update, still in cache, instead of from memory.
+/// Pipelining starts at this many weight layers. Measured on this machine (2 threads, one
+/// process, alternating blocks of steps, min µs per step, sequential → pipelined), DFA: 3x400
+/// 1037 → 1231, 2x800 2973 → 3094, 4x800 5261 → 5429, 7x240 993 → 965, 20x240 2972 → 2944,
+/// 100x240 14 504 → 12 603. With few layers the next forward pass waits for the largest update
+/// (the first layer's) where splitting each product over the threads keeps both busy; with many
+/// it reads each layer's weights right after their update, still in cache, instead of from
+/// memory. BP, FA, IFA against their own schedules (median µs per step): 100x240 BP 16 340 →
+/// 15 795 and 21 315 → 19 617, FA 19 220 → 16 847, IFA 16 489 → 15 663; 7x240 BP 1150 → 1161
+/// (no gain), 2x800 BP 2514 → 2802.
 const PIPELINE_DEPTH: usize = 16;
 
-/// The next mini-batch of a pipelined DFA run: its buffers, its input and its size.
+/// The next mini-batch of a pipelined run: its buffers, its input and its size.
 struct Next<'a> {
     ws: &'a mut Workspace,
     x: &'a [f32],
     rows: usize,
 }
 
-/// The fused phase of pipelined DFA: the updates of the current mini-batch (`ws`, `x`, `rows`;
-/// its output error already in `ws`) and the forward pass of the next one (`next`), on the pool's
-/// threads. The updates are handed out from the first layer up; the calling thread runs the
+/// The fused phase of a pipelined run: the updates of the current mini-batch (`ws`, `x`, `rows`;
+/// its output error already in `ws`, and with `direct` false, every hidden direction) and the
+/// forward pass of the next one (`next`), on the pool's threads. With `direct` (plain DFA) each
+/// update first computes its layer's direction from `e`. The updates are handed out from the first layer up; the calling thread runs the
 /// forward pass, taking layer `l` as soon as its update is done (`updated[l] == phase`), and
 /// takes updates itself while it waits. Each update is the same computation as in
 /// [`update_layers`] and each layer's forward product as in [`Network::forward`], so the numbers
@@ -1073,6 +1087,7 @@ fn update_beside_forward(
     next: Next<'_>,
     updated: &[AtomicUsize],
     phase: usize,
+    direct: bool,
     threads: usize,
 ) {
     let depth = net.depth();
@@ -1088,7 +1103,7 @@ fn update_beside_forward(
         let run = |j: usize| {
             // SAFETY: layer j is handed out once, and the forward pass reads it only after the
             // Release store below
-            unsafe { shares.update(j, Some((feedback, activation))) };
+            unsafe { shares.update(j, direct.then_some((feedback, activation))) };
             updated[j].store(phase, Ordering::Release);
         };
         let take_updates = || {

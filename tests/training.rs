@@ -374,36 +374,45 @@ fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
 }
 
 #[test]
-fn pipelined_dfa_gives_the_bits_of_one_step_after_the_other() {
-    // a deep DFA net on two threads runs each batch's updates beside the next batch's forward
-    // pass (`training::pipelines`); on one thread the steps run one after the other. 1000
-    // samples: the last batch of each epoch is short (40).
-    let config = TrainConfig { model: "18x64".into(), train_subset: Some(1000), max_epochs: 3, ..small(Rule::Dfa) };
-    let (two, m2) = train(&config);
-    assert!(dfa::training::pipelines(&config, &two.model.net, 2));
-    let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
-    assert!(!dfa::training::pipelines(&config, &one.model.net, 1));
-    assert_eq!(two.model.net, one.model.net);
-    let strip = |m: &[EpochMetrics]| {
-        m.iter().map(|m| (m.loss.to_bits(), m.batch_error, m.train_error, m.test_error)).collect::<Vec<_>>()
-    };
-    assert_eq!(strip(&m2), strip(&m1));
-    // every layer moved and the loss fell (the bits above are not those of a net that never changed)
-    let start = Trainer::new(config.clone(), &subset(&config)).unwrap();
-    for (a, b) in start.model.net.layers.iter().zip(&two.model.net.layers) {
-        assert_ne!(a.weight, b.weight);
+fn pipelined_steps_give_the_bits_of_one_step_after_the_other() {
+    // a deep net on two threads runs each batch's updates beside the next batch's forward pass
+    // (`training::pipelines`), under every rule and with a rule per layer; on one thread the
+    // steps run one after the other. 1000 samples: the last batch of each epoch is short (40).
+    let mixed = [Rule::Dfa, Rule::Bp, Rule::Fa].repeat(6);
+    for (rule, layer_rules) in
+        [(Rule::Dfa, vec![]), (Rule::Bp, vec![]), (Rule::Fa, vec![]), (Rule::Ifa, vec![]), (Rule::Dfa, mixed)]
+    {
+        let what = format!("{rule:?} {layer_rules:?}");
+        let config =
+            TrainConfig { model: "18x64".into(), train_subset: Some(1000), max_epochs: 3, layer_rules, ..small(rule) };
+        let (two, m2) = train(&config);
+        assert!(dfa::training::pipelines(&config, &two.model.net, 2), "{what}");
+        let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
+        assert!(!dfa::training::pipelines(&config, &one.model.net, 1));
+        assert!(two.model.net == one.model.net, "{what}");
+        let strip = |m: &[EpochMetrics]| {
+            m.iter().map(|m| (m.loss.to_bits(), m.batch_error, m.train_error, m.test_error)).collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&m2), strip(&m1), "{what}");
+        // every layer moved and the loss fell (the bits above are not those of a net that never changed)
+        let start = Trainer::new(config.clone(), &subset(&config)).unwrap();
+        for (a, b) in start.model.net.layers.iter().zip(&two.model.net.layers) {
+            assert_ne!(a.weight, b.weight, "{what}");
+        }
+        assert!(m2[2].loss < 0.8 * m2[0].loss, "{what}: {m2:?}");
     }
-    assert!(m2[2].loss < 0.8 * m2[0].loss, "{m2:?}");
-    // not pipelined: shallow nets, dropout, alignment measurement, one thread
-    assert!(!dfa::training::pipelines(&small(Rule::Dfa), &one.model.net, 1));
+    // not pipelined: shallow nets, dropout, alignment measurement, adversarial training, one thread
+    let config = TrainConfig { model: "18x64".into(), ..small(Rule::Bp) };
+    let deep = Trainer::new(config.clone(), &subset(&config)).unwrap();
+    assert!(!dfa::training::pipelines(&config, &deep.model.net, 1));
     let shallow = Trainer::new(small(Rule::Dfa), &subset(&small(Rule::Dfa))).unwrap();
     assert!(!dfa::training::pipelines(&small(Rule::Dfa), &shallow.model.net, 2));
     for other in [
         TrainConfig { dropout_hidden: 0.5, ..config.clone() },
         TrainConfig { align_every: 5, ..config.clone() },
-        TrainConfig { rule: Rule::Bp, ..config.clone() },
+        TrainConfig { adversarial_epsilon: 0.1, ..config.clone() },
     ] {
-        assert!(!dfa::training::pipelines(&other, &two.model.net, 2));
+        assert!(!dfa::training::pipelines(&other, &deep.model.net, 2));
     }
 }
 
