@@ -897,7 +897,8 @@ pub fn overlaps_chain(config: &TrainConfig, net: &Network, threads: usize) -> bo
 /// the chain on one thread (`C`) then that update (`U_0`) beside the other layers' updates (`R`):
 /// about `max(C + U_0, R)`; splitting the chain gives about `C/2 + max(U_0, R)`. Costs in
 /// multiply-adds per sample; an update costs its gradient product plus ~50 % for RMSprop.
-/// 7x240 and 100x240 overlap; 2x800 and 3x400 (one or two large chain steps) do not.
+/// 7x240 and 100x240 overlap; 2x800 and 3x400 (one or two large chain steps) do not. (Nets that
+/// [`pipelines`] takes, 100x240 among them, run that schedule instead.)
 fn overlap_pays(net: &Network) -> bool {
     let update = |l: &Dense| if l.frozen { 0.0 } else { 1.5 * l.work() as f64 };
     let chain: f64 = net.layers[1..].iter().map(|l| l.work() as f64).sum();
@@ -1068,8 +1069,8 @@ struct Next<'a> {
 /// The fused phase of a pipelined run: the updates of the current mini-batch (`ws`, `x`, `rows`;
 /// its output error already in `ws`, and with `direct` false, every hidden direction) and the
 /// forward pass of the next one (`next`), on the pool's threads. With `direct` (plain DFA) each
-/// update first computes its layer's direction from `e`. The updates are handed out from the first layer up; the calling thread runs the
-/// forward pass, taking layer `l` as soon as its update is done (`updated[l] == phase`), and
+/// update first computes its layer's direction from `e`. The updates are handed out from the
+/// first layer up; the calling thread runs the forward pass, taking layer `l` as soon as its update is done (`updated[l] == phase`), and
 /// takes updates itself while it waits. Each update is the same computation as in
 /// [`update_layers`] and each layer's forward product as in [`Network::forward`], so the numbers
 /// are those of one step after the other.

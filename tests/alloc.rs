@@ -57,7 +57,7 @@ fn steady_state_training_step_allocates_nothing() {
                 ("5x64", OptimiserKind::Sgd),
                 // deep and narrow: BP and FA on two threads run the chain beside the updates
                 ("10x200", OptimiserKind::Rmsprop),
-                // DFA pipelines the steps of nets this deep
+                // every rule pipelines the steps of nets this deep
                 ("18x32", OptimiserKind::Rmsprop),
                 ("c4k3p1,p3s2,c4k3,16", OptimiserKind::Rmsprop),
             ] {
@@ -83,7 +83,7 @@ fn steady_state_training_step_allocates_nothing() {
                     t.train_batches(batches[..3].iter().chain([&last]).map(|b| b.as_slice()), &mut |_, _, _, _| true);
                     rayon::broadcast(|_| COUNTED.with(|c| c.set(true)));
                     let before = ALLOCATIONS.load(Ordering::SeqCst);
-                    // through `train_batches`, as an epoch trains (pipelined DFA on deep nets)
+                    // through `train_batches`, as an epoch trains (pipelined steps on deep nets)
                     t.train_batches(batches[3..].iter().chain([&last]).map(|b| b.as_slice()), &mut |_, _, _, _| true);
                     let counted = ALLOCATIONS.load(Ordering::SeqCst) - before;
                     rayon::broadcast(|_| COUNTED.with(|c| c.set(false)));

@@ -558,7 +558,7 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
 
 /// Nets whose parameters exceed the cache read their weights ahead of each product
 /// (`Network::streams_weights`); the numbers stay those of one thread on every schedule that
-/// takes it (BP/FA chain beside the updates, pipelined DFA).
+/// takes it (pipelined steps under BP, FA and DFA; with dropout, BP's chain beside the updates).
 #[test]
 fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
     let streams = |model: &str| {
@@ -567,7 +567,7 @@ fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
     };
     assert!(streams("100x240"));
     assert!(!streams("7x240") && !streams("2x800"));
-    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa] {
+    for (rule, dropout) in [(Rule::Bp, 0.0), (Rule::Fa, 0.0), (Rule::Dfa, 0.0), (Rule::Bp, 0.1)] {
         let runs: Vec<Network> = [2, 1]
             .into_iter()
             .map(|threads| {
@@ -579,13 +579,20 @@ fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
                     max_epochs: 1,
                     threads,
                     learning_rate: 1e-3,
+                    dropout_hidden: dropout,
                     ..Default::default()
                 };
-                train(&config).0.model.net
+                let (t, _) = train(&config);
+                let schedule = (
+                    dfa::training::pipelines(&config, &t.model.net, 2),
+                    dfa::training::overlaps_chain(&config, &t.model.net, 2),
+                );
+                assert_eq!(schedule, (dropout == 0.0, rule != Rule::Dfa), "{rule:?} dropout {dropout}");
+                t.model.net
             })
             .collect();
         for (l, (a, b)) in runs[0].layers.iter().zip(&runs[1].layers).enumerate() {
-            assert!(a.weight == b.weight && a.bias == b.bias, "{rule:?} layer {l}");
+            assert!(a.weight == b.weight && a.bias == b.bias, "{rule:?} dropout {dropout} layer {l}");
         }
     }
 }
