@@ -18,6 +18,10 @@
 //! sum over `k` in the kernel's order, so the bits do not depend on the thread count, and
 //! nothing is allocated (faer's own `Par::Rayon` allocated ~20–50 times per training step).
 //!
+//! **The forward product of a mini-batch** (`H Wᵀ`, at most 128 rows) goes through a
+//! column-major buffer per thread (see [`through_column_major`]): faer then packs the small `H`
+//! and streams `W`, instead of gathering `W`'s rows — 10–25 % faster, same bits.
+//!
 //! **Weights that come from memory.** A net whose parameters are larger than the last-level
 //! cache reads every weight matrix from memory at each use. faer packs the forward product's
 //! weights (`W` row-major is the left operand of `Cᵀ = W·Aᵀ`) by gathering 96 rows at a time,
@@ -28,7 +32,7 @@
 //! Nothing but timing changes.
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, MatMut, MatRef, Par, prelude::ReborrowMut};
 
 /// Products below this many multiply-adds run on one thread: splitting them costs more than it
 /// saves (the 64×800×10 output layer lost 30–40 % with two threads in the GEMM study).
@@ -67,7 +71,11 @@ fn product(
         if read_ahead && b.nrows() * b.ncols() * size_of::<f32>() <= READ_AHEAD_MAX_BYTES {
             read_through(b);
         }
-        matmul(c, accum(accumulate), a, b, 1.0f32, Par::Seq);
+        if !accumulate && m <= COLUMN_MAJOR_MAX_ROWS && c.col_stride() == 1 && b.row_stride() == 1 {
+            through_column_major(c, a, b);
+        } else {
+            matmul(c, accum(accumulate), a, b, 1.0f32, Par::Seq);
+        }
         return;
     }
     let left = threads / 2;
@@ -89,6 +97,122 @@ fn product(
             || product(c0, a0, b, accumulate, left, read_ahead),
             || product(c1, a1, b, accumulate, right, read_ahead),
         );
+    }
+}
+
+/// Products of at most this many rows into a row-major `C`, with `B`'s columns contiguous (the
+/// forward product `A·Wᵀ` of a mini-batch), are computed into a column-major buffer, then
+/// transposed into `C` (see [`through_column_major`]).
+const COLUMN_MAJOR_MAX_ROWS: usize = 128;
+
+/// Floats in each thread's column-major buffer (256 KB, a quarter of L2): 1024 columns of a
+/// 64-row product, 512 of a 128-row one; a wider block is computed in chunks of columns.
+const COLUMN_MAJOR_LEN: usize = 64 << 10;
+
+thread_local! {
+    static COLUMN_MAJOR: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `C = A·B` for a row-major `C` of few rows and a `B` whose columns are contiguous (`B = Wᵀ`,
+/// `W` row-major): faer computes a row-major `C` as `Cᵀ = Bᵀ·Aᵀ`, packing `W` — the large
+/// operand — by gathering rows, which ran at ~80 GFLOP/s on 64×3072×1000 and ~103 on
+/// 64×784×800. Into a column-major `C` it packs the small `A` instead and streams `W`'s rows:
+/// 106 and 115 GFLOP/s. The transpose into `C` (8×8 blocks in registers) costs ~1 % of the
+/// product. Every element is the same sum in the same order: the bits are those of the direct
+/// product.
+fn through_column_major(mut c: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
+    let (m, n) = (c.nrows(), c.ncols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    COLUMN_MAJOR.with_borrow_mut(|buf| {
+        if buf.len() < COLUMN_MAJOR_LEN {
+            buf.resize(COLUMN_MAJOR_LEN, 0.0);
+        }
+        let chunk = (COLUMN_MAJOR_LEN / m).min(n);
+        let mut j = 0;
+        while j < n {
+            let width = chunk.min(n - j);
+            let cols = &mut buf[..m * width];
+            let product = MatMut::from_column_major_slice_mut(cols, m, width);
+            matmul(product, Accum::Replace, a, b.subcols(j, width), 1.0f32, Par::Seq);
+            transpose_into(c.rb_mut().subcols_mut(j, width), cols);
+            j += width;
+        }
+    });
+}
+
+/// Writes the column-major `m×n` matrix `cols` into `c` (`m×n`, unit column stride).
+fn transpose_into(c: MatMut<'_, f32>, cols: &[f32]) {
+    let (m, n) = (c.nrows(), c.ncols());
+    assert!(c.col_stride() == 1 && cols.len() == m * n);
+    let ldc = c.row_stride();
+    let out = c.as_ptr_mut();
+    let (mut i0, mut j0) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX; `out` addresses the `m×n` elements of `c`, rows `ldc` apart.
+        unsafe { transpose_8x8_blocks(out, ldc, cols, m, n) };
+        (i0, j0) = (m / 8 * 8, n / 8 * 8);
+    }
+    for i in 0..m {
+        let from = if i < i0 { j0 } else { 0 };
+        for j in from..n {
+            // SAFETY: `i < m`, `j < n`: an element of `c`.
+            unsafe { *out.offset(i as isize * ldc + j as isize) = cols[j * m + i] };
+        }
+    }
+}
+
+/// [`transpose_into`] over the whole 8×8 blocks of an `m×n` matrix.
+///
+/// # Safety
+/// The CPU supports AVX; `out` points at an `m×n` matrix with rows `ldc` apart and unit column
+/// stride, which nothing else accesses meanwhile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_8x8_blocks(out: *mut f32, ldc: isize, cols: &[f32], m: usize, n: usize) {
+    use std::arch::x86_64::*;
+    assert!(cols.len() >= m * n);
+    for j in (0..n / 8 * 8).step_by(8) {
+        for i in (0..m / 8 * 8).step_by(8) {
+            // SAFETY: rows `i..i + 8` of columns `j..j + 8` lie inside `cols` (asserted above),
+            // and the same block of `c` inside the `m×n` matrix at `out`.
+            unsafe {
+                let src = cols.as_ptr().add(j * m + i);
+                let r: [__m256; 8] = std::array::from_fn(|t| _mm256_loadu_ps(src.add(t * m)));
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let rows = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                let dst = out.offset(i as isize * ldc + j as isize);
+                for (t, row) in rows.into_iter().enumerate() {
+                    _mm256_storeu_ps(dst.offset(t as isize * ldc), row);
+                }
+            }
+        }
     }
 }
 
@@ -127,6 +251,7 @@ pub fn warm_up_thread() {
     let (a, b) = ([0.0f32; 32 * 32], [0.0f32; 32 * 32]);
     let mut c = [0.0f32; 32 * 32];
     gemm_nn(&mut c, &a, &b, 32, 32, 32, false, 1);
+    COLUMN_MAJOR.with_borrow_mut(|buf| buf.resize(COLUMN_MAJOR_LEN, 0.0));
 }
 
 /// `C (m×n) = A (m×k) · B(n×k)ᵀ`, or `C += …` when `accumulate`.
@@ -262,6 +387,28 @@ mod tests {
                         assert!(plain == weights, "A·W {m}x{k}x{n}, {threads} threads, streamed {streamed}");
                     });
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn forward_products_through_a_column_major_buffer_keep_the_direct_products_bits() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // whole 8×8 blocks, ragged edges, one row, chunks of columns (128 rows: 512 per chunk),
+        // and 129 rows, which take faer's direct product
+        for (m, k, n) in [(64, 240, 240), (37, 100, 45), (1, 5, 3), (128, 50, 1500), (64, 784, 20), (129, 30, 70)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.011).collect();
+            let mut direct = vec![0.0; m * n];
+            let b = MatRef::from_row_major_slice(&w, n, k).transpose();
+            let c = MatMut::from_row_major_slice_mut(&mut direct, m, n);
+            matmul(c, Accum::Replace, MatRef::from_row_major_slice(&a, m, k), b, 1.0f32, Par::Seq);
+            let want = naive(&a, &transpose(&w, n, k), m, k, n);
+            assert!(direct.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-3), "{m}x{k}x{n}");
+            for threads in [1, 2] {
+                let mut ours = vec![f32::NAN; m * n];
+                pool.install(|| gemm_nt(&mut ours, &a, &w, m, k, n, false, threads));
+                assert!(ours == direct, "{m}x{k}x{n}, {threads} threads");
             }
         }
     }
