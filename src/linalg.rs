@@ -20,7 +20,8 @@
 //!
 //! **The forward product of a mini-batch** (`H Wᵀ`, at most 128 rows) goes through a
 //! column-major buffer per thread (see [`through_column_major`]): faer then packs the small `H`
-//! and streams `W`, instead of gathering `W`'s rows — 10–25 % faster, same bits.
+//! and streams `W`, instead of gathering `W`'s rows — 3–25 % faster (the more, the wider the
+//! input), same bits.
 //!
 //! **Weights that come from memory.** A net whose parameters are larger than the last-level
 //! cache reads every weight matrix from memory at each use. faer packs the forward product's
@@ -117,7 +118,7 @@ thread_local! {
 /// `W` row-major): faer computes a row-major `C` as `Cᵀ = Bᵀ·Aᵀ`, packing `W` — the large
 /// operand — by gathering rows, which ran at ~80 GFLOP/s on 64×3072×1000 and ~103 on
 /// 64×784×800. Into a column-major `C` it packs the small `A` instead and streams `W`'s rows:
-/// 106 and 115 GFLOP/s. The transpose into `C` (8×8 blocks in registers) costs ~1 % of the
+/// 106 and 115 GFLOP/s. The transpose into `C` (8×8 blocks in registers) costs 0.2–2 % of the
 /// product. Every element is the same sum in the same order: the bits are those of the direct
 /// product.
 fn through_column_major(mut c: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
@@ -148,13 +149,19 @@ fn transpose_into(c: MatMut<'_, f32>, cols: &[f32]) {
     assert!(c.col_stride() == 1 && cols.len() == m * n);
     let ldc = c.row_stride();
     let out = c.as_ptr_mut();
-    let (mut i0, mut j0) = (0, 0);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX; `out` addresses the `m×n` elements of `c`, rows `ldc` apart.
-        unsafe { transpose_8x8_blocks(out, ldc, cols, m, n) };
-        (i0, j0) = (m / 8 * 8, n / 8 * 8);
-    }
+    // rows `..i0` of columns `..j0` are done in 8×8 blocks
+    let (i0, j0) = {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX; `out` addresses the `m×n` elements of `c`, rows `ldc` apart.
+            unsafe { transpose_8x8_blocks(out, ldc, cols, m, n) };
+            (m / 8 * 8, n / 8 * 8)
+        } else {
+            (0, 0)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        (0, 0)
+    };
     for i in 0..m {
         let from = if i < i0 { j0 } else { 0 };
         for j in from..n {
