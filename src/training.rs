@@ -1070,8 +1070,8 @@ struct Next<'a> {
 /// its output error already in `ws`, and with `direct` false, every hidden direction) and the
 /// forward pass of the next one (`next`), on the pool's threads. With `direct` (plain DFA) each
 /// update first computes its layer's direction from `e`. The updates are handed out from the
-/// first layer up; the calling thread runs the forward pass, taking layer `l` as soon as its update is done (`updated[l] == phase`), and
-/// takes updates itself while it waits. Each update is the same computation as in
+/// first layer up; the calling thread runs the forward pass, taking layer `l` as soon as its
+/// update is done (`updated[l] == phase`), and takes updates itself while it waits. Each update is the same computation as in
 /// [`update_layers`] and each layer's forward product as in [`Network::forward`], so the numbers
 /// are those of one step after the other.
 ///
