@@ -2,12 +2,12 @@
 //! is `dfa bench`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dfa::activation::Activation;
-use dfa::bench::synthetic;
-use dfa::config::TrainConfig;
-use dfa::linalg::gemm_nt;
+use dfa::base::linalg::gemm_nt;
+use dfa::experiments::bench::synthetic;
+use dfa::layers::activation::Activation;
 use dfa::rules::Rule;
-use dfa::training::Trainer;
+use dfa::train::config::TrainConfig;
+use dfa::train::protocol::Trainer;
 use std::hint::black_box;
 
 fn gemm(c: &mut Criterion) {
@@ -34,7 +34,7 @@ fn element_wise(c: &mut Criterion) {
 
 fn training_step(c: &mut Criterion) {
     let data = synthetic(64 * 20, 784, 1);
-    for rule in [Rule::Bp, Rule::Dfa] {
+    for rule in [Rule::BP, Rule::DFA] {
         for threads in [1, 2] {
             let config = TrainConfig { rule, model: "2x800".into(), threads, ..Default::default() };
             let mut t = Trainer::new(config, &data).unwrap();

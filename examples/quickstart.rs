@@ -5,14 +5,14 @@
 //! ```
 //! (CI runs it too, through `tests/examples.rs`.)
 
-use dfa::config::TrainConfig;
 use dfa::data::{self, DatasetKind};
 use dfa::rules::Rule;
-use dfa::training::{Trainer, apply_subsets};
+use dfa::train::config::TrainConfig;
+use dfa::train::protocol::{Trainer, apply_subsets};
 
 pub fn main() -> anyhow::Result<()> {
     let config = TrainConfig {
-        rule: Rule::Dfa,
+        rule: Rule::DFA,
         model: "2x100".into(),
         train_subset: Some(10_000),
         learning_rate: 1e-3,

@@ -2,32 +2,23 @@
 //! (back-propagation, feedback alignment, indirect feedback alignment), after Nøkland,
 //! "Direct Feedback Alignment Provides Learning in Deep Neural Networks" (NIPS 2016).
 //!
-//! The modules follow the paper's nouns: [`data`] (MNIST-format data sets), [`network`] (dense
-//! layers, forward pass, output error), [`rules`] (how BP, FA, DFA and IFA produce each hidden
-//! layer's update direction), [`optimiser`] (RMSprop, SGD), [`training`] (the paper's protocol)
-//! and [`record`] (run folders, checkpoints, resume).
+//! The modules, from the bottom up (each imports only those before it; `docs/architecture.md`):
+//! [`base`] (errors, random streams, matrix products, files) · [`data`] (MNIST and CIFAR) ·
+//! [`layers`] (dense layers, conv blocks, the forward pass, the loss) · [`rules`] (how each
+//! learning rule produces the hidden layers' update directions) · [`optim`] (RMSprop, SGD) ·
+//! [`train`] (configuration, the paper's protocol, run folders; `train::parallel` the engine) ·
+//! [`report`] (plots, features, t-SNE) · [`experiments`] (the paper's tables, benchmarks).
 
-pub mod activation;
-pub mod alignment;
-pub mod bench;
-pub mod config;
-pub mod conv;
+pub mod base;
 pub mod data;
-pub mod error;
 pub mod experiments;
-pub mod features;
-pub mod linalg;
-pub mod network;
-pub mod optimiser;
-pub mod plots;
-pub mod record;
-pub mod reports;
-pub mod rng;
+pub mod layers;
+pub mod optim;
+pub mod report;
 pub mod rules;
-pub mod simd;
-pub mod training;
+pub mod train;
 
-pub use activation::Activation;
-pub use config::TrainConfig;
-pub use error::{Error, Result};
+pub use base::error::{Error, Result};
+pub use layers::activation::Activation;
 pub use rules::Rule;
+pub use train::config::TrainConfig;

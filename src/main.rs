@@ -2,20 +2,28 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use dfa::activation::Activation;
-use dfa::config::TrainConfig;
 use dfa::data::{self, DatasetKind, download};
-use dfa::network::Init;
-use dfa::optimiser::OptimiserKind;
-use dfa::record::{self, META_FILE, Meta, Observer, RunDir, SUMMARY_FILE, Summary};
+use dfa::layers::Init;
+use dfa::layers::activation::Activation;
+use dfa::optim::OptimiserKind;
 use dfa::rules::Rule;
-use dfa::training::{EpochMetrics, Progress, StopReason, Trainer, apply_subsets, resolve_threads};
+use dfa::train::config::TrainConfig;
+use dfa::train::protocol::{EpochMetrics, Progress, StopReason, Trainer, apply_subsets, resolve_threads};
+use dfa::train::record::{self, META_FILE, Meta, Observer, RunDir, SUMMARY_FILE, Summary};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit code of a run that diverged.
 const EXIT_DIVERGED: u8 = 3;
+
+/// `--rule` and its kin: every registered rule, with its one-line description in `--help`.
+fn rule_parser() -> impl clap::builder::TypedValueParser<Value = Rule> {
+    use clap::builder::TypedValueParser;
+    let values = Rule::all().iter().map(|r| clap::builder::PossibleValue::new(r.name()).help(r.about()));
+    clap::builder::PossibleValuesParser::new(values)
+        .map(|name| name.parse::<Rule>().expect("a registered rule's name parses"))
+}
 
 #[derive(Parser)]
 #[command(
@@ -107,7 +115,7 @@ struct PlotArgs {
     picture: Picture,
     /// Which error curves.
     #[arg(long, default_value = "both")]
-    curves: dfa::plots::Curves,
+    curves: dfa::report::plots::Curves,
     /// Logarithmic error axis.
     #[arg(long)]
     log: bool,
@@ -205,7 +213,7 @@ struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "2x800,7x240,100x240,3x1000-cifar")]
     cases: Vec<String>,
     /// Rules (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "bp,fa,dfa,ifa")]
+    #[arg(long, value_delimiter = ',', default_value = "bp,fa,dfa,ifa", value_parser = rule_parser())]
     rules: Vec<Rule>,
     /// Thread counts (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
@@ -262,10 +270,10 @@ struct TrainArgs {
     #[arg(long)]
     act: Option<Activation>,
     /// Learning rule [default: dfa].
-    #[arg(long)]
+    #[arg(long, value_parser = rule_parser())]
     rule: Option<Rule>,
     /// A rule per hidden layer, bottom to top (bp, fa or dfa each; e.g. dfa,bp,bp), instead of --rule.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = rule_parser())]
     layer_rules: Vec<Rule>,
     /// Layers that keep their initial weights (1-based, comma-separated; the output layer is the last).
     #[arg(long, value_delimiter = ',')]
@@ -345,7 +353,7 @@ struct TrainArgs {
     validation: Option<usize>,
     /// The error the learning-rate schedule watches [default: train].
     #[arg(long)]
-    schedule_on: Option<dfa::config::ScheduleOn>,
+    schedule_on: Option<dfa::train::config::ScheduleOn>,
     /// Halve the learning rate only after N epochs in a row without a new best watched error
     /// (0: the paper's running-mean rule) [default: 0].
     #[arg(long)]
@@ -595,7 +603,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
 }
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
-    use dfa::bench;
+    use dfa::experiments::bench;
     let cases: Vec<bench::Case> = args
         .cases
         .iter()
@@ -612,7 +620,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     // the GEMMs of these nets' training steps, and the square 1024³ for reference
     let mut shapes = vec![(bench::Layout::Nn, 1024, 1024, 1024)];
     for c in &cases {
-        for shape in bench::network_step_shapes(&bench::case_network(c, Rule::Bp)?, 64) {
+        for shape in bench::network_step_shapes(&bench::case_network(c, Rule::BP)?, 64) {
             if !shapes.contains(&shape) {
                 shapes.push(shape);
             }
@@ -693,8 +701,8 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
 
 fn write_bench_json(
     path: Option<&std::path::Path>,
-    gemm: &[dfa::bench::GemmResult],
-    train: &[dfa::bench::TrainResult],
+    gemm: &[dfa::experiments::bench::GemmResult],
+    train: &[dfa::experiments::bench::TrainResult],
     threads: &[usize],
     peak: &dyn Fn(usize) -> f64,
 ) -> Result<()> {
@@ -708,7 +716,7 @@ fn write_bench_json(
         "gemm_peak": peaks,
         "train": train,
     });
-    download::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    dfa::base::io::write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!("wrote {}", path.display());
     Ok(())
 }
@@ -767,7 +775,7 @@ impl dfa::experiments::ReproduceObserver for ReproduceConsole {
 fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     use dfa::experiments::BracketError;
     use dfa::experiments::Experiment;
-    use dfa::reports::{Aggregate, RunOutcome, TableResults};
+    use dfa::experiments::tables::{Aggregate, RunOutcome, TableResults};
     let path = if args.table.ends_with(".toml") {
         PathBuf::from(&args.table)
     } else {
@@ -831,8 +839,8 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
     };
     let md = args.results.join(format!("{stem}.md"));
     let csv = args.results.join(format!("{stem}.csv"));
-    download::write_atomically(&md, markdown.as_bytes())?;
-    download::write_atomically(&csv, table.csv().as_bytes())?;
+    dfa::base::io::write_atomically(&md, markdown.as_bytes())?;
+    dfa::base::io::write_atomically(&csv, table.csv().as_bytes())?;
     println!("wrote {} and {}", md.display(), csv.display());
     for figure in &exp.figures {
         let stem = std::path::Path::new(&figure.file);
@@ -857,12 +865,19 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
             let Some((_, (_, _, data))) = loaded.first() else { continue };
             let depth = loaded.iter().map(|(_, (_, m, _))| m.net.depth()).min().unwrap_or(1);
             let layers = if figure.layers.is_empty() { (0..depth).collect() } else { figure.layers.clone() };
-            let nets: Vec<(String, &dfa::network::Network)> =
+            let nets: Vec<(String, &dfa::layers::Network)> =
                 loaded.iter().map(|(label, (_, model, _))| (label.clone(), &model.net)).collect();
-            let settings = dfa::features::TsneSettings::default();
-            dfa::features::tsne_figure(&nets, &data.test, figure.points, &layers, settings, threads, &out, &|m| {
-                println!("{m}")
-            })?;
+            let settings = dfa::report::features::TsneSettings::default();
+            dfa::report::features::tsne_figure(
+                &nets,
+                &data.test,
+                figure.points,
+                &layers,
+                settings,
+                threads,
+                &out,
+                &|m| println!("{m}"),
+            )?;
             println!("wrote {}", out.display());
             continue;
         }
@@ -882,12 +897,12 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
                     metrics.insert(0, EpochMetrics { alignment: Vec::new(), ..last });
                 }
             }
-            runs.push(dfa::plots::RunCurves { label, metrics });
+            runs.push(dfa::report::plots::RunCurves { label, metrics });
         }
         if runs.is_empty() {
             continue;
         }
-        dfa::plots::plot(&runs, &out, figure.curves, figure.log)?;
+        dfa::report::plots::plot(&runs, &out, figure.curves, figure.log)?;
         println!("wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -902,9 +917,9 @@ fn plot(args: PlotArgs) -> Result<ExitCode> {
         if metrics.is_empty() {
             anyhow::bail!("{}: no epochs in {}", path.display(), record::METRICS_FILE);
         }
-        runs.push(dfa::plots::RunCurves { label: p.label(i)?, metrics });
+        runs.push(dfa::report::plots::RunCurves { label: p.label(i)?, metrics });
     }
-    dfa::plots::plot(&runs, &p.out, args.curves, args.log)?;
+    dfa::report::plots::plot(&runs, &p.out, args.curves, args.log)?;
     println!("wrote {}", p.out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -913,7 +928,7 @@ fn plot(args: PlotArgs) -> Result<ExitCode> {
 fn load_run(
     path: &std::path::Path,
     data_dir: Option<&PathBuf>,
-) -> Result<(TrainConfig, dfa::training::Model, data::Dataset)> {
+) -> Result<(TrainConfig, dfa::train::protocol::Model, data::Dataset)> {
     let dir = RunDir::open(path)?;
     let mut config = dir.read_config()?;
     if let Some(d) = data_dir {
@@ -929,12 +944,13 @@ fn features(args: FeaturesArgs) -> Result<ExitCode> {
     let split = if args.split == Which::Train { &data.train } else { &data.test };
     let n = args.limit.unwrap_or(split.len()).min(split.len());
     let threads = resolve_threads(config.threads);
-    let (features, width) = dfa::features::extract(&model.net, &split.images[..n * split.dim], args.layer, threads)?;
+    let (features, width) =
+        dfa::report::features::extract(&model.net, &split.images[..n * split.dim], args.layer, threads)?;
     let labels = &split.labels[..n];
     match args.out.extension().and_then(|e| e.to_str()) {
-        Some("csv") => dfa::features::write_csv(&args.out, &features, width, labels)?,
+        Some("csv") => dfa::report::features::write_csv(&args.out, &features, width, labels)?,
         Some("npy") => {
-            let labels_path = dfa::features::write_npy(&args.out, &features, width, labels)?;
+            let labels_path = dfa::report::features::write_npy(&args.out, &features, width, labels)?;
             println!("wrote {}", labels_path.display());
         }
         _ => anyhow::bail!("--out {}: expected a file name ending in .csv or .npy", args.out.display()),
@@ -942,7 +958,7 @@ fn features(args: FeaturesArgs) -> Result<ExitCode> {
     println!(
         "wrote {}: {} of layer {} ({n} samples × {width} features)",
         args.out.display(),
-        dfa::features::layer_title(args.layer, model.net.depth()),
+        dfa::report::features::layer_title(args.layer, model.net.depth()),
         args.layer
     );
     Ok(ExitCode::SUCCESS)
@@ -969,15 +985,15 @@ fn tsne(args: TsneArgs) -> Result<ExitCode> {
         .iter()
         .enumerate()
         .map(|(i, (_, model, _))| Ok((p.label(i)?, &model.net)))
-        .collect::<Result<Vec<(String, &dfa::network::Network)>>>()?;
-    let settings = dfa::features::TsneSettings {
+        .collect::<Result<Vec<(String, &dfa::layers::Network)>>>()?;
+    let settings = dfa::report::features::TsneSettings {
         perplexity: args.perplexity,
         iterations: args.iterations,
         seed: args.seed,
         ..Default::default()
     };
     let threads = resolve_threads(0);
-    dfa::features::tsne_figure(&nets, &data.test, args.points, &layers, settings, threads, &p.out, &|m| {
+    dfa::report::features::tsne_figure(&nets, &data.test, args.points, &layers, settings, threads, &p.out, &|m| {
         eprintln!("{m}")
     })?;
     println!("wrote {}", p.out.display());

@@ -2,18 +2,18 @@
 
 mod common;
 
-use dfa::activation::Activation;
-use dfa::alignment::{Scratch, measure};
-use dfa::config::TrainConfig;
+use dfa::base::rng::{DfaRng, Stream};
 use dfa::data::{self, DatasetKind};
-use dfa::network::{Network, Workspace, output_error};
-use dfa::rng::{DfaRng, Stream};
+use dfa::layers::activation::Activation;
+use dfa::layers::{Network, Workspace, output_error};
 use dfa::rules::{self, Feedback, Rule};
-use dfa::training::{Trainer, apply_subsets};
+use dfa::train::alignment::{Scratch, measure};
+use dfa::train::config::TrainConfig;
+use dfa::train::protocol::{Trainer, apply_subsets};
 
 const SIZES: [usize; 5] = [6, 5, 4, 4, 3];
 
-fn measured(rule: Rule, net: &Network, fb: &Feedback) -> Vec<dfa::alignment::LayerAlignment> {
+fn measured(rule: Rule, net: &Network, fb: &Feedback) -> Vec<dfa::train::alignment::LayerAlignment> {
     let rows = 7;
     let mut rng = DfaRng::new(9, Stream::Shuffle);
     let x: Vec<f32> = (0..rows * SIZES[0]).map(|_| rng.unit()).collect();
@@ -30,8 +30,8 @@ fn measured(rule: Rule, net: &Network, fb: &Feedback) -> Vec<dfa::alignment::Lay
 #[test]
 fn bp_is_aligned_with_itself_exactly() {
     let net = Network::new(&SIZES, Activation::Tanh, true, true, &mut DfaRng::new(3, Stream::Weights));
-    let fb = Feedback::new(Rule::Bp, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
-    let a = measured(Rule::Bp, &net, &fb);
+    let fb = Feedback::new(Rule::BP, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
+    let a = measured(Rule::BP, &net, &fb);
     assert_eq!(a.len(), 3);
     for l in &a {
         assert_eq!(
@@ -47,8 +47,8 @@ fn bp_is_aligned_with_itself_exactly() {
 #[test]
 fn fa_with_transposed_weights_is_aligned_and_random_fa_is_not() {
     let net = Network::new(&SIZES, Activation::Tanh, true, true, &mut DfaRng::new(3, Stream::Weights));
-    let mut fb = Feedback::new(Rule::Fa, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
-    let random = measured(Rule::Fa, &net, &fb);
+    let mut fb = Feedback::new(Rule::FA, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
+    let random = measured(Rule::FA, &net, &fb);
     // random B: around 90° from Wᵀ, and the update directions far from BP's
     assert!(random.iter().all(|l| l.feedback_angle.is_some_and(|a| a > 45.0)), "{random:?}");
     assert!(random.iter().any(|l| l.delta_angle_batch.unwrap() > 30.0), "{random:?}");
@@ -60,7 +60,7 @@ fn fa_with_transposed_weights_is_aligned_and_random_fa_is_not() {
             }
         }
     }
-    for l in measured(Rule::Fa, &net, &fb) {
+    for l in measured(Rule::FA, &net, &fb) {
         assert!(l.feedback_angle.unwrap() < 1e-3, "{l:?}");
         assert!(l.delta_angle_batch.unwrap() < 1e-2 && l.update_angle.unwrap() < 1e-2, "{l:?}");
         assert_eq!(l.criterion_positive, 1.0);
@@ -73,7 +73,7 @@ fn fa_with_transposed_weights_is_aligned_and_random_fa_is_not() {
 #[test]
 fn dfa_aligns_with_backpropagation_on_mnist() {
     let config = TrainConfig {
-        rule: Rule::Dfa,
+        rule: Rule::DFA,
         model: "2x200".into(),
         learning_rate: 3e-4,
         train_subset: Some(5000),

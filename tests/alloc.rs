@@ -5,12 +5,12 @@
 
 mod common;
 
-use dfa::activation::Activation;
-use dfa::config::TrainConfig;
 use dfa::data::{self, DatasetKind};
-use dfa::optimiser::OptimiserKind;
+use dfa::layers::activation::Activation;
+use dfa::optim::OptimiserKind;
 use dfa::rules::Rule;
-use dfa::training::{Trainer, apply_subsets};
+use dfa::train::config::TrainConfig;
+use dfa::train::protocol::{Trainer, apply_subsets};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,7 +50,7 @@ static GLOBAL: Counting = Counting;
 fn steady_state_training_step_allocates_nothing() {
     let data = data::load(DatasetKind::Mnist, &common::data_dir()).unwrap();
     let mut failures = Vec::new();
-    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
+    for rule in [Rule::BP, Rule::FA, Rule::DFA, Rule::IFA] {
         for threads in [1, 2] {
             for (model, optimiser) in [
                 ("2x256", OptimiserKind::Rmsprop),
@@ -61,7 +61,7 @@ fn steady_state_training_step_allocates_nothing() {
                 ("18x32", OptimiserKind::Rmsprop),
                 ("c4k3p1,p3s2,c4k3,16", OptimiserKind::Rmsprop),
             ] {
-                if rule == Rule::Ifa && model.starts_with('c') {
+                if rule == Rule::IFA && model.starts_with('c') {
                     continue; // IFA is refused on conv nets
                 }
                 let config = TrainConfig {

@@ -4,8 +4,8 @@
 
 mod common;
 
-use dfa::conv::{Conv2d, MaxPool, Shape};
-use dfa::rng::{DfaRng, Stream};
+use dfa::base::rng::{DfaRng, Stream};
+use dfa::layers::conv::{Conv2d, MaxPool, Shape};
 
 fn random(n: usize, seed: u64, bound: f32) -> Vec<f32> {
     let mut rng = DfaRng::new(seed, Stream::Weights);
@@ -154,7 +154,7 @@ fn max_pool_ties_go_to_the_first_position_and_overlaps_add_up() {
 
 #[test]
 fn output_sizes_follow_the_floor_rule() {
-    use dfa::conv::out_size;
+    use dfa::layers::conv::out_size;
     assert_eq!(out_size(32, 5, 1, 2), Some(32));
     assert_eq!(out_size(32, 3, 2, 0), Some(15));
     assert_eq!(out_size(7, 3, 2, 0), Some(3));

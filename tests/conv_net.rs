@@ -4,12 +4,13 @@
 
 mod common;
 
-use dfa::activation::Activation;
-use dfa::config::{LayerSpec, TrainConfig};
-use dfa::conv::Shape;
-use dfa::network::{Network, Workspace, output_error};
-use dfa::rng::{DfaRng, Stream};
+use dfa::base::rng::{DfaRng, Stream};
+use dfa::layers::activation::Activation;
+use dfa::layers::conv::Shape;
+use dfa::layers::spec::LayerSpec;
+use dfa::layers::{Network, Workspace, output_error};
 use dfa::rules::{self, Feedback, Rule};
+use dfa::train::config::TrainConfig;
 
 const INPUT: Shape = Shape { h: 7, w: 6, c: 2 };
 const ROWS: usize = 3;
@@ -34,7 +35,7 @@ fn batch() -> (Vec<f32>, Vec<u8>) {
 }
 
 /// The library's step up to the weight gradients.
-fn library(rules_: &[Rule], net: &Network, fb: &Feedback, x: &[f32], y: &[u8]) -> Vec<dfa::network::Gradients> {
+fn library(rules_: &[Rule], net: &Network, fb: &Feedback, x: &[f32], y: &[u8]) -> Vec<dfa::layers::Gradients> {
     let mut ws = Workspace::new(net, ROWS);
     let depth = net.depth();
     net.forward(x, ROWS, &mut ws, 1);
@@ -150,7 +151,7 @@ fn xs(x: &[f32]) -> Vec<Vec<f64>> {
     x.chunks(INPUT.len()).map(|r| r.iter().map(|&v| v as f64).collect()).collect()
 }
 
-fn rel_err(got: &dfa::network::Gradients, want: &(Vec<f64>, Vec<f64>)) -> f64 {
+fn rel_err(got: &dfa::layers::Gradients, want: &(Vec<f64>, Vec<f64>)) -> f64 {
     let w: Vec<f64> = want.0.iter().chain(&want.1).copied().collect();
     let g: Vec<f64> = got.weight.iter().chain(&got.bias).map(|&v| v as f64).collect();
     let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
@@ -162,9 +163,9 @@ fn bp_through_conv_blocks_matches_finite_differences_in_f64() {
     let net = net(3);
     assert_eq!(net.depth(), 4);
     assert!(net.layers[0].block.is_some() && net.layers[1].block.is_some() && net.layers[2].block.is_none());
-    let fb = Feedback::for_network(&[Rule::Bp; 3], &net, None, &mut DfaRng::new(1, Stream::Feedback));
+    let fb = Feedback::for_network(&[Rule::BP; 3], &net, None, &mut DfaRng::new(1, Stream::Feedback));
     let (x, y) = batch();
-    let lib = library(&[Rule::Bp; 3], &net, &fb, &x, &y);
+    let lib = library(&[Rule::BP; 3], &net, &fb, &x, &y);
     let p = params(&net);
     let xs = xs(&x);
     let h = 1e-6;
@@ -197,7 +198,7 @@ fn bp_through_conv_blocks_matches_finite_differences_in_f64() {
 #[test]
 #[allow(clippy::needless_range_loop)]
 fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
-    for rule in [Rule::Dfa, Rule::Fa] {
+    for rule in [Rule::DFA, Rule::FA] {
         let net = net(5);
         let fb = Feedback::for_network(&[rule; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
         let (x, y) = batch();
@@ -222,8 +223,8 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
                 let b = fb.for_layer(l).unwrap();
                 let bm = |r: usize, c: usize| b.values[r * b.cols + c] as f64;
                 // the signal at layer l's output
-                let signal: Vec<f64> = match (rule, &above.block) {
-                    (Rule::Dfa, _) => (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * e[k]).sum()).collect(),
+                let signal: Vec<f64> = match (rule.name(), &above.block) {
+                    ("dfa", _) => (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * e[k]).sum()).collect(),
                     (_, None) => (0..layer.fan_out)
                         .map(|i| (0..above.fan_out).map(|k| bm(i, k) * deltas[l + 1][k]).sum())
                         .collect(),
@@ -285,8 +286,8 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
         let shapes: Vec<(usize, usize)> = fb.matrices.iter().map(|m| (m.rows, m.cols)).collect();
         let widths: Vec<usize> = net.layers.iter().map(|l| l.fan_out).collect();
         let k1 = net.layers[1].block.unwrap().conv.k();
-        match rule {
-            Rule::Dfa => assert_eq!(shapes, [(widths[0], N_OUT), (widths[1], N_OUT), (widths[2], N_OUT)]),
+        match rule.name() {
+            "dfa" => assert_eq!(shapes, [(widths[0], N_OUT), (widths[1], N_OUT), (widths[2], N_OUT)]),
             _ => assert_eq!(shapes, [(2, k1), (widths[1], widths[2]), (widths[2], N_OUT)]),
         }
     }
@@ -296,15 +297,15 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
 fn conv_models_parse_train_and_checkpoint() {
     let config =
         TrainConfig { model: "conv-tanh".into(), dataset: dfa::data::DatasetKind::Cifar10, ..Default::default() };
-    let model = dfa::training::Model::new(&config, 3072, 10).unwrap();
+    let model = dfa::train::protocol::Model::new(&config, 3072, 10).unwrap();
     let sizes: Vec<usize> = model.net.layers.iter().map(|l| l.fan_out).collect();
     // 32 → conv 5×5 pad 2 → 32 → pool 3/2 → 15 → 7 → 3; 96, 128, 256 filters; 2048, 2048, 10
     assert_eq!(sizes, [15 * 15 * 96, 7 * 7 * 128, 3 * 3 * 256, 2048, 2048, 10]);
     assert_eq!(model.net.layers[0].weight.len(), 96 * 5 * 5 * 3);
-    let e = dfa::training::Model::new(&TrainConfig { model: "conv-tanh".into(), ..Default::default() }, 784, 10);
+    let e = dfa::train::protocol::Model::new(&TrainConfig { model: "conv-tanh".into(), ..Default::default() }, 784, 10);
     assert!(e.is_ok(), "MNIST images are 28×28×1: conv nets accept them");
     for (field, bad) in [
-        ("rule", TrainConfig { model: "conv-small".into(), rule: Rule::Ifa, ..Default::default() }),
+        ("rule", TrainConfig { model: "conv-small".into(), rule: Rule::IFA, ..Default::default() }),
         (
             "adversarial_epsilon",
             TrainConfig { model: "conv-small".into(), adversarial_epsilon: 0.1, ..Default::default() },
@@ -318,9 +319,10 @@ fn conv_models_parse_train_and_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let small =
         TrainConfig { model: "conv-small".into(), dataset: dfa::data::DatasetKind::Cifar10, ..Default::default() };
-    let m = dfa::training::Model::new(&TrainConfig { init: dfa::network::Init::Uniform, ..small.clone() }, 3072, 10)
-        .unwrap();
-    let progress = dfa::training::Progress {
+    let m =
+        dfa::train::protocol::Model::new(&TrainConfig { init: dfa::layers::Init::Uniform, ..small.clone() }, 3072, 10)
+            .unwrap();
+    let progress = dfa::train::protocol::Progress {
         epoch: 0,
         first_epoch: 0,
         learning_rate: 1e-4,
@@ -333,9 +335,9 @@ fn conv_models_parse_train_and_checkpoint() {
         dropout_rng: None,
         stop: None,
     };
-    let bytes = dfa::record::checkpoint_bytes(&m, &progress, &small).unwrap();
+    let bytes = dfa::train::record::checkpoint_bytes(&m, &progress, &small).unwrap();
     let path = tmp.path().join("c.safetensors");
-    let (back, _) = dfa::record::load_checkpoint_bytes(&bytes, &path, &small, 3072, 10).unwrap();
+    let (back, _) = dfa::train::record::load_checkpoint_bytes(&bytes, &path, &small, 3072, 10).unwrap();
     assert!(back.net.layers.iter().zip(&m.net.layers).all(|(a, b)| a.weight == b.weight && a.bias == b.bias));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("layers.0.weight").unwrap().shape(), [16, 5, 5, 3]);
@@ -347,7 +349,7 @@ fn conv_models_parse_train_and_checkpoint() {
 #[test]
 fn conv_nets_learn_real_cifar10() {
     let data = dfa::data::load(dfa::data::DatasetKind::Cifar10, &common::data_dir()).unwrap();
-    for (rule, threshold) in [(Rule::Bp, 78.0), (Rule::Dfa, 87.0)] {
+    for (rule, threshold) in [(Rule::BP, 78.0), (Rule::DFA, 87.0)] {
         let config = TrainConfig {
             dataset: dfa::data::DatasetKind::Cifar10,
             model: "conv-small".into(),
@@ -359,8 +361,8 @@ fn conv_nets_learn_real_cifar10() {
             threads: 1,
             ..Default::default()
         };
-        let data = dfa::training::apply_subsets(data.clone(), &config);
-        let mut t = dfa::training::Trainer::new(config, &data).unwrap();
+        let data = dfa::train::protocol::apply_subsets(data.clone(), &config);
+        let mut t = dfa::train::protocol::Trainer::new(config, &data).unwrap();
         let mut last = None;
         while t.progress.stop.is_none() {
             last = Some(t.run_epoch(&mut |_, _| {}));
@@ -378,7 +380,7 @@ fn conv_nets_learn_real_cifar10() {
 #[test]
 fn dropout_masks_gate_conv_blocks() {
     let net = net(9);
-    let fb = Feedback::for_network(&[Rule::Dfa; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
+    let fb = Feedback::for_network(&[Rule::DFA; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
     let (x, y) = batch();
     let mut ws = Workspace::new(&net, ROWS).with_dropout(&net);
     ws.dropout_active = true;
@@ -389,7 +391,7 @@ fn dropout_masks_gate_conv_blocks() {
     assert!(ws.dropped[1].iter().all(|&v| v == 0.0), "the block above must see zeros");
     let logits = ws.outputs[net.depth() - 1].clone();
     output_error(&logits, &y, N_OUT, &mut ws.deltas[net.depth() - 1]);
-    rules::hidden_deltas_per_layer(&[Rule::Dfa; 3], &net, &fb, &mut ws, ROWS, 1);
+    rules::hidden_deltas_per_layer(&[Rule::DFA; 3], &net, &fb, &mut ws, ROWS, 1);
     rules::gradients(&net, &x, &mut ws, ROWS, 1);
     assert!(ws.grads[0].weight.iter().chain(&ws.grads[0].bias).all(|&g| g == 0.0), "a dropped block learned");
     assert!(ws.grads[2].weight.iter().any(|&g| g != 0.0), "the dense layer above must learn");

@@ -1,11 +1,11 @@
 //! Features and t-SNE (the paper's Fig. 3): extraction against the forward pass, the file
 //! formats, t-SNE on clusters whose answer is known, and the picture.
 
-use dfa::activation::Activation;
-use dfa::features::{self, TsneSettings};
-use dfa::network::{Network, Workspace};
-use dfa::plots::{Embedding, tsne_grid};
-use dfa::rng::{DfaRng, Stream};
+use dfa::base::rng::{DfaRng, Stream};
+use dfa::layers::activation::Activation;
+use dfa::layers::{Network, Workspace};
+use dfa::report::features::{self, TsneSettings};
+use dfa::report::plots::{Embedding, tsne_grid};
 
 fn net() -> Network {
     Network::new(&[6, 5, 4, 3], Activation::Tanh, true, true, &mut DfaRng::new(2, Stream::Weights))

@@ -1,8 +1,8 @@
 //! Pictures are produced, non-empty, and labelled.
 
-use dfa::alignment::{AlignmentRecord, LayerAlignment};
-use dfa::plots::{Curves, RunCurves, plot};
-use dfa::training::EpochMetrics;
+use dfa::report::plots::{Curves, RunCurves, plot};
+use dfa::train::alignment::{AlignmentRecord, LayerAlignment};
+use dfa::train::protocol::EpochMetrics;
 
 fn run(label: &str, scale: f64, aligned: bool) -> RunCurves {
     run_of(8, label, scale, aligned)

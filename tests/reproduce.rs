@@ -5,8 +5,8 @@ mod common;
 
 use dfa::data::{self, DatasetKind};
 use dfa::experiments::Experiment;
-use dfa::record::{self, Quiet, RunDir};
-use dfa::training::{Trainer, apply_subsets};
+use dfa::train::protocol::{Trainer, apply_subsets};
+use dfa::train::record::{self, Quiet, RunDir};
 use std::path::Path;
 use std::process::Command;
 

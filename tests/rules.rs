@@ -2,9 +2,9 @@
 //! BP against finite differences in f64; FA, DFA and IFA against the SPEC §1 formulas written
 //! out plainly, one sample at a time, in f64 (nothing here calls the library's backward code).
 
-use dfa::activation::Activation;
-use dfa::network::{Gradients, Network, Workspace, output_error};
-use dfa::rng::{DfaRng, Stream};
+use dfa::base::rng::{DfaRng, Stream};
+use dfa::layers::activation::Activation;
+use dfa::layers::{Gradients, Network, Workspace, output_error};
 use dfa::rules::{self, Feedback, Rule};
 
 const ACTIVATIONS: [Activation; 3] = [Activation::Tanh, Activation::Logistic, Activation::Relu];
@@ -144,35 +144,36 @@ impl Plain {
             match rule {
                 Plan::PerLayer(rules) => {
                     for i in (0..depth - 1).rev() {
-                        d[i] = match rules[i] {
-                            Rule::Bp => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
-                            Rule::Fa => fp(i, matvec(&fb[i], &d[i + 1])),
-                            Rule::Dfa => fp(i, matvec(&fb[i], &e)),
-                            Rule::Ifa => unreachable!("not a per-layer rule"),
+                        d[i] = match rules[i].name() {
+                            "bp" => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
+                            "fa" => fp(i, matvec(&fb[i], &d[i + 1])),
+                            "dfa" => fp(i, matvec(&fb[i], &e)),
+                            other => unreachable!("{other} is not a per-layer rule"),
                         };
                     }
                 }
-                Plan::Whole(Rule::Bp) => {
+                Plan::Whole(r) if r == Rule::BP => {
                     for i in (0..depth - 1).rev() {
                         d[i] = fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1]));
                     }
                 }
-                Plan::Whole(Rule::Fa) => {
+                Plan::Whole(r) if r == Rule::FA => {
                     for i in (0..depth - 1).rev() {
                         d[i] = fp(i, matvec(&fb[i], &d[i + 1]));
                     }
                 }
-                Plan::Whole(Rule::Dfa) => {
+                Plan::Whole(r) if r == Rule::DFA => {
                     for i in 0..depth - 1 {
                         d[i] = fp(i, matvec(&fb[i], &e));
                     }
                 }
-                Plan::Whole(Rule::Ifa) => {
+                Plan::Whole(r) if r == Rule::IFA => {
                     d[0] = fp(0, matvec(&fb[0], &e));
                     for i in 1..depth - 1 {
                         d[i] = fp(i, matvec(&self.w[i], &d[i - 1]));
                     }
                 }
+                Plan::Whole(r) => unreachable!("no formula for {r}"),
             }
             for l in 0..depth {
                 for (o, row) in acc[l].0.iter_mut().enumerate() {
@@ -217,8 +218,8 @@ fn bp_matches_finite_differences_in_f64() {
         for bias in [true, false] {
             let net = random_net(act, bias, 11);
             let (x, y) = batch(5);
-            let fb = Feedback::new(Rule::Bp, &SIZES, false, None, &mut DfaRng::new(1, Stream::Feedback));
-            let lib = library_grads(Rule::Bp, &net, &fb, &x, &y);
+            let fb = Feedback::new(Rule::BP, &SIZES, false, None, &mut DfaRng::new(1, Stream::Feedback));
+            let lib = library_grads(Rule::BP, &net, &fb, &x, &y);
             let plain = Plain::from(&net);
             let xs = xs_f64(&x);
             let h = 1e-6;
@@ -254,7 +255,7 @@ fn bp_matches_finite_differences_in_f64() {
 
 #[test]
 fn fa_dfa_ifa_equal_the_formulas_written_out() {
-    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
+    for rule in [Rule::BP, Rule::FA, Rule::DFA, Rule::IFA] {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 21);
             let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
@@ -272,14 +273,14 @@ fn fa_dfa_ifa_equal_the_formulas_written_out() {
 
 #[test]
 fn dfa_with_shared_feedback_uses_one_matrix_per_width() {
-    let fb = Feedback::new(Rule::Dfa, &SIZES, true, None, &mut DfaRng::new(3, Stream::Feedback));
+    let fb = Feedback::new(Rule::DFA, &SIZES, true, None, &mut DfaRng::new(3, Stream::Feedback));
     // hidden widths 5, 4, 4: two matrices, the 4-wide layers share the second
     assert_eq!(fb.matrices.len(), 2);
     assert_eq!(fb.layer_matrix, vec![Some(0), Some(1), Some(1)]);
     let net = random_net(Activation::Tanh, true, 21);
     let (x, y) = batch(9);
-    let lib = library_grads(Rule::Dfa, &net, &fb, &x, &y);
-    let want = Plain::from(&net).rule_grads(Plan::Whole(Rule::Dfa), &plain_feedback(&fb, 3), &xs_f64(&x), &y);
+    let lib = library_grads(Rule::DFA, &net, &fb, &x, &y);
+    let want = Plain::from(&net).rule_grads(Plan::Whole(Rule::DFA), &plain_feedback(&fb, 3), &xs_f64(&x), &y);
     for l in 0..net.depth() {
         assert!(rel_err(&lib[l], &want[l]) < 1e-5);
     }
@@ -289,26 +290,26 @@ fn dfa_with_shared_feedback_uses_one_matrix_per_width() {
 fn feedback_has_the_paper_shapes_and_bounds() {
     let sizes = [784, 800, 400, 10];
     let mut rng = DfaRng::new(1, Stream::Feedback);
-    let fa = Feedback::new(Rule::Fa, &sizes, false, None, &mut rng);
+    let fa = Feedback::new(Rule::FA, &sizes, false, None, &mut rng);
     assert_eq!(fa.matrices.iter().map(|m| (m.rows, m.cols)).collect::<Vec<_>>(), vec![(800, 400), (400, 10)]);
-    let dfa = Feedback::new(Rule::Dfa, &sizes, false, None, &mut rng);
+    let dfa = Feedback::new(Rule::DFA, &sizes, false, None, &mut rng);
     assert_eq!(dfa.matrices.iter().map(|m| (m.rows, m.cols)).collect::<Vec<_>>(), vec![(800, 10), (400, 10)]);
     // uniform in ±1/√n_i, n_i the receiving width
     let b = &dfa.matrices[0];
     let bound = 1.0 / 800f32.sqrt();
     assert!(b.values.iter().all(|v| v.abs() <= bound));
     assert!(b.values.iter().any(|v| v.abs() > 0.9 * bound));
-    let ifa = Feedback::new(Rule::Ifa, &sizes, false, None, &mut rng);
+    let ifa = Feedback::new(Rule::IFA, &sizes, false, None, &mut rng);
     assert_eq!(ifa.matrices.len(), 1);
     assert_eq!(ifa.layer_matrix, vec![Some(0), None]);
-    assert!(Feedback::new(Rule::Bp, &sizes, false, None, &mut rng).matrices.is_empty());
+    assert!(Feedback::new(Rule::BP, &sizes, false, None, &mut rng).matrices.is_empty());
 }
 
 #[test]
 fn fa_equals_bp_when_feedback_is_the_transposed_weights() {
     for act in ACTIVATIONS {
         let net = random_net(act, true, 31);
-        let mut fb = Feedback::new(Rule::Fa, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
+        let mut fb = Feedback::new(Rule::FA, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
         for (l, m) in fb.matrices.iter_mut().enumerate() {
             let w = &net.layers[l + 1]; // B_i := W_{i+1}ᵀ, shape fan_in × fan_out of W_{i+1}
             for r in 0..m.rows {
@@ -318,8 +319,8 @@ fn fa_equals_bp_when_feedback_is_the_transposed_weights() {
             }
         }
         let (x, y) = batch(2);
-        let fa = library_grads(Rule::Fa, &net, &fb, &x, &y);
-        let bp = library_grads(Rule::Bp, &net, &fb, &x, &y);
+        let fa = library_grads(Rule::FA, &net, &fb, &x, &y);
+        let bp = library_grads(Rule::BP, &net, &fb, &x, &y);
         for l in 0..net.depth() {
             let want = (
                 vec![bp[l].weight.iter().map(|&v| v as f64).collect()],
@@ -334,9 +335,9 @@ fn fa_equals_bp_when_feedback_is_the_transposed_weights() {
 fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
     let net = random_net(Activation::Tanh, true, 41);
     let (x, y) = batch(4);
-    let bp_fb = Feedback::new(Rule::Bp, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
-    let bp = library_grads(Rule::Bp, &net, &bp_fb, &x, &y);
-    for rule in [Rule::Fa, Rule::Dfa, Rule::Ifa] {
+    let bp_fb = Feedback::new(Rule::BP, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
+    let bp = library_grads(Rule::BP, &net, &bp_fb, &x, &y);
+    for rule in [Rule::FA, Rule::DFA, Rule::IFA] {
         let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
         let g = library_grads(rule, &net, &fb, &x, &y);
         for l in 0..net.depth() - 1 {
@@ -355,10 +356,10 @@ fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
 #[test]
 fn a_rule_per_layer_equals_the_formulas_written_out() {
     let mixes: [&[Rule]; 4] = [
-        &[Rule::Dfa, Rule::Bp, Rule::Bp],
-        &[Rule::Bp, Rule::Fa, Rule::Dfa],
-        &[Rule::Fa, Rule::Dfa, Rule::Bp],
-        &[Rule::Dfa, Rule::Dfa, Rule::Dfa],
+        &[Rule::DFA, Rule::BP, Rule::BP],
+        &[Rule::BP, Rule::FA, Rule::DFA],
+        &[Rule::FA, Rule::DFA, Rule::BP],
+        &[Rule::DFA, Rule::DFA, Rule::DFA],
     ];
     for rules in mixes {
         for act in ACTIVATIONS {
@@ -366,9 +367,9 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
             let fb = Feedback::per_layer(rules, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
             // feedback exactly where a layer's rule needs it, in the paper's shapes
             for (l, rule) in rules.iter().enumerate() {
-                let want = match rule {
-                    Rule::Bp => None,
-                    Rule::Fa => Some((SIZES[l + 1], SIZES[l + 2])),
+                let want = match rule.name() {
+                    "bp" => None,
+                    "fa" => Some((SIZES[l + 1], SIZES[l + 2])),
                     _ => Some((SIZES[l + 1], 3)),
                 };
                 assert_eq!(fb.for_layer(l).map(|b| (b.rows, b.cols)), want, "{rules:?} layer {l}");
@@ -393,7 +394,7 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
         }
     }
     // one rule for every layer draws the same feedback as the whole-network rule
-    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa] {
+    for rule in [Rule::BP, Rule::FA, Rule::DFA] {
         let a = Feedback::per_layer(&[rule; 3], &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
         let b = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
         assert_eq!(a.matrices, b.matrices);
@@ -403,16 +404,16 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
 #[test]
 fn a_dense_network_draws_the_same_feedback_through_both_constructors() {
     let net = Network::new(&SIZES, Activation::Tanh, true, true, &mut DfaRng::new(1, Stream::Weights));
-    for rules in [[Rule::Fa, Rule::Dfa, Rule::Bp], [Rule::Dfa; 3], [Rule::Fa; 3], [Rule::Bp, Rule::Fa, Rule::Dfa]] {
+    for rules in [[Rule::FA, Rule::DFA, Rule::BP], [Rule::DFA; 3], [Rule::FA; 3], [Rule::BP, Rule::FA, Rule::DFA]] {
         let a = Feedback::for_network(&rules, &net, None, &mut DfaRng::new(4, Stream::Feedback));
         let b = Feedback::per_layer(&rules, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
         assert_eq!(a, b, "{rules:?}");
-        let expected = rules.iter().filter(|&&r| r != Rule::Bp).count();
+        let expected = rules.iter().filter(|&&r| r != Rule::BP).count();
         assert_eq!(a.matrices.len(), expected);
         assert!(a.matrices.iter().all(|m| m.values.iter().any(|&v| v != 0.0)));
     }
     // shared DFA feedback: the layers of width 4 use one matrix
-    let shared = Feedback::per_layer(&[Rule::Dfa; 3], &SIZES, true, None, &mut DfaRng::new(4, Stream::Feedback));
+    let shared = Feedback::per_layer(&[Rule::DFA; 3], &SIZES, true, None, &mut DfaRng::new(4, Stream::Feedback));
     assert_eq!(shared.layer_matrix, [Some(0), Some(1), Some(1)]);
 }
 
@@ -424,7 +425,7 @@ fn dfa_on_wide_layers_equals_the_formula_written_out() {
     let rows = 5;
     for act in ACTIVATIONS {
         let net = Network::new(&sizes, act, true, true, &mut DfaRng::new(4, Stream::Weights));
-        let fb = Feedback::new(Rule::Dfa, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
+        let fb = Feedback::new(Rule::DFA, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
         let mut rng = DfaRng::new(6, Stream::Shuffle);
         let x: Vec<f32> = (0..rows * sizes[0]).map(|_| rng.unit()).collect();
         let y: Vec<u8> = (0..rows).map(|_| rng.below(3) as u8).collect();
@@ -432,10 +433,10 @@ fn dfa_on_wide_layers_equals_the_formula_written_out() {
         net.forward(&x, rows, &mut ws, 1);
         let logits = ws.outputs[2].clone();
         output_error(&logits, &y, 3, &mut ws.deltas[2]);
-        rules::hidden_deltas(Rule::Dfa, &net, &fb, &mut ws, rows, 1);
+        rules::hidden_deltas(Rule::DFA, &net, &fb, &mut ws, rows, 1);
         rules::gradients(&net, &x, &mut ws, rows, 1);
         let xs: Vec<Vec<f64>> = x.chunks(sizes[0]).map(|r| r.iter().map(|&v| v as f64).collect()).collect();
-        let want = Plain::from(&net).rule_grads(Plan::Whole(Rule::Dfa), &plain_feedback(&fb, 2), &xs, &y);
+        let want = Plain::from(&net).rule_grads(Plan::Whole(Rule::DFA), &plain_feedback(&fb, 2), &xs, &y);
         for (l, (got, want)) in ws.grads.iter().zip(&want).enumerate() {
             let err = rel_err(got, want);
             assert!(err < 1e-5, "{act:?} layer {l}: rel err {err:.2e}");
@@ -452,7 +453,7 @@ fn dfa_deltas_are_the_same_bits_on_one_and_two_threads_on_a_deep_net() {
     sizes.push(10);
     let rows = 64;
     let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(4, Stream::Weights));
-    let fb = Feedback::new(Rule::Dfa, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
+    let fb = Feedback::new(Rule::DFA, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
     let mut rng = DfaRng::new(6, Stream::Shuffle);
     let x: Vec<f32> = (0..rows * sizes[0]).map(|_| rng.unit()).collect();
     let y: Vec<u8> = (0..rows).map(|_| rng.below(10) as u8).collect();
@@ -463,7 +464,7 @@ fn dfa_deltas_are_the_same_bits_on_one_and_two_threads_on_a_deep_net() {
             net.forward(&x, rows, &mut ws, threads);
             let logits = ws.outputs[net.depth() - 1].clone();
             output_error(&logits, &y, 10, &mut ws.deltas[net.depth() - 1]);
-            rules::hidden_deltas(Rule::Dfa, &net, &fb, &mut ws, rows, threads);
+            rules::hidden_deltas(Rule::DFA, &net, &fb, &mut ws, rows, threads);
         });
         ws.deltas
     };
@@ -495,7 +496,7 @@ fn the_output_error_is_the_logistic_residual_bit_for_bit() {
     let mut want_loss = 0.0f64;
     for (i, &a) in logits.iter().enumerate() {
         let y = (i % 4 == labels[i / 4] as usize) as i32 as f32;
-        assert_eq!(e[i], (dfa::activation::sigmoid(a) - y) * (1.0 / n as f32), "logit {a}");
+        assert_eq!(e[i], (dfa::layers::activation::sigmoid(a) - y) * (1.0 / n as f32), "logit {a}");
         let a = a as f64;
         want_loss += a.max(0.0) + (-a.abs()).exp().ln_1p() - y as f64 * a;
     }

@@ -3,15 +3,15 @@
 
 mod common;
 
-use dfa::activation::Activation;
-use dfa::config::TrainConfig;
+use dfa::base::rng::{DfaRng, Stream};
 use dfa::data::{self, Dataset, DatasetKind};
-use dfa::network::Network;
-use dfa::optimiser::OptimiserKind;
-use dfa::record::{self, Quiet, RunDir};
-use dfa::rng::{DfaRng, Stream};
+use dfa::layers::Network;
+use dfa::layers::activation::Activation;
+use dfa::optim::OptimiserKind;
 use dfa::rules::Rule;
-use dfa::training::{EpochMetrics, StopReason, Trainer, apply_subsets};
+use dfa::train::config::TrainConfig;
+use dfa::train::protocol::{EpochMetrics, StopReason, Trainer, apply_subsets};
+use dfa::train::record::{self, Quiet, RunDir};
 use std::sync::OnceLock;
 
 fn mnist() -> &'static Dataset {
@@ -54,7 +54,7 @@ fn train(config: &TrainConfig) -> (Trainer, Vec<EpochMetrics>) {
 #[test]
 fn every_rule_learns_real_mnist() {
     for (rule, model, max_train_error) in
-        [(Rule::Bp, "2x200", 12.0), (Rule::Fa, "2x200", 12.0), (Rule::Dfa, "2x200", 12.0), (Rule::Ifa, "3x100", 18.0)]
+        [(Rule::BP, "2x200", 12.0), (Rule::FA, "2x200", 12.0), (Rule::DFA, "2x200", 12.0), (Rule::IFA, "3x100", 18.0)]
     {
         let config = TrainConfig { model: model.into(), max_epochs: 8, ..small(rule) };
         let (_, m) = train(&config);
@@ -71,7 +71,7 @@ fn every_rule_learns_real_mnist() {
 
 #[test]
 fn every_hidden_layer_is_updated_under_every_rule() {
-    for rule in [Rule::Bp, Rule::Fa, Rule::Dfa, Rule::Ifa] {
+    for rule in [Rule::BP, Rule::FA, Rule::DFA, Rule::IFA] {
         for act in [Activation::Tanh, Activation::Logistic, Activation::Relu] {
             let config = TrainConfig {
                 model: "3x30".into(),
@@ -98,7 +98,7 @@ fn every_hidden_layer_is_updated_under_every_rule() {
 
 #[test]
 fn same_seed_and_threads_give_identical_bits() {
-    let config = TrainConfig { train_subset: Some(2000), max_epochs: 2, ..small(Rule::Dfa) };
+    let config = TrainConfig { train_subset: Some(2000), max_epochs: 2, ..small(Rule::DFA) };
     let (a, ma) = train(&config);
     let (b, mb) = train(&config);
     let strip =
@@ -115,7 +115,7 @@ fn same_seed_and_threads_give_identical_bits() {
 
 #[test]
 fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
-    for rule in [Rule::Dfa, Rule::Bp] {
+    for rule in [Rule::DFA, Rule::BP] {
         let config = TrainConfig { train_subset: Some(1500), max_epochs: 4, ..small(rule) };
         let data = subset(&config);
         let tmp = tempfile::tempdir().unwrap();
@@ -160,7 +160,7 @@ fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
 
 #[test]
 fn checkpoint_round_trip_restores_everything() {
-    let config = TrainConfig { train_subset: Some(640), max_epochs: 1, ..small(Rule::Fa) };
+    let config = TrainConfig { train_subset: Some(640), max_epochs: 1, ..small(Rule::FA) };
     let data = subset(&config);
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create_unique(tmp.path(), "r").unwrap();
@@ -186,11 +186,11 @@ fn a_diverging_run_stops_and_says_so() {
     let config = TrainConfig {
         optimiser: OptimiserKind::Sgd,
         learning_rate: 1e4,
-        init: dfa::network::Init::Uniform,
+        init: dfa::layers::Init::Uniform,
         activation: Activation::Relu,
         train_subset: Some(1280),
         max_epochs: 5,
-        ..small(Rule::Bp)
+        ..small(Rule::BP)
     };
     let (t, m) = train(&config);
     assert_eq!(t.progress.stop, Some(StopReason::Diverged), "{m:?}");
@@ -199,14 +199,14 @@ fn a_diverging_run_stops_and_says_so() {
 
 #[test]
 fn a_validation_set_is_held_out_and_measured() {
-    let config = TrainConfig { train_subset: Some(2000), validation: 500, max_epochs: 2, ..small(Rule::Dfa) };
+    let config = TrainConfig { train_subset: Some(2000), validation: 500, max_epochs: 2, ..small(Rule::DFA) };
     let (t, m) = train(&config);
     assert_eq!(t.n_train(), 1500);
     assert!(m.iter().all(|m| { m.validation_error.is_some_and(|v| (0.0..=100.0).contains(&v)) }));
     // the held-out samples are the last ones: training on the first 1500 alone gives the same run
-    let (u, _) = train(&TrainConfig { train_subset: Some(1500), max_epochs: 2, ..small(Rule::Dfa) });
+    let (u, _) = train(&TrainConfig { train_subset: Some(1500), max_epochs: 2, ..small(Rule::DFA) });
     assert_eq!(t.model.net, u.model.net);
-    let bad = TrainConfig { schedule_on: dfa::config::ScheduleOn::Validation, ..small(Rule::Dfa) };
+    let bad = TrainConfig { schedule_on: dfa::train::config::ScheduleOn::Validation, ..small(Rule::DFA) };
     assert!(bad.validate().unwrap_err().to_string().contains("schedule_on"));
 }
 
@@ -218,7 +218,7 @@ fn the_schedule_halves_the_rate_and_ends_the_run() {
         max_halvings: 2,
         train_subset: Some(640),
         max_epochs: 50,
-        ..small(Rule::Dfa)
+        ..small(Rule::DFA)
     };
     let (t, m) = train(&config);
     assert_eq!(t.progress.stop, Some(StopReason::ScheduleEnded), "{m:?}");
@@ -229,8 +229,8 @@ fn the_schedule_halves_the_rate_and_ends_the_run() {
 
 #[test]
 fn the_two_schedule_rules_give_their_verdicts_on_fixed_error_sequences() {
-    let data = subset(&small(Rule::Dfa));
-    let fresh = Trainer::new(small(Rule::Dfa), &data).unwrap().progress;
+    let data = subset(&small(Rule::DFA));
+    let fresh = Trainer::new(small(Rule::DFA), &data).unwrap().progress;
     let verdicts = |errors: &[f64], patience: usize| {
         let mut p = fresh.clone();
         errors.iter().map(|&e| p.no_progress(e, patience)).collect::<Vec<_>>()
@@ -248,11 +248,11 @@ fn the_two_schedule_rules_give_their_verdicts_on_fixed_error_sequences() {
     // so a rising error is first called out at the fourth epoch instead of the second
     let rising = [50.0, 60.0, 70.0, 80.0, 90.0];
     assert_eq!(verdicts(&rising, 0), [false, true, true, true, true]);
-    let config = TrainConfig { schedule_start: Some(100.0), ..small(Rule::Dfa) };
+    let config = TrainConfig { schedule_start: Some(100.0), ..small(Rule::DFA) };
     let mut p = Trainer::new(config, &data).unwrap().progress;
     let paper: Vec<bool> = rising.iter().map(|&e| p.no_progress(e, 0)).collect();
     assert_eq!(paper, [false, false, false, true, true]);
-    let bad = TrainConfig { schedule_start: Some(120.0), ..small(Rule::Dfa) };
+    let bad = TrainConfig { schedule_start: Some(120.0), ..small(Rule::DFA) };
     assert!(bad.validate().unwrap_err().to_string().contains("schedule_start"));
 }
 
@@ -265,7 +265,7 @@ fn the_plateau_rule_waits_patience_epochs_before_each_halving() {
         patience: 3,
         train_subset: Some(640),
         max_epochs: 50,
-        ..small(Rule::Dfa)
+        ..small(Rule::DFA)
     };
     let (t, m) = train(&config);
     assert_eq!(t.progress.stop, Some(StopReason::ScheduleEnded), "{m:?}");
@@ -280,11 +280,11 @@ fn the_schedule_can_watch_the_error_counted_during_the_epoch() {
     // the running-mean rule on the logged `batch_error` must give the logged rates, and on the
     // logged `train_error` a different sequence (else this run could not tell the two apart)
     let config = TrainConfig {
-        schedule_on: dfa::config::ScheduleOn::Batch,
+        schedule_on: dfa::train::config::ScheduleOn::Batch,
         learning_rate: 1e-2,
         train_subset: Some(1000),
         max_epochs: 12,
-        ..small(Rule::Dfa)
+        ..small(Rule::DFA)
     };
     let (t, m) = train(&config);
     let replay = |watched: &dyn Fn(&EpochMetrics) -> f64| {
@@ -317,7 +317,7 @@ fn dfa_directions_computed_inside_the_update_tasks_give_the_same_bits() {
             dropout_hidden: d_hidden,
             train_subset: Some(640),
             max_epochs: 2,
-            ..small(Rule::Dfa)
+            ..small(Rule::DFA)
         };
         let (fused, _) = train(&base);
         let (separate, m) = train(&TrainConfig { align_every: 1, ..base });
@@ -331,7 +331,7 @@ fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
     // on two threads a deep narrow BP or FA net runs its chain of directions beside the updates
     // of the layers already done (`training::overlaps_chain`); one thread runs them one after
     // the other. Same numbers, with and without dropout.
-    for rule in [Rule::Bp, Rule::Fa] {
+    for rule in [Rule::BP, Rule::FA] {
         for dropout in [false, true] {
             let (d_in, d_hidden) = if dropout { (0.1, 0.5) } else { (0.0, 0.0) };
             let config = TrainConfig {
@@ -343,7 +343,7 @@ fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
                 ..small(rule)
             };
             let (two, m2) = train(&config);
-            assert!(dfa::training::overlaps_chain(&config, &two.model.net, 2), "{rule:?} 10x200 should overlap");
+            assert!(dfa::train::protocol::overlaps_chain(&config, &two.model.net, 2), "{rule:?} 10x200 should overlap");
             let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
             assert_eq!(two.model.net, one.model.net, "{rule:?} dropout {dropout}");
             assert_eq!(m2[1].loss.to_bits(), m1[1].loss.to_bits());
@@ -361,16 +361,16 @@ fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
     let overlaps = |rule: Rule, widths: &[usize], n_in: usize, threads: usize| {
         let sizes: Vec<usize> = std::iter::once(n_in).chain(widths.iter().copied()).chain([10]).collect();
         let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(1, Stream::Weights));
-        dfa::training::overlaps_chain(&small(rule), &net, threads)
+        dfa::train::protocol::overlaps_chain(&small(rule), &net, threads)
     };
-    assert!(overlaps(Rule::Bp, &[240; 7], 784, 2));
-    assert!(overlaps(Rule::Fa, &[240; 100], 784, 2));
-    assert!(!overlaps(Rule::Bp, &[240; 7], 784, 1));
-    assert!(!overlaps(Rule::Bp, &[240; 7], 784, 3));
-    assert!(!overlaps(Rule::Bp, &[800; 2], 784, 2));
-    assert!(!overlaps(Rule::Bp, &[400; 3], 784, 2));
-    assert!(!overlaps(Rule::Bp, &[1000; 3], 3072, 2));
-    assert!(!overlaps(Rule::Dfa, &[240; 7], 784, 2));
+    assert!(overlaps(Rule::BP, &[240; 7], 784, 2));
+    assert!(overlaps(Rule::FA, &[240; 100], 784, 2));
+    assert!(!overlaps(Rule::BP, &[240; 7], 784, 1));
+    assert!(!overlaps(Rule::BP, &[240; 7], 784, 3));
+    assert!(!overlaps(Rule::BP, &[800; 2], 784, 2));
+    assert!(!overlaps(Rule::BP, &[400; 3], 784, 2));
+    assert!(!overlaps(Rule::BP, &[1000; 3], 3072, 2));
+    assert!(!overlaps(Rule::DFA, &[240; 7], 784, 2));
 }
 
 #[test]
@@ -378,17 +378,17 @@ fn pipelined_steps_give_the_bits_of_one_step_after_the_other() {
     // a deep net on two threads runs each batch's updates beside the next batch's forward pass
     // (`training::pipelines`), under every rule and with a rule per layer; on one thread the
     // steps run one after the other. 1000 samples: the last batch of each epoch is short (40).
-    let mixed = [Rule::Dfa, Rule::Bp, Rule::Fa].repeat(6);
+    let mixed = [Rule::DFA, Rule::BP, Rule::FA].repeat(6);
     for (rule, layer_rules) in
-        [(Rule::Dfa, vec![]), (Rule::Bp, vec![]), (Rule::Fa, vec![]), (Rule::Ifa, vec![]), (Rule::Dfa, mixed)]
+        [(Rule::DFA, vec![]), (Rule::BP, vec![]), (Rule::FA, vec![]), (Rule::IFA, vec![]), (Rule::DFA, mixed)]
     {
         let what = format!("{rule:?} {layer_rules:?}");
         let config =
             TrainConfig { model: "18x64".into(), train_subset: Some(1000), max_epochs: 3, layer_rules, ..small(rule) };
         let (two, m2) = train(&config);
-        assert!(dfa::training::pipelines(&config, &two.model.net, 2), "{what}");
+        assert!(dfa::train::protocol::pipelines(&config, &two.model.net, 2), "{what}");
         let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
-        assert!(!dfa::training::pipelines(&config, &one.model.net, 1));
+        assert!(!dfa::train::protocol::pipelines(&config, &one.model.net, 1));
         assert!(two.model.net == one.model.net, "{what}");
         let strip = |m: &[EpochMetrics]| {
             m.iter().map(|m| (m.loss.to_bits(), m.batch_error, m.train_error, m.test_error)).collect::<Vec<_>>()
@@ -402,17 +402,17 @@ fn pipelined_steps_give_the_bits_of_one_step_after_the_other() {
         assert!(m2[2].loss < 0.8 * m2[0].loss, "{what}: {m2:?}");
     }
     // not pipelined: shallow nets, dropout, alignment measurement, adversarial training, one thread
-    let config = TrainConfig { model: "18x64".into(), ..small(Rule::Bp) };
+    let config = TrainConfig { model: "18x64".into(), ..small(Rule::BP) };
     let deep = Trainer::new(config.clone(), &subset(&config)).unwrap();
-    assert!(!dfa::training::pipelines(&config, &deep.model.net, 1));
-    let shallow = Trainer::new(small(Rule::Dfa), &subset(&small(Rule::Dfa))).unwrap();
-    assert!(!dfa::training::pipelines(&small(Rule::Dfa), &shallow.model.net, 2));
+    assert!(!dfa::train::protocol::pipelines(&config, &deep.model.net, 1));
+    let shallow = Trainer::new(small(Rule::DFA), &subset(&small(Rule::DFA))).unwrap();
+    assert!(!dfa::train::protocol::pipelines(&small(Rule::DFA), &shallow.model.net, 2));
     for other in [
         TrainConfig { dropout_hidden: 0.5, ..config.clone() },
         TrainConfig { align_every: 5, ..config.clone() },
         TrainConfig { adversarial_epsilon: 0.1, ..config.clone() },
     ] {
-        assert!(!dfa::training::pipelines(&other, &deep.model.net, 2));
+        assert!(!dfa::train::protocol::pipelines(&other, &deep.model.net, 2));
     }
 }
 
@@ -436,14 +436,14 @@ fn a_damaged_metrics_line_is_an_error_unless_it_is_the_cut_last_one() {
 fn frozen_layers_stay_and_a_run_continues_another() {
     let first = TrainConfig {
         model: "3x30".into(),
-        rule: Rule::Bp,
-        init: dfa::network::Init::Uniform,
+        rule: Rule::BP,
+        init: dfa::layers::Init::Uniform,
         freeze: vec![1],
         train_subset: Some(1280),
         max_epochs: 2,
         lr_schedule: false,
         stop_train_error: 0.0,
-        ..small(Rule::Bp)
+        ..small(Rule::BP)
     };
     let data = subset(&first);
     let tmp = tempfile::tempdir().unwrap();
@@ -460,7 +460,7 @@ fn frozen_layers_stay_and_a_run_continues_another() {
     }
     assert!(t.model.optimiser.mean_square[0].weight.iter().all(|&v| v == 0.0));
 
-    for layer_rules in [vec![], vec![Rule::Dfa, Rule::Bp, Rule::Bp]] {
+    for layer_rules in [vec![], vec![Rule::DFA, Rule::BP, Rule::BP]] {
         let next = TrainConfig {
             freeze: vec![],
             layer_rules: layer_rules.clone(),
@@ -470,7 +470,7 @@ fn frozen_layers_stay_and_a_run_continues_another() {
         };
         let mut u = Trainer::new(next, &data).unwrap();
         let params =
-            |n: &dfa::network::Network| n.layers.iter().map(|l| (l.weight.clone(), l.bias.clone())).collect::<Vec<_>>();
+            |n: &dfa::layers::Network| n.layers.iter().map(|l| (l.weight.clone(), l.bias.clone())).collect::<Vec<_>>();
         assert!(params(&u.model.net) == params(&t.model.net), "{layer_rules:?}: not the source's weights");
         assert!(u.model.net.layers.iter().all(|l| !l.frozen));
         assert!(u.model.optimiser.mean_square == t.model.optimiser.mean_square, "not the source's RMSprop state");
@@ -503,17 +503,17 @@ fn frozen_layers_stay_and_a_run_continues_another() {
 /// split — and one thread, which splits nothing; the layers' own buffers are then left untouched.
 #[test]
 fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
-    use dfa::network::{Workspace, output_error};
-    use dfa::optimiser::Optimiser;
+    use dfa::layers::{Workspace, output_error};
+    use dfa::optim::Optimiser;
     use dfa::rules::{Feedback, hidden_deltas};
-    use dfa::training::update_layers;
+    use dfa::train::protocol::update_layers;
     let data = mnist();
     let rows = 64;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     // the layers side by side; the first layer split over the threads after the others; one
     // layer after the other, each product split
     for sizes in [vec![784, 300, 300, 300, 10], vec![784, 240, 240, 240, 240, 240, 240, 240, 10], vec![784, 100, 10]] {
-        for rule in [Rule::Bp, Rule::Fa, Rule::Dfa] {
+        for rule in [Rule::BP, Rule::FA, Rule::DFA] {
             let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(3, Stream::Weights));
             let fb = Feedback::new(rule, &sizes, false, None, &mut DfaRng::new(4, Stream::Feedback));
             let mut runs = Vec::new();
@@ -535,7 +535,7 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
                         let depth = net.depth();
                         let logits = ws.outputs[depth - 1].clone();
                         output_error(&logits, y, 10, &mut ws.deltas[depth - 1]);
-                        let direct = (rule == Rule::Dfa).then_some(&fb);
+                        let direct = (rule == Rule::DFA).then_some(&fb);
                         if direct.is_none() {
                             hidden_deltas(rule, &net, &fb, &mut ws, rows, threads);
                         }
@@ -563,11 +563,11 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
 fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
     let streams = |model: &str| {
         let config = TrainConfig { model: model.into(), ..Default::default() };
-        dfa::training::Model::new(&config, 784, 10).unwrap().net.streams_weights()
+        dfa::train::protocol::Model::new(&config, 784, 10).unwrap().net.streams_weights()
     };
     assert!(streams("100x240"));
     assert!(!streams("7x240") && !streams("2x800"));
-    for (rule, dropout) in [(Rule::Bp, 0.0), (Rule::Fa, 0.0), (Rule::Dfa, 0.0), (Rule::Bp, 0.1)] {
+    for (rule, dropout) in [(Rule::BP, 0.0), (Rule::FA, 0.0), (Rule::DFA, 0.0), (Rule::BP, 0.1)] {
         let runs: Vec<Network> = [2, 1]
             .into_iter()
             .map(|threads| {
@@ -584,10 +584,10 @@ fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
                 };
                 let (t, _) = train(&config);
                 let schedule = (
-                    dfa::training::pipelines(&config, &t.model.net, 2),
-                    dfa::training::overlaps_chain(&config, &t.model.net, 2),
+                    dfa::train::protocol::pipelines(&config, &t.model.net, 2),
+                    dfa::train::protocol::overlaps_chain(&config, &t.model.net, 2),
                 );
-                assert_eq!(schedule, (dropout == 0.0, rule != Rule::Dfa), "{rule:?} dropout {dropout}");
+                assert_eq!(schedule, (dropout == 0.0, rule != Rule::DFA), "{rule:?} dropout {dropout}");
                 t.model.net
             })
             .collect();

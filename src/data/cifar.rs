@@ -8,7 +8,7 @@
 //! channel-major order (`3 × 32 × 32`), scaled to `[0, 1]`.
 
 use super::{DataFile, DatasetKind, Split, idx::maybe_gunzip, sha256_hex};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Pixels of one image (3 × 32 × 32).

@@ -7,8 +7,8 @@
 //! never leaves a partial file under the real name.
 
 use super::{DatasetKind, IDX_FILES, idx::maybe_gunzip, sha256_hex};
-use crate::error::{Error, Result};
-use std::io::Write;
+use crate::base::error::{Error, Result};
+use crate::base::io::write_atomically;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -107,27 +107,6 @@ fn verify(bytes: Vec<u8>, what: &str, expected: &str) -> Result<()> {
         return Err(Error::Checksum { what: what.to_string(), expected: expected.to_string(), actual });
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }
 
 /// Downloads the four files of `kind` into `data_dir/<name>/`, trying `mirrors` in order for

@@ -4,7 +4,7 @@
 //! number of dimensions `d`, then `d` big-endian `u32` sizes, then the values in row-major order.
 //! Images are `d = 3` (`count × rows × cols`), labels `d = 1`.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::Path;

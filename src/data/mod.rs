@@ -12,7 +12,7 @@ pub mod download;
 pub mod idx;
 pub mod preprocess;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -54,11 +54,11 @@ impl DatasetKind {
     }
 
     /// The shape of one image (channel-major in the loaded data).
-    pub fn image_shape(self) -> crate::conv::Shape {
+    pub fn image_shape(self) -> crate::layers::conv::Shape {
         if self.is_cifar() {
-            crate::conv::Shape { h: 32, w: 32, c: 3 }
+            crate::layers::conv::Shape { h: 32, w: 32, c: 3 }
         } else {
-            crate::conv::Shape { h: 28, w: 28, c: 1 }
+            crate::layers::conv::Shape { h: 28, w: 28, c: 1 }
         }
     }
 

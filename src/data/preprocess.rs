@@ -12,7 +12,7 @@
 //! The dense nets use the plain `[0, 1]` scaling of the loaders.
 
 use super::{Dataset, DatasetKind, sha256_hex};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par, Side};
 use serde::{Deserialize, Serialize};
@@ -78,7 +78,7 @@ pub fn prepare(mut data: Dataset, preprocess: Preprocess, cache: &Path) -> Resul
 
 fn write_cache(path: &Path, train: &super::Split, test: &super::Split, zca: &Zca, kind: DatasetKind) -> Result<()> {
     use safetensors::tensor::{Dtype, TensorView};
-    let bytes = crate::record::f32_bytes;
+    let bytes = crate::base::io::f32_bytes;
     let tensors = [
         ("train", vec![train.len(), train.dim], bytes(&train.images)),
         ("test", vec![test.len(), test.dim], bytes(&test.images)),
@@ -95,7 +95,7 @@ fn write_cache(path: &Path, train: &super::Split, test: &super::Split, zca: &Zca
         ("preprocess".to_string(), format!("gcn(sqrt_bias={GCN_SQRT_BIAS}) + zca(filter_bias={ZCA_FILTER_BIAS})")),
     ]);
     let out = safetensors::serialize(views, Some(meta)).map_err(|e| Error::checkpoint(path, e.to_string()))?;
-    super::download::write_atomically(path, &out)
+    crate::base::io::write_atomically(path, &out)
 }
 
 /// The cached splits, when the file exists and fits the data set (a damaged or foreign file is
@@ -196,7 +196,7 @@ impl Zca {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{DfaRng, Stream};
+    use crate::base::rng::{DfaRng, Stream};
 
     #[test]
     fn gcn_of_a_hand_computed_image() {
@@ -247,8 +247,8 @@ mod tests {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
+    use crate::base::rng::{DfaRng, Stream};
     use crate::data::{DataFile, Split};
-    use crate::rng::{DfaRng, Stream};
 
     fn dataset(seed: u64) -> Dataset {
         let mut rng = DfaRng::new(seed, Stream::Shuffle);

@@ -26,7 +26,7 @@ pub fn mnist_dir() -> PathBuf {
 /// with `o` the output position (`oy·W_out + ox`), `kidx` the weight column (`(ky·kw + kx)·C_in + c`)
 /// and `input` the index of the input value it multiplies (channel-major when `chw_input`,
 /// else channels-last); taps in the zero padding are left out.
-pub fn conv_taps(c: &dfa::conv::Conv2d) -> Vec<(usize, usize, usize)> {
+pub fn conv_taps(c: &dfa::layers::conv::Conv2d) -> Vec<(usize, usize, usize)> {
     let (i, o) = (c.input, c.output());
     let mut taps = Vec::new();
     for oy in 0..o.h {

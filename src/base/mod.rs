@@ -1,0 +1,8 @@
+//! What every other part stands on and that knows nothing of networks: errors, the random
+//! streams, the run-time SIMD dispatch, the matrix products and file helpers.
+
+pub mod error;
+pub mod io;
+pub mod linalg;
+pub mod rng;
+pub mod simd;

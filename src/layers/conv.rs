@@ -1,0 +1,357 @@
+//! Convolution and max-pooling for the CIFAR conv nets (issue 6): forward passes and their exact
+//! backward passes, batched, on activations stored channels-last (`batch × H × W × C`, row-major).
+//!
+//! A convolution is im2col + one GEMM for the whole batch: every output position's receptive
+//! field (`K = kh·kw·C_in` values, ordered `(ky, kx, c)`, zeros where it overhangs the padding)
+//! becomes a row of `patches` (`batch·H_out·W_out × K`), and `out = patches · Wᵀ + b` with `W`
+//! stored `C_out × K`. Backward: `∂W = δᵀ · patches`, `∂b = Σ δ`, and the input gradient is
+//! `δ · W` (`batch·H_out·W_out × K`) scattered back over the receptive fields (col2im).
+//!
+//! Max-pooling takes the largest value of each window (overlapping windows allowed, e.g. 3×3 with
+//! stride 2); ties go to the first position in `(ky, kx)` order, and the backward pass sends each
+//! output's gradient to exactly the position the forward pass chose (the argmax is stored).
+
+use crate::base::linalg::{gemm_nn, gemm_nt, gemm_tn};
+use crate::layers::activation::Activation;
+use rayon::prelude::*;
+
+/// The shape of one image or feature map: height, width, channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Output size of a window of `k` with `stride` and `pad` over `n` positions (floor, as cuDNN,
+/// PyTorch and Caffe's convolutions do). `None` when the window does not fit.
+pub fn out_size(n: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+    (n + 2 * pad).checked_sub(k).map(|span| span / stride + 1)
+}
+
+/// A 2-D convolution's geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub input: Shape,
+    pub out_channels: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    /// The input is channel-major (`C × H × W` per image, as the CIFAR loader keeps its pixels)
+    /// instead of channels-last; only a network's first layer reads such input.
+    pub chw_input: bool,
+}
+
+impl Conv2d {
+    /// Where input value `(y, x, c)` of one image sits in its slice.
+    fn at(&self, y: usize, x: usize, c: usize) -> usize {
+        let i = self.input;
+        if self.chw_input { (c * i.h + y) * i.w + x } else { (y * i.w + x) * i.c + c }
+    }
+
+    pub fn output(&self) -> Shape {
+        let h = out_size(self.input.h, self.kh, self.stride, self.pad).expect("kernel larger than the padded input");
+        let w = out_size(self.input.w, self.kw, self.stride, self.pad).expect("kernel larger than the padded input");
+        Shape { h, w, c: self.out_channels }
+    }
+
+    /// Values per receptive field (`kh·kw·C_in`): the columns of `patches` and of `W`.
+    pub fn k(&self) -> usize {
+        self.kh * self.kw * self.input.c
+    }
+
+    /// `patches` (`batch·H_out·W_out × K`) of the `batch` images in `x`.
+    /// The images are independent: they are spread over the current rayon pool's threads.
+    pub fn im2col(&self, x: &[f32], batch: usize, patches: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        let per_image = o.h * o.w * k;
+        patches[..batch * per_image]
+            .par_chunks_mut(per_image)
+            .zip(x[..batch * i.len()].par_chunks(i.len()))
+            .for_each(|(p, img)| self.im2col_image(img, p));
+    }
+
+    fn im2col_image(&self, img: &[f32], patches: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        for oy in 0..o.h {
+            for ox in 0..o.w {
+                let row = &mut patches[(oy * o.w + ox) * k..][..k];
+                for ky in 0..self.kh {
+                    let y = (oy * self.stride + ky) as isize - self.pad as isize;
+                    for kx in 0..self.kw {
+                        let xx = (ox * self.stride + kx) as isize - self.pad as isize;
+                        let dst = &mut row[(ky * self.kw + kx) * i.c..][..i.c];
+                        if y < 0 || xx < 0 || y >= i.h as isize || xx >= i.w as isize {
+                            dst.fill(0.0);
+                        } else if self.chw_input {
+                            for (c, d) in dst.iter_mut().enumerate() {
+                                *d = img[self.at(y as usize, xx as usize, c)];
+                            }
+                        } else {
+                            dst.copy_from_slice(&img[self.at(y as usize, xx as usize, 0)..][..i.c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the rows of `cols` (`batch·H_out·W_out × K`, gradients of the patches) back onto the
+    /// input positions they were read from: `dx` (`batch × input`) is overwritten.
+    /// The images are independent: they are spread over the current rayon pool's threads.
+    pub fn col2im(&self, cols: &[f32], batch: usize, dx: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        let per_image = o.h * o.w * k;
+        dx[..batch * i.len()]
+            .par_chunks_mut(i.len())
+            .zip(cols[..batch * per_image].par_chunks(per_image))
+            .for_each(|(img, c)| self.col2im_image(c, img));
+    }
+
+    fn col2im_image(&self, cols: &[f32], img: &mut [f32]) {
+        let (i, o, k) = (self.input, self.output(), self.k());
+        img.fill(0.0);
+        for oy in 0..o.h {
+            for ox in 0..o.w {
+                let row = &cols[(oy * o.w + ox) * k..][..k];
+                for ky in 0..self.kh {
+                    let y = (oy * self.stride + ky) as isize - self.pad as isize;
+                    if y < 0 || y >= i.h as isize {
+                        continue;
+                    }
+                    for kx in 0..self.kw {
+                        let xx = (ox * self.stride + kx) as isize - self.pad as isize;
+                        if xx < 0 || xx >= i.w as isize {
+                            continue;
+                        }
+                        let src = &row[(ky * self.kw + kx) * i.c..][..i.c];
+                        for (c, s) in src.iter().enumerate() {
+                            img[self.at(y as usize, xx as usize, c)] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out = patches · Wᵀ + b` (`batch·H_out·W_out × C_out`, i.e. `batch × output` channels-last);
+    /// `patches` is filled from `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &[f32],
+        batch: usize,
+        weight: &[f32],
+        bias: &[f32],
+        patches: &mut [f32],
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        let rows = batch * self.output().h * self.output().w;
+        self.im2col(x, batch, patches);
+        gemm_nt(out, patches, weight, rows, self.k(), self.out_channels, false, threads);
+        for row in out[..rows * self.out_channels].chunks_exact_mut(self.out_channels) {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        }
+    }
+
+    /// From `delta` (`∂J/∂out`, `batch × output`): `grad_w` (`C_out × K`), `grad_b`, and, when
+    /// given, `dx` (`∂J/∂x`, using `cols` as scratch of `batch·H_out·W_out × K`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        delta: &[f32],
+        batch: usize,
+        weight: &[f32],
+        patches: &[f32],
+        grad_w: &mut [f32],
+        grad_b: &mut [f32],
+        dx: Option<(&mut [f32], &mut [f32])>,
+        threads: usize,
+    ) {
+        let (rows, k, c_out) = (batch * self.output().h * self.output().w, self.k(), self.out_channels);
+        gemm_tn(grad_w, delta, patches, c_out, rows, k, false, threads);
+        grad_b[..c_out].fill(0.0);
+        for row in delta[..rows * c_out].chunks_exact(c_out) {
+            grad_b.iter_mut().zip(row).for_each(|(g, d)| *g += d);
+        }
+        if let Some((dx, cols)) = dx {
+            gemm_nn(cols, delta, weight, rows, c_out, k, false, threads);
+            self.col2im(cols, batch, dx);
+        }
+    }
+}
+
+/// Max-pooling's geometry (no padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool {
+    pub input: Shape,
+    pub k: usize,
+    pub stride: usize,
+}
+
+impl MaxPool {
+    pub fn output(&self) -> Shape {
+        let h = out_size(self.input.h, self.k, self.stride, 0).expect("window larger than the input");
+        let w = out_size(self.input.w, self.k, self.stride, 0).expect("window larger than the input");
+        Shape { h, w, c: self.input.c }
+    }
+
+    /// `out` (`batch × output`) and, per output value, the index in `x` it came from (`argmax`).
+    /// The images are independent: they are spread over the current rayon pool's threads.
+    pub fn forward(&self, x: &[f32], batch: usize, out: &mut [f32], argmax: &mut [u32]) {
+        let o = self.output();
+        out[..batch * o.len()]
+            .par_chunks_mut(o.len())
+            .zip(argmax[..batch * o.len()].par_chunks_mut(o.len()))
+            .enumerate()
+            .for_each(|(b, (out, argmax))| self.forward_image(x, b, out, argmax));
+    }
+
+    /// Image `b` of `x`; `argmax` holds indices into the whole batch `x`.
+    fn forward_image(&self, x: &[f32], b: usize, out: &mut [f32], argmax: &mut [u32]) {
+        let (i, o) = (self.input, self.output());
+        for oy in 0..o.h {
+            for ox in 0..o.w {
+                for c in 0..i.c {
+                    let mut best = usize::MAX;
+                    for ky in 0..self.k {
+                        for kx in 0..self.k {
+                            let at = b * i.len() + ((oy * self.stride + ky) * i.w + ox * self.stride + kx) * i.c + c;
+                            if best == usize::MAX || x[at] > x[best] {
+                                best = at;
+                            }
+                        }
+                    }
+                    let o_at = (oy * o.w + ox) * o.c + c;
+                    out[o_at] = x[best];
+                    argmax[o_at] = best as u32;
+                }
+            }
+        }
+    }
+
+    /// `dx` (`batch × input`, overwritten): each output's gradient added at its argmax.
+    /// The images are independent (an output's argmax lies in its own image): they are spread
+    /// over the current rayon pool's threads.
+    pub fn backward(&self, delta: &[f32], batch: usize, argmax: &[u32], dx: &mut [f32]) {
+        let (i, o) = (self.input.len(), self.output().len());
+        dx[..batch * i]
+            .par_chunks_mut(i)
+            .zip(delta[..batch * o].par_chunks(o))
+            .zip(argmax[..batch * o].par_chunks(o))
+            .enumerate()
+            .for_each(|(b, ((dx, delta), argmax))| {
+                dx.fill(0.0);
+                for (d, &at) in delta.iter().zip(argmax) {
+                    dx[at as usize - b * i] += d;
+                }
+            });
+    }
+}
+
+/// A convolutional block: a convolution, the activation, then an optional max-pooling.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Block {
+    pub conv: Conv2d,
+    pub pool: Option<MaxPool>,
+}
+
+impl Block {
+    /// Output positions of the convolution per sample (`H_out·W_out`).
+    pub fn positions(&self) -> usize {
+        let o = self.conv.output();
+        o.h * o.w
+    }
+
+    /// Values of the convolution's output (before pooling) per sample.
+    pub fn conv_len(&self) -> usize {
+        self.conv.output().len()
+    }
+
+    /// The block's output shape (after pooling).
+    pub fn output(&self) -> Shape {
+        self.pool.map_or(self.conv.output(), |p| p.output())
+    }
+
+    /// The block's forward pass over `rows` samples of `input`: the convolution (im2col + GEMM,
+    /// the patches kept in `s` for the weight gradient), bias and `f` in one pass (`s.act`), then
+    /// the pool (its argmax kept in `s`) into `out`. `params`: the kernels (`C_out × kh·kw·C_in`)
+    /// and biases.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        f: Activation,
+        (weight, bias): (&[f32], &[f32]),
+        input: &[f32],
+        rows: usize,
+        s: &mut BlockScratch,
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        let (n, c_out, k) = (rows * self.positions(), self.conv.out_channels, self.conv.k());
+        self.conv.im2col(input, rows, &mut s.patches);
+        gemm_nt(&mut s.act, &s.patches, weight, n, k, c_out, false, threads);
+        f.bias_apply(&mut s.act[..n * c_out], bias);
+        match &self.pool {
+            Some(pool) => pool.forward(&s.act, rows, out, &mut s.argmax),
+            None => out[..n * c_out].copy_from_slice(&s.act[..n * c_out]),
+        }
+    }
+
+    /// The block's backward pass inside the block: the signal that arrived at its (pooled)
+    /// output (`s.signal`) goes back through the pool's argmax and `⊙ f'` to the convolution's
+    /// update direction `δa` (`d`, `rows·H_out·W_out × C_out`).
+    pub fn backward(&self, f: Activation, s: &BlockScratch, rows: usize, d: &mut [f32]) {
+        let d = &mut d[..rows * self.conv_len()];
+        match &self.pool {
+            Some(pool) => pool.backward(&s.signal, rows, &s.argmax, d),
+            None => d.copy_from_slice(&s.signal[..d.len()]),
+        }
+        f.scale_by_derivative(d, &s.act);
+    }
+
+    /// The signal this block sends to the layer below: `col2im(δa · M)` into `target`, with `M`
+    /// its kernels (BP) or feedback kernels of the same shape (FA), `d` its `δa`, `cols` scratch
+    /// (`rows·H_out·W_out × kh·kw·C_in`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_below(
+        &self,
+        kernels: &[f32],
+        d: &[f32],
+        rows: usize,
+        cols: &mut [f32],
+        target: &mut [f32],
+        threads: usize,
+    ) {
+        let (n, c_out, k) = (rows * self.positions(), self.conv.out_channels, self.conv.k());
+        gemm_nn(cols, d, kernels, n, c_out, k, false, threads);
+        self.conv.col2im(cols, rows, target);
+    }
+}
+
+/// The buffers of one convolutional block for a batch.
+#[derive(Clone, Debug)]
+pub struct BlockScratch {
+    /// The forward pass's im2col rows (`rows·H_out·W_out × kh·kw·C_in`), kept for the gradient.
+    pub patches: Vec<f32>,
+    /// `f(a)` of the convolution, before pooling (`rows·H_out·W_out × C_out`).
+    pub act: Vec<f32>,
+    /// Per pooled output, the index in `act` it came from.
+    pub argmax: Vec<u32>,
+    /// The signal arriving at the block's output (`rows × fan_out`), before the pool's backward.
+    pub signal: Vec<f32>,
+    /// Scratch of `δa·M` for the signal sent below the block (`rows·H_out·W_out × kh·kw·C_in`).
+    pub cols: Vec<f32>,
+}

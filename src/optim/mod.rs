@@ -1,0 +1,198 @@
+//! Optimisers: RMSprop as in the paper's code, and plain SGD.
+//!
+//! RMSprop (`optim.rmsprop` of Torch7, which `anokland/dfa-torch` uses; identical to
+//! `torch.optim.RMSprop` without momentum, centring or weight decay), per parameter `θ` with
+//! gradient `g`:
+//!
+//! ```text
+//! v ← ρ v + (1 − ρ) g²          ρ = 0.99, v starts at 0
+//! θ ← θ − lr · g / (√v + ε)     ε = 1e-8, added after the square root
+//! ```
+//!
+//! SGD: `θ ← θ − lr · g`.
+
+use crate::layers::{Dense, Gradients, Network};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimiserKind {
+    Rmsprop,
+    Sgd,
+}
+
+/// Elements per parallel task in the update: large enough that a task costs far more than its
+/// scheduling, small enough to split a 800×800 layer over both cores.
+const CHUNK: usize = 1 << 14;
+
+#[derive(Clone, Debug)]
+pub struct Optimiser {
+    pub kind: OptimiserKind,
+    pub learning_rate: f32,
+    pub decay: f32,
+    pub epsilon: f32,
+    /// RMSprop's running mean of squared gradients, per layer (empty for SGD).
+    pub mean_square: Vec<Gradients>,
+}
+
+impl Optimiser {
+    pub fn new(kind: OptimiserKind, learning_rate: f32, decay: f32, epsilon: f32, net: &Network) -> Self {
+        // one state per layer; SGD keeps none, so its states are empty
+        let size = |n: usize| if kind == OptimiserKind::Rmsprop { n } else { 0 };
+        let mean_square = net
+            .layers
+            .iter()
+            .map(|l| Gradients { weight: vec![0.0; size(l.weight.len())], bias: vec![0.0; size(l.bias.len())] })
+            .collect();
+        Optimiser { kind, learning_rate, decay, epsilon, mean_square }
+    }
+
+    /// Applies one update to every layer.
+    pub fn step(&mut self, net: &mut Network, grads: &[Gradients], threads: usize) {
+        let (rule, states) = self.layer_states();
+        for (l, (layer, g)) in net.layers.iter_mut().zip(grads).enumerate() {
+            rule.apply(layer, g, &mut states[l], threads);
+        }
+    }
+
+    /// The hyper-parameters and the per-layer states, split so that each layer's update can run
+    /// on its own thread: `update(kind, lr, ρ, ε, layer, grad, state)`.
+    pub fn layer_states(&mut self) -> (UpdateRule, &mut [Gradients]) {
+        let rule =
+            UpdateRule { kind: self.kind, learning_rate: self.learning_rate, decay: self.decay, epsilon: self.epsilon };
+        (rule, &mut self.mean_square)
+    }
+}
+
+/// The hyper-parameters of one update, copied out of an [`Optimiser`].
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateRule {
+    pub kind: OptimiserKind,
+    pub learning_rate: f32,
+    pub decay: f32,
+    pub epsilon: f32,
+}
+
+impl UpdateRule {
+    /// Updates one layer with its state (RMSprop's mean squares; unused by SGD).
+    pub fn apply(&self, layer: &mut Dense, g: &Gradients, state: &mut Gradients, threads: usize) {
+        self.apply_parts(layer, &g.weight, &g.bias, state, threads);
+    }
+
+    /// [`UpdateRule::apply`] with the weight and bias gradients given apart (`weight.len()` and
+    /// `bias.len()` of the layer long).
+    pub fn apply_parts(&self, layer: &mut Dense, gw: &[f32], gb: &[f32], state: &mut Gradients, threads: usize) {
+        update(self.kind, self.learning_rate, self.decay, self.epsilon, layer, gw, gb, state, threads);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update(
+    kind: OptimiserKind,
+    lr: f32,
+    rho: f32,
+    eps: f32,
+    layer: &mut Dense,
+    gw: &[f32],
+    gb: &[f32],
+    ms: &mut Gradients,
+    threads: usize,
+) {
+    assert!(gw.len() == layer.weight.len() && gb.len() == layer.bias.len(), "one gradient per parameter");
+    match kind {
+        OptimiserKind::Rmsprop => {
+            rmsprop(&mut layer.weight, gw, &mut ms.weight, lr, rho, eps, threads);
+            rmsprop(&mut layer.bias, gb, &mut ms.bias, lr, rho, eps, threads);
+        }
+        OptimiserKind::Sgd => {
+            sgd(&mut layer.weight, gw, lr);
+            sgd(&mut layer.bias, gb, lr);
+        }
+    }
+}
+
+crate::multiversion! {
+    fn rmsprop_chunk(theta: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, rho: f32, eps: f32) {
+        for ((t, &g), v) in theta.iter_mut().zip(g).zip(v.iter_mut()) {
+            *v = rho * *v + (1.0 - rho) * g * g;
+            *t -= lr * g / (v.sqrt() + eps);
+        }
+    }
+}
+
+fn rmsprop(theta: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, rho: f32, eps: f32, threads: usize) {
+    if threads > 1 && theta.len() > 2 * CHUNK {
+        theta
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|((t, g), v)| rmsprop_chunk(t, g, v, lr, rho, eps));
+    } else {
+        rmsprop_chunk(theta, g, v, lr, rho, eps);
+    }
+}
+
+fn sgd(theta: &mut [f32], g: &[f32], lr: f32) {
+    for (t, g) in theta.iter_mut().zip(g) {
+        *t -= lr * g;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Five RMSprop steps on one parameter against the formula evaluated by hand in f64:
+    /// θ0 = 0.5, g_t = 0.1·t, ρ = 0.99, ε = 1e-8, lr = 0.01.
+    /// Step 1 by hand: v1 = 0.01·0.1² = 1e-4, θ1 = 0.5 − 0.01·0.1/(0.01 + 1e-8) ≈ 0.4
+    /// (the first step is lr/√(1−ρ) = 10·lr whatever the gradient's size).
+    #[test]
+    fn rmsprop_matches_the_formula_for_five_steps() {
+        let (lr, rho, eps) = (0.01f64, 0.99f64, 1e-8f64);
+        let (mut theta, mut v) = (0.5f64, 0.0f64);
+        let mut t32 = [0.5f32];
+        let mut v32 = [0.0f32];
+        for t in 1..=5 {
+            let g = 0.1 * t as f64;
+            v = rho * v + (1.0 - rho) * g * g;
+            theta -= lr * g / (v.sqrt() + eps);
+            rmsprop(&mut t32, &[g as f32], &mut v32, lr as f32, rho as f32, eps as f32, 1);
+            assert!((t32[0] as f64 - theta).abs() < 1e-6, "step {t}: {} vs {theta}", t32[0]);
+            if t == 1 {
+                assert!((t32[0] - 0.4).abs() < 1e-6);
+            }
+        }
+    }
+
+    /// SGD moves every parameter by exactly `lr·g`, through the optimiser's per-layer states.
+    #[test]
+    fn sgd_steps_by_lr_times_gradient() {
+        let mut rng = crate::base::rng::DfaRng::new(1, crate::base::rng::Stream::Weights);
+        let mut net = Network::new(&[3, 2], crate::layers::activation::Activation::Tanh, true, true, &mut rng);
+        let before = net.layers[0].clone();
+        let mut opt = Optimiser::new(OptimiserKind::Sgd, 0.5, 0.99, 1e-8, &net);
+        let g = vec![Gradients { weight: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], bias: vec![-1.0, 1.0] }];
+        opt.step(&mut net, &g, 1);
+        for (k, (a, b)) in before.weight.iter().zip(&net.layers[0].weight).enumerate() {
+            assert_eq!(*b, a - 0.5 * (k + 1) as f32);
+        }
+        assert_eq!(net.layers[0].bias, vec![before.bias[0] + 0.5, before.bias[1] - 0.5]);
+    }
+
+    #[test]
+    fn parallel_and_serial_updates_are_bitwise_equal() {
+        let n = 5 * CHUNK + 17;
+        let g: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let (mut a, mut va) = (vec![0.1f32; n], vec![0.0f32; n]);
+        let (mut b, mut vb) = (a.clone(), va.clone());
+        rmsprop(&mut a, &g, &mut va, 1e-3, 0.99, 1e-8, 1);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+            .install(|| rmsprop(&mut b, &g, &mut vb, 1e-3, 0.99, 1e-8, 2));
+        assert_eq!(a, b);
+        assert_eq!(va, vb);
+    }
+}

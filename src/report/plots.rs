@@ -1,0 +1,340 @@
+//! `dfa plot`: learning curves and alignment angles of one or more runs, as PNG or SVG.
+//!
+//! Text is drawn with DejaVu Sans, compiled into the binary (`assets/fonts`, Bitstream Vera
+//! licence), so no system font is needed for PNG; SVG names the family `sans-serif`.
+
+use crate::base::error::{Error, Result};
+use crate::train::protocol::EpochMetrics;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            panic!("the bundled font is not a valid TrueType font");
+        }
+    });
+}
+
+/// (label, colour, style, points).
+type Series = (String, RGBColor, Line, Vec<(f64, f64)>);
+
+/// How a curve is drawn: training error thick, batch error thin, test error with markers.
+#[derive(Clone, Copy, PartialEq)]
+enum Line {
+    Train,
+    Batch,
+    Test,
+}
+
+/// Draws with `$draw` (a closure taking the root drawing area) on the PNG or SVG backend that the
+/// extension of `$out` names, then writes the file. A macro, because the closure is instantiated
+/// once per backend type.
+macro_rules! render {
+    ($out:expr, $size:expr, $draw:expr) => {{
+        let out: &Path = $out;
+        let fail = |e: String| Error::format(out, format!("cannot draw the plot: {e}"));
+        match out.extension().and_then(|e| e.to_str()) {
+            Some("png") => {
+                let root = BitMapBackend::new(out, $size).into_drawing_area();
+                ($draw)(&root).map_err(fail)?;
+                root.present().map_err(|e| fail(e.to_string()))
+            }
+            Some("svg") => {
+                let root = SVGBackend::new(out, $size).into_drawing_area();
+                ($draw)(&root).map_err(fail)?;
+                root.present().map_err(|e| fail(e.to_string()))
+            }
+            _ => Err(Error::config("--out", format!("{}: expected a file name ending in .png or .svg", out.display()))),
+        }
+    }};
+}
+
+/// Which error curves to draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Curves {
+    Train,
+    Test,
+    Both,
+    /// Training (full pass after each epoch), batch (counted on the epoch's mini-batches as
+    /// they were trained: what the paper's code reports) and test error.
+    All,
+}
+
+/// One run to draw: its label and per-epoch metrics.
+pub struct RunCurves {
+    pub label: String,
+    pub metrics: Vec<EpochMetrics>,
+}
+
+/// Draws the error curves (and, when any run recorded them, the alignment angles per hidden
+/// layer in a second panel) to `out` (`.png` or `.svg`).
+pub fn plot(runs: &[RunCurves], out: &Path, curves: Curves, log_scale: bool) -> Result<()> {
+    register_font();
+    let aligned = runs.iter().any(|r| r.metrics.iter().any(|m| !m.alignment.is_empty()));
+    let size = if aligned { (1400, 560) } else { (800, 560) };
+    render!(out, size, |root| draw(root, runs, curves, log_scale, aligned))
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    runs: &[RunCurves],
+    curves: Curves,
+    log_scale: bool,
+    aligned: bool,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let panels = if aligned { root.split_evenly((1, 2)) } else { vec![root.clone()] };
+    errors_panel(&panels[0], runs, curves, log_scale)?;
+    if aligned {
+        alignment_panel(&panels[1], runs)?;
+    }
+    Ok(())
+}
+
+fn errors_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[RunCurves],
+    curves: Curves,
+    log_scale: bool,
+) -> std::result::Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    let max_epoch = runs.iter().flat_map(|r| r.metrics.iter().map(|m| m.epoch)).max().unwrap_or(1).max(1) as f64;
+    let values: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| r.metrics.iter())
+        .flat_map(|m| [m.train_error, m.test_error].into_iter().chain((curves == Curves::All).then_some(m.batch_error)))
+        .filter(|v| v.is_finite())
+        .collect();
+    let top = values.iter().copied().fold(1.0f64, f64::max) * 1.1;
+    // on a log axis zero errors sit at the floor: half the smallest non-zero error, at least
+    // 0.001 % (below one error in 60 000)
+    let smallest = values.iter().copied().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
+    let floor = if smallest.is_finite() { (smallest / 2.0).clamp(1e-3, 1.0) } else { 1e-3 };
+    // (label, colour, solid (training) or with markers (test), points)
+    let mut series: Vec<Series> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pick = |f: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
+            run.metrics.iter().map(|m| (m.epoch as f64, if log_scale { f(m).max(floor) } else { f(m) })).collect()
+        };
+        if curves != Curves::Test {
+            series.push((format!("{} train", run.label), color, Line::Train, pick(&|m| m.train_error)));
+        }
+        if curves == Curves::All {
+            series.push((format!("{} batch", run.label), color, Line::Batch, pick(&|m| m.batch_error)));
+        }
+        if curves != Curves::Train {
+            series.push((format!("{} test", run.label), color, Line::Test, pick(&|m| m.test_error)));
+        }
+    }
+    let caption = match curves {
+        Curves::Train => "Training error",
+        Curves::Test => "Test error",
+        Curves::Both => "Training and test error",
+        Curves::All => "Training (full pass, batches) and test error",
+    };
+    macro_rules! chart_body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc("error (%)")
+                // at most one label per epoch, so that short runs do not repeat rounded labels
+                .x_labels((max_epoch as usize).clamp(2, 10))
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .light_line_style(RGBColor(242, 242, 242))
+                .label_style(("sans-serif", 16))
+                .axis_desc_style(("sans-serif", 18))
+                .draw()
+                .map_err(e)?;
+            for (label, color, line, points) in series {
+                let style = match line {
+                    Line::Train => color.stroke_width(2),
+                    Line::Batch => color.mix(0.45).stroke_width(2),
+                    Line::Test => color.mix(0.8).stroke_width(1),
+                };
+                let drawn = chart.draw_series(LineSeries::new(points.clone(), style)).map_err(e)?;
+                drawn.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                if line == Line::Test {
+                    chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(e)?;
+                }
+            }
+            legend(&mut chart)?;
+        }};
+    }
+    let mut builder = ChartBuilder::on(area);
+    builder.caption(caption, ("sans-serif", 22)).margin(12).x_label_area_size(45).y_label_area_size(60);
+    if log_scale {
+        chart_body!(builder.build_cartesian_2d(1f64..max_epoch, (floor..top).log_scale()).map_err(e)?);
+    } else {
+        chart_body!(builder.build_cartesian_2d(1f64..max_epoch, 0f64..top).map_err(e)?);
+    }
+    Ok(())
+}
+
+fn alignment_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[RunCurves],
+) -> std::result::Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    let max_epoch = runs.iter().flat_map(|r| r.metrics.iter().map(|m| m.epoch)).max().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Angle between the rule's δa and back-propagation's", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..max_epoch, 0f64..120f64)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("angle (degrees)")
+        .x_label_formatter(&|x| format!("{x:.1}"))
+        .light_line_style(RGBColor(242, 242, 242))
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()
+        .map_err(e)?;
+    chart.draw_series(LineSeries::new(vec![(0.0, 90.0), (max_epoch, 90.0)], BLACK.mix(0.4))).map_err(e)?;
+    let mut k = 0;
+    for run in runs {
+        let layers =
+            run.metrics.iter().flat_map(|m| m.alignment.iter()).flat_map(|r| r.layers.iter().map(|l| l.layer)).max();
+        let measured = run.metrics.iter().flat_map(|m| m.alignment.iter().map(|r| r.batch)).max().unwrap_or(0) + 1;
+        for layer in 1..=layers.unwrap_or(0) {
+            let color = PALETTE[k % PALETTE.len()];
+            k += 1;
+            // x: epochs done when the batch was measured (epoch − 1 + batch / batches)
+            let points: Vec<(f64, f64)> = run
+                .metrics
+                .iter()
+                .flat_map(|m| {
+                    m.alignment.iter().filter_map(move |r| {
+                        let a = r.layers.iter().find(|l| l.layer == layer)?.delta_angle_mean?;
+                        let batches = if r.batches > 0 { r.batches } else { measured };
+                        Some((m.epoch as f64 - 1.0 + r.batch as f64 / batches as f64, a))
+                    })
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(e)?
+                .label(format!("{} hidden layer {layer}", run.label))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+    }
+    legend(&mut chart)
+}
+
+/// The legend box, the same on every panel.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> std::result::Result<(), String> {
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// Ten distinguishable colours for the classes of a t-SNE picture (matplotlib's `tab10`).
+const CLASS_COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One panel of a t-SNE picture: its title and the 2-D points (`x0, y0, x1, y1, …`).
+pub struct Embedding {
+    pub title: String,
+    pub points: Vec<f32>,
+}
+
+/// Draws rows of t-SNE panels (a row per run, its label on the left), every point coloured by
+/// its class in `labels`, with one legend of the classes on the right; `.png` or `.svg`.
+pub fn tsne_grid(rows: &[(String, Vec<Embedding>)], labels: &[u8], out: &Path) -> Result<()> {
+    register_font();
+    let columns = rows.iter().map(|(_, panels)| panels.len()).max().unwrap_or(1).max(1);
+    let size = (40 + 330 * columns as u32 + 110, 40 + 330 * rows.len().max(1) as u32);
+    render!(out, size, |root| draw_grid(root, rows, labels, columns))
+}
+
+fn draw_grid<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[(String, Vec<Embedding>)],
+    labels: &[u8],
+    columns: usize,
+) -> std::result::Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let (width, height) = root.dim_in_pixel();
+    let (body, legend) = root.split_horizontally(width - 110);
+    let (row_titles, grid) = body.split_horizontally(40);
+    let panels = grid.split_evenly((rows.len().max(1), columns));
+    let row_height = height as i32 / rows.len().max(1) as i32;
+    for (r, (label, embeddings)) in rows.iter().enumerate() {
+        let style = ("sans-serif", 20).into_font().transform(FontTransform::Rotate270);
+        row_titles
+            .draw_text(label, &style.color(&BLACK), (12, r as i32 * row_height + row_height / 2 + 20))
+            .map_err(e)?;
+        for (c, emb) in embeddings.iter().enumerate() {
+            let area = &panels[r * columns + c];
+            let (xs, ys): (Vec<f64>, Vec<f64>) = emb.points.chunks_exact(2).map(|p| (p[0] as f64, p[1] as f64)).unzip();
+            let range = |v: &[f64]| {
+                let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                if lo.is_finite() && hi > lo { (lo, hi) } else { (-1.0, 1.0) }
+            };
+            let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
+            let (px, py) = ((x1 - x0) * 0.03, (y1 - y0) * 0.03);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&emb.title, ("sans-serif", 17))
+                .margin(6)
+                .build_cartesian_2d(x0 - px..x1 + px, y0 - py..y1 + py)
+                .map_err(e)?;
+            chart.configure_mesh().disable_mesh().disable_axes().draw().map_err(e)?;
+            chart.plotting_area().fill(&RGBColor(252, 252, 252)).map_err(e)?;
+            let points = xs.iter().zip(&ys).zip(labels).map(|((&x, &y), &l)| {
+                Circle::new((x, y), 2, CLASS_COLORS[l as usize % CLASS_COLORS.len()].mix(0.75).filled())
+            });
+            chart.draw_series(points).map_err(e)?;
+            let frame =
+                [(x0 - px, y0 - py), (x1 + px, y0 - py), (x1 + px, y1 + py), (x0 - px, y1 + py), (x0 - px, y0 - py)];
+            chart.draw_series(std::iter::once(PathElement::new(frame.to_vec(), RGBColor(160, 160, 160)))).map_err(e)?;
+        }
+    }
+    let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0).min(CLASS_COLORS.len());
+    legend.draw_text("class", &("sans-serif", 18).into_font().color(&BLACK), (14, 40)).map_err(e)?;
+    for (k, color) in CLASS_COLORS.iter().enumerate().take(classes) {
+        let y = 72 + 26 * k as i32;
+        legend.draw(&Circle::new((22, y), 6, color.filled())).map_err(e)?;
+        legend.draw_text(&k.to_string(), &("sans-serif", 17).into_font().color(&BLACK), (36, y - 9)).map_err(e)?;
+    }
+    Ok(())
+}

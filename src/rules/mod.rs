@@ -1,0 +1,65 @@
+//! The learning rules: how each hidden layer's update direction `δa_i` is produced (SPEC §1).
+//!
+//! | rule | `δa_i` | file |
+//! | --- | --- | --- |
+//! | BP  | `(W_{i+1}ᵀ δa_{i+1}) ⊙ f'(a_i)`, `δa_L = e` (the true gradient) | [`bp`] |
+//! | FA  | `(B_i δa_{i+1}) ⊙ f'(a_i)`, `B_i` fixed random, shape of `W_{i+1}ᵀ` | [`fa`] |
+//! | DFA | `(B_i e) ⊙ f'(a_i)`, `B_i` fixed random, `n_i × n_out` | [`dfa`] |
+//! | IFA | `δa_1 = (B_1 e) ⊙ f'(a_1)`; `δa_i = (W_i δa_{i-1}) ⊙ f'(a_i)` for `i ≥ 2` | [`ifa`] |
+//!
+//! A rule is one file implementing [`LearningRule`] ([`api`]), registered in [`ALL`]; the
+//! drivers ([`drive`]) compute the directions from what the rule says, and [`feedback`] draws
+//! the fixed random matrices the rule asks for. Everything else in the crate holds a [`Rule`]
+//! and asks it.
+
+pub mod api;
+pub mod bp;
+pub mod dfa;
+pub mod drive;
+pub mod fa;
+pub mod feedback;
+pub mod ifa;
+
+pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Source};
+pub use drive::{chain_step, direct_delta, gradients, hidden_deltas, hidden_deltas_per_layer};
+pub use feedback::{Feedback, FeedbackMatrix};
+
+/// Every rule, in the order `--help` lists them. Registering a rule is one line here.
+pub const ALL: &[Rule] = &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA];
+
+impl Rule {
+    pub const BP: Rule = Rule(&bp::Bp);
+    pub const FA: Rule = Rule(&fa::Fa);
+    pub const DFA: Rule = Rule(&dfa::Dfa);
+    pub const IFA: Rule = Rule(&ifa::Ifa);
+
+    /// Every registered rule.
+    pub fn all() -> &'static [Rule] {
+        ALL
+    }
+}
+
+impl std::str::FromStr for Rule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let wanted = s.trim().to_ascii_lowercase();
+        ALL.iter().copied().find(|r| r.name() == wanted).ok_or_else(|| {
+            let names: Vec<&str> = ALL.iter().map(|r| r.name()).collect();
+            format!("unknown rule '{s}'; expected one of {}", names.join(", "))
+        })
+    }
+}
+
+impl serde::Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
