@@ -165,55 +165,20 @@ pub trait LearningRule: Send + Sync {
 }
 
 /// A learning rule, as the rest of the crate holds it: cheap to copy, compared and stored by
-/// name. Parse one with `str::parse` (`"dfa".parse::<Rule>()`) or take it from [`Rule::all`].
+/// name; it dereferences to the [`LearningRule`] it stands for. Parse one with `str::parse`
+/// (`"dfa".parse::<Rule>()`) or take it from [`Rule::all`].
 #[derive(Clone, Copy)]
 pub struct Rule(pub(crate) &'static dyn LearningRule);
 
+impl std::ops::Deref for Rule {
+    type Target = dyn LearningRule;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
 impl Rule {
-    pub fn name(self) -> &'static str {
-        self.0.name()
-    }
-
-    pub fn about(self) -> &'static str {
-        self.0.about()
-    }
-
-    pub fn flow(self) -> Flow {
-        self.0.flow()
-    }
-
-    pub fn source<'a>(self, l: usize, layers: &'a dyn Layers, feedback: &'a Feedback) -> Source<'a> {
-        self.0.source(l, layers, feedback)
-    }
-
-    pub fn feedback_shape(self, place: &Place) -> Option<FeedbackShape> {
-        self.0.feedback_shape(place)
-    }
-
-    pub fn shares_feedback(self) -> bool {
-        self.0.shares_feedback()
-    }
-
-    pub fn transports_weights(self) -> bool {
-        self.0.transports_weights()
-    }
-
-    pub fn per_layer(self) -> bool {
-        self.0.per_layer()
-    }
-
-    pub fn starts_from_zero(self) -> bool {
-        self.0.starts_from_zero()
-    }
-
-    pub fn zero_init_warning(self, hidden: usize) -> Option<&'static str> {
-        self.0.zero_init_warning(hidden)
-    }
-
-    pub fn feedback_mirrors_weights(self) -> bool {
-        self.0.feedback_mirrors_weights()
-    }
-
     /// Multiply-adds per sample of its signals on a net whose layers do `work[i]` multiply-adds
     /// per sample forward and have `widths[i]` outputs (the last is `n_out`): BP and FA send the
     /// direction through every layer above the first (`Σ_{i≥1} work_i`), DFA projects `e` onto
