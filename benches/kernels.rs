@@ -6,8 +6,8 @@ use dfa::base::linalg::gemm_nt;
 use dfa::experiments::bench::synthetic;
 use dfa::layers::activation::Activation;
 use dfa::rules::Rule;
+use dfa::train::Trainer;
 use dfa::train::config::TrainConfig;
-use dfa::train::protocol::Trainer;
 use std::hint::black_box;
 
 fn gemm(c: &mut Criterion) {
@@ -18,7 +18,7 @@ fn gemm(c: &mut Criterion) {
             let b = vec![0.25f32; n * k];
             let mut out = vec![0.0f32; m * n];
             c.bench_function(&format!("gemm_nt {m}x{k}x{n} {threads} threads"), |bench| {
-                pool.install(|| bench.iter(|| gemm_nt(black_box(&mut out), &a, &b, m, k, n, false, threads)))
+                pool.install(|| bench.iter(|| gemm_nt(black_box(&mut out), &a, &b, (m, k, n), false, threads)))
             });
         }
     }

@@ -8,7 +8,7 @@
 use dfa::data::{self, DatasetKind};
 use dfa::rules::Rule;
 use dfa::train::config::TrainConfig;
-use dfa::train::protocol::{Trainer, apply_subsets};
+use dfa::train::{Trainer, apply_subsets};
 
 pub fn main() -> anyhow::Result<()> {
     let config = TrainConfig {

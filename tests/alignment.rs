@@ -9,7 +9,7 @@ use dfa::layers::{Network, Workspace, output_error};
 use dfa::rules::{self, Feedback, Rule};
 use dfa::train::alignment::{Scratch, measure};
 use dfa::train::config::TrainConfig;
-use dfa::train::protocol::{Trainer, apply_subsets};
+use dfa::train::{Trainer, apply_subsets};
 
 const SIZES: [usize; 5] = [6, 5, 4, 4, 3];
 
@@ -24,7 +24,7 @@ fn measured(rule: Rule, net: &Network, fb: &Feedback) -> Vec<dfa::train::alignme
     output_error(&logits, &y, 3, &mut ws.deltas[net.depth() - 1]);
     rules::hidden_deltas(rule, net, fb, &mut ws, rows, 1);
     let mut scratch = Scratch::new(net, &ws);
-    measure(&vec![rule; net.depth() - 1], net, fb, &ws, &x, rows, &mut scratch, 1)
+    measure(&vec![rule; net.depth() - 1], net, fb, &ws, (&x, rows), &mut scratch, 1)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use dfa::layers::activation::Activation;
 use dfa::optim::OptimiserKind;
 use dfa::rules::Rule;
 use dfa::train::config::TrainConfig;
-use dfa::train::protocol::{Trainer, apply_subsets};
+use dfa::train::{Trainer, apply_subsets};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

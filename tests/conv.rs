@@ -85,7 +85,7 @@ fn conv_tanh_pool_gradients_match_finite_differences_in_f64() {
         // the library: forward, then backward through pool, tanh' and the convolution
         let mut patches = vec![0.0; rows * conv.k()];
         let mut a = vec![0.0; batch * co.len()];
-        conv.forward(&x, batch, &w, &b, &mut patches, &mut a, 2);
+        conv.forward((&x, batch), (&w, &b), &mut patches, &mut a, 2);
         let want_a = conv_f64(&conv, &to64(&x), batch, &to64(&w), &to64(&b));
         for (g, e) in a.iter().zip(&want_a) {
             assert!((*g as f64 - e).abs() < 1e-5, "forward {g} vs {e}");
@@ -99,7 +99,7 @@ fn conv_tanh_pool_gradients_match_finite_differences_in_f64() {
         let delta: Vec<f32> = dh.iter().zip(&h).map(|(d, h)| d * (1.0 - h * h)).collect();
         let (mut gw, mut gb) = (vec![0.0; w.len()], vec![0.0; b.len()]);
         let (mut dx, mut cols) = (vec![0.0; x.len()], vec![0.0; rows * conv.k()]);
-        conv.backward(&delta, batch, &w, &patches, &mut gw, &mut gb, Some((&mut dx, &mut cols)), 2);
+        conv.backward((&delta, batch), &w, &patches, (&mut gw, &mut gb), Some((&mut dx, &mut cols)), 2);
 
         // finite differences of the f64 model
         let (x64, w64, b64, r64) = (to64(&x), to64(&w), to64(&b), to64(&r));

@@ -297,12 +297,12 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
 fn conv_models_parse_train_and_checkpoint() {
     let config =
         TrainConfig { model: "conv-tanh".into(), dataset: dfa::data::DatasetKind::Cifar10, ..Default::default() };
-    let model = dfa::train::protocol::Model::new(&config, 3072, 10).unwrap();
+    let model = dfa::train::Model::new(&config, 3072, 10).unwrap();
     let sizes: Vec<usize> = model.net.layers.iter().map(|l| l.fan_out).collect();
     // 32 → conv 5×5 pad 2 → 32 → pool 3/2 → 15 → 7 → 3; 96, 128, 256 filters; 2048, 2048, 10
     assert_eq!(sizes, [15 * 15 * 96, 7 * 7 * 128, 3 * 3 * 256, 2048, 2048, 10]);
     assert_eq!(model.net.layers[0].weight.len(), 96 * 5 * 5 * 3);
-    let e = dfa::train::protocol::Model::new(&TrainConfig { model: "conv-tanh".into(), ..Default::default() }, 784, 10);
+    let e = dfa::train::Model::new(&TrainConfig { model: "conv-tanh".into(), ..Default::default() }, 784, 10);
     assert!(e.is_ok(), "MNIST images are 28×28×1: conv nets accept them");
     for (field, bad) in [
         ("rule", TrainConfig { model: "conv-small".into(), rule: Rule::IFA, ..Default::default() }),
@@ -320,9 +320,8 @@ fn conv_models_parse_train_and_checkpoint() {
     let small =
         TrainConfig { model: "conv-small".into(), dataset: dfa::data::DatasetKind::Cifar10, ..Default::default() };
     let m =
-        dfa::train::protocol::Model::new(&TrainConfig { init: dfa::layers::Init::Uniform, ..small.clone() }, 3072, 10)
-            .unwrap();
-    let progress = dfa::train::protocol::Progress {
+        dfa::train::Model::new(&TrainConfig { init: dfa::layers::Init::Uniform, ..small.clone() }, 3072, 10).unwrap();
+    let progress = dfa::train::Progress {
         epoch: 0,
         first_epoch: 0,
         learning_rate: 1e-4,
@@ -361,8 +360,8 @@ fn conv_nets_learn_real_cifar10() {
             threads: 1,
             ..Default::default()
         };
-        let data = dfa::train::protocol::apply_subsets(data.clone(), &config);
-        let mut t = dfa::train::protocol::Trainer::new(config, &data).unwrap();
+        let data = dfa::train::apply_subsets(data.clone(), &config);
+        let mut t = dfa::train::Trainer::new(config, &data).unwrap();
         let mut last = None;
         while t.progress.stop.is_none() {
             last = Some(t.run_epoch(&mut |_, _| {}));

@@ -1,8 +1,8 @@
 //! Pictures are produced, non-empty, and labelled.
 
 use dfa::report::plots::{Curves, RunCurves, plot};
+use dfa::train::EpochMetrics;
 use dfa::train::alignment::{AlignmentRecord, LayerAlignment};
-use dfa::train::protocol::EpochMetrics;
 
 fn run(label: &str, scale: f64, aligned: bool) -> RunCurves {
     run_of(8, label, scale, aligned)

@@ -4,7 +4,7 @@ use dfa::base::rng::{DfaRng, Stream};
 use dfa::layers::activation::Activation;
 use dfa::layers::{Dense, Network, Workspace, output_error};
 use dfa::rules::{self, Feedback, Rule};
-use dfa::train::protocol::{draw_mask, fast_gradient_sign};
+use dfa::train::{draw_mask, fast_gradient_sign};
 
 #[test]
 fn dropout_masks_are_zero_or_scaled_with_the_right_rate() {
@@ -148,7 +148,7 @@ fn fast_gradient_sign_matches_the_hand_computation() {
         let logits = ws.outputs[1].clone();
         output_error(&logits, &[0], 2, &mut ws.deltas[1]);
         let mut x_adv = [0.0f32; 2];
-        fast_gradient_sign(&net, &fb, &mut ws, &x, 1, 0.1, &mut x_adv, 1);
+        fast_gradient_sign(&net, &fb, &mut ws, (&x, 1), 0.1, &mut x_adv, 1);
         assert!((x_adv[0] - want[0]).abs() < 1e-6 && (x_adv[1] - want[1]).abs() < 1e-6, "{x:?} → {x_adv:?}");
     }
     // the gradient itself, before the sign: δa_1 = −1.0472 (hand value above)

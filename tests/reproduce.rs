@@ -5,8 +5,8 @@ mod common;
 
 use dfa::data::{self, DatasetKind};
 use dfa::experiments::Experiment;
-use dfa::train::protocol::{Trainer, apply_subsets};
 use dfa::train::record::{self, Quiet, RunDir};
+use dfa::train::{Trainer, apply_subsets};
 use std::path::Path;
 use std::process::Command;
 

@@ -10,8 +10,8 @@ use dfa::layers::activation::Activation;
 use dfa::optim::OptimiserKind;
 use dfa::rules::Rule;
 use dfa::train::config::TrainConfig;
-use dfa::train::protocol::{EpochMetrics, StopReason, Trainer, apply_subsets};
 use dfa::train::record::{self, Quiet, RunDir};
+use dfa::train::{EpochMetrics, StopReason, Trainer, apply_subsets};
 use std::sync::OnceLock;
 
 fn mnist() -> &'static Dataset {
@@ -343,7 +343,10 @@ fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
                 ..small(rule)
             };
             let (two, m2) = train(&config);
-            assert!(dfa::train::protocol::overlaps_chain(&config, &two.model.net, 2), "{rule:?} 10x200 should overlap");
+            assert!(
+                dfa::train::parallel::overlap::overlaps_chain(&config.plan(), &two.model.net, 2),
+                "{rule:?} 10x200 should overlap"
+            );
             let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
             assert_eq!(two.model.net, one.model.net, "{rule:?} dropout {dropout}");
             assert_eq!(m2[1].loss.to_bits(), m1[1].loss.to_bits());
@@ -361,7 +364,7 @@ fn bp_and_fa_chains_beside_the_updates_give_the_bits_of_one_thread() {
     let overlaps = |rule: Rule, widths: &[usize], n_in: usize, threads: usize| {
         let sizes: Vec<usize> = std::iter::once(n_in).chain(widths.iter().copied()).chain([10]).collect();
         let net = Network::new(&sizes, Activation::Tanh, true, true, &mut DfaRng::new(1, Stream::Weights));
-        dfa::train::protocol::overlaps_chain(&small(rule), &net, threads)
+        dfa::train::parallel::overlap::overlaps_chain(&small(rule).plan(), &net, threads)
     };
     assert!(overlaps(Rule::BP, &[240; 7], 784, 2));
     assert!(overlaps(Rule::FA, &[240; 100], 784, 2));
@@ -386,9 +389,9 @@ fn pipelined_steps_give_the_bits_of_one_step_after_the_other() {
         let config =
             TrainConfig { model: "18x64".into(), train_subset: Some(1000), max_epochs: 3, layer_rules, ..small(rule) };
         let (two, m2) = train(&config);
-        assert!(dfa::train::protocol::pipelines(&config, &two.model.net, 2), "{what}");
+        assert!(dfa::train::parallel::pipeline::pipelines(&config.plan(), &two.model.net, 2), "{what}");
         let (one, m1) = train(&TrainConfig { threads: 1, ..config.clone() });
-        assert!(!dfa::train::protocol::pipelines(&config, &one.model.net, 1));
+        assert!(!dfa::train::parallel::pipeline::pipelines(&config.plan(), &one.model.net, 1));
         assert!(two.model.net == one.model.net, "{what}");
         let strip = |m: &[EpochMetrics]| {
             m.iter().map(|m| (m.loss.to_bits(), m.batch_error, m.train_error, m.test_error)).collect::<Vec<_>>()
@@ -404,15 +407,15 @@ fn pipelined_steps_give_the_bits_of_one_step_after_the_other() {
     // not pipelined: shallow nets, dropout, alignment measurement, adversarial training, one thread
     let config = TrainConfig { model: "18x64".into(), ..small(Rule::BP) };
     let deep = Trainer::new(config.clone(), &subset(&config)).unwrap();
-    assert!(!dfa::train::protocol::pipelines(&config, &deep.model.net, 1));
+    assert!(!dfa::train::parallel::pipeline::pipelines(&config.plan(), &deep.model.net, 1));
     let shallow = Trainer::new(small(Rule::DFA), &subset(&small(Rule::DFA))).unwrap();
-    assert!(!dfa::train::protocol::pipelines(&small(Rule::DFA), &shallow.model.net, 2));
+    assert!(!dfa::train::parallel::pipeline::pipelines(&small(Rule::DFA).plan(), &shallow.model.net, 2));
     for other in [
         TrainConfig { dropout_hidden: 0.5, ..config.clone() },
         TrainConfig { align_every: 5, ..config.clone() },
         TrainConfig { adversarial_epsilon: 0.1, ..config.clone() },
     ] {
-        assert!(!dfa::train::protocol::pipelines(&other, &deep.model.net, 2));
+        assert!(!dfa::train::parallel::pipeline::pipelines(&other.plan(), &deep.model.net, 2));
     }
 }
 
@@ -505,8 +508,9 @@ fn frozen_layers_stay_and_a_run_continues_another() {
 fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
     use dfa::layers::{Workspace, output_error};
     use dfa::optim::Optimiser;
+    use dfa::rules::RuleSet;
     use dfa::rules::{Feedback, hidden_deltas};
-    use dfa::train::protocol::update_layers;
+    use dfa::train::parallel::{Batch, Learner, Mode, updates::update_layers};
     let data = mnist();
     let rows = 64;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
@@ -521,7 +525,8 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
             // per-thread one on one thread (no layer split, no product split)
             for (with_scratch, threads) in [(false, 2), (true, 2), (true, 1)] {
                 let mut net = net.clone();
-                let mut opt = Optimiser::new(OptimiserKind::Rmsprop, 1e-3, 0.99, 1e-8, &net);
+                let mut opt = Optimiser::new(OptimiserKind::Rmsprop, 0.99, 1e-8, &net);
+                let rules = RuleSet::new(Some(rule), vec![rule; sizes.len() - 2]);
                 let mut ws = Workspace::new(&net, rows);
                 if with_scratch {
                     // one buffer per thread of the pool, whichever of them runs the updates
@@ -535,11 +540,18 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
                         let depth = net.depth();
                         let logits = ws.outputs[depth - 1].clone();
                         output_error(&logits, y, 10, &mut ws.deltas[depth - 1]);
-                        let direct = (rule == Rule::DFA).then_some(&fb);
-                        if direct.is_none() {
+                        let mode = if rule == Rule::DFA { Mode::DIRECT } else { Mode::STEP };
+                        if !mode.direct {
                             hidden_deltas(rule, &net, &fb, &mut ws, rows, threads);
                         }
-                        update_layers(&mut net, &mut opt, &mut ws, x, rows, false, true, direct, threads);
+                        let mut learner = Learner {
+                            net: &mut net,
+                            optimiser: &mut opt,
+                            feedback: &fb,
+                            rules: &rules,
+                            learning_rate: 1e-3,
+                        };
+                        update_layers(&mut learner, Batch { ws: &mut ws, x, rows }, mode, threads);
                     }
                 });
                 let touched = ws.grads.iter().any(|g| g.weight.iter().any(|&v| v != 0.0));
@@ -563,7 +575,7 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
 fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
     let streams = |model: &str| {
         let config = TrainConfig { model: model.into(), ..Default::default() };
-        dfa::train::protocol::Model::new(&config, 784, 10).unwrap().net.streams_weights()
+        dfa::train::Model::new(&config, 784, 10).unwrap().net.streams_weights()
     };
     assert!(streams("100x240"));
     assert!(!streams("7x240") && !streams("2x800"));
@@ -584,8 +596,8 @@ fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
                 };
                 let (t, _) = train(&config);
                 let schedule = (
-                    dfa::train::protocol::pipelines(&config, &t.model.net, 2),
-                    dfa::train::protocol::overlaps_chain(&config, &t.model.net, 2),
+                    dfa::train::parallel::pipeline::pipelines(&config.plan(), &t.model.net, 2),
+                    dfa::train::parallel::overlap::overlaps_chain(&config.plan(), &t.model.net, 2),
                 );
                 assert_eq!(schedule, (dropout == 0.0, rule != Rule::DFA), "{rule:?} dropout {dropout}");
                 t.model.net

@@ -34,6 +34,10 @@ pub enum Error {
     #[error("invalid {field}: {message}")]
     Config { field: String, message: String },
 
+    /// A request that names its flags in its own words.
+    #[error("{0}")]
+    Usage(String),
+
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
 }

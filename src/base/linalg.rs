@@ -257,20 +257,32 @@ pub fn warm_up_thread() {
     // above faer's 16³ threshold for its tiny-product kernels, so the x86 kernels run
     let (a, b) = ([0.0f32; 32 * 32], [0.0f32; 32 * 32]);
     let mut c = [0.0f32; 32 * 32];
-    gemm_nn(&mut c, &a, &b, 32, 32, 32, false, 1);
+    gemm_nn(&mut c, &a, &b, (32, 32, 32), false, 1);
     COLUMN_MAJOR.with_borrow_mut(|buf| buf.resize(COLUMN_MAJOR_LEN, 0.0));
 }
 
 /// `C (m×n) = A (m×k) · B(n×k)ᵀ`, or `C += …` when `accumulate`.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_nt(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, accumulate: bool, threads: usize) {
-    row_major(c, a, b, (m, k, n), true, accumulate, threads, false);
+pub fn gemm_nt(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    threads: usize,
+) {
+    row_major(c, a, b, (m, k, n), (true, accumulate), threads, false);
 }
 
 /// `C (m×n) = A (m×k) · B (k×n)`, or `C += …` when `accumulate`.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_nn(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, accumulate: bool, threads: usize) {
-    row_major(c, a, b, (m, k, n), false, accumulate, threads, false);
+pub fn gemm_nn(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    threads: usize,
+) {
+    row_major(c, a, b, (m, k, n), (false, accumulate), threads, false);
 }
 
 /// `C (m×n) = A (m×k) · W (n×k)ᵀ` for a weight matrix `W`: [`gemm_nt`], reading each thread's
@@ -284,7 +296,7 @@ pub fn gemm_nt_weights(
     threads: usize,
     streamed: bool,
 ) {
-    row_major(c, a, w, mkn, true, false, threads, streamed);
+    row_major(c, a, w, mkn, (true, false), threads, streamed);
 }
 
 /// `C (m×n) = A (m×k) · W (k×n)` for a weight matrix `W`: [`gemm_nn`], reading ahead as
@@ -297,19 +309,17 @@ pub fn gemm_nn_weights(
     threads: usize,
     streamed: bool,
 ) {
-    row_major(c, a, w, mkn, false, false, threads, streamed);
+    row_major(c, a, w, mkn, (false, false), threads, streamed);
 }
 
 /// `C = A·Bᵀ` (`b_stored_transposed`: `B` given as its `n×k` transpose) or `C = A·B` over
-/// row-major slices.
-#[allow(clippy::too_many_arguments)]
+/// row-major slices; `C += …` when `accumulate`.
 fn row_major(
     c: &mut [f32],
     a: &[f32],
     b: &[f32],
     (m, k, n): (usize, usize, usize),
-    b_stored_transposed: bool,
-    accumulate: bool,
+    (b_stored_transposed, accumulate): (bool, bool),
     threads: usize,
     ahead: bool,
 ) {
@@ -324,8 +334,14 @@ fn row_major(
 }
 
 /// `C (m×n) = A(k×m)ᵀ · B (k×n)`, or `C += …` when `accumulate`.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_tn(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, accumulate: bool, threads: usize) {
+pub fn gemm_tn(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    threads: usize,
+) {
     let a = MatRef::from_row_major_slice(&a[..k * m], k, m);
     let b = MatRef::from_row_major_slice(&b[..k * n], k, n);
     let c = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
@@ -365,10 +381,10 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.011).collect();
             let mut one = vec![0.0; m * n];
-            gemm_nn(&mut one, &a, &b, m, k, n, false, 1);
+            gemm_nn(&mut one, &a, &b, (m, k, n), false, 1);
             for threads in [2, 3] {
                 let mut many = vec![0.0; m * n];
-                pool.install(|| gemm_nn(&mut many, &a, &b, m, k, n, false, threads));
+                pool.install(|| gemm_nn(&mut many, &a, &b, (m, k, n), false, threads));
                 assert!(one == many, "{m}x{k}x{n}, {threads} threads");
             }
         }
@@ -386,10 +402,10 @@ mod tests {
                 for streamed in [false, true] {
                     pool.install(|| {
                         // W as n×k (forward) and as k×n (BP's chain)
-                        gemm_nt(&mut plain, &a, &w, m, k, n, false, threads);
+                        gemm_nt(&mut plain, &a, &w, (m, k, n), false, threads);
                         gemm_nt_weights(&mut weights, &a, &w, (m, k, n), threads, streamed);
                         assert!(plain == weights, "A·Wᵀ {m}x{k}x{n}, {threads} threads, streamed {streamed}");
-                        gemm_nn(&mut plain, &a, &w, m, k, n, false, threads);
+                        gemm_nn(&mut plain, &a, &w, (m, k, n), false, threads);
                         gemm_nn_weights(&mut weights, &a, &w, (m, k, n), threads, streamed);
                         assert!(plain == weights, "A·W {m}x{k}x{n}, {threads} threads, streamed {streamed}");
                     });
@@ -414,7 +430,7 @@ mod tests {
             assert!(direct.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-3), "{m}x{k}x{n}");
             for threads in [1, 2] {
                 let mut ours = vec![f32::NAN; m * n];
-                pool.install(|| gemm_nt(&mut ours, &a, &w, m, k, n, false, threads));
+                pool.install(|| gemm_nt(&mut ours, &a, &w, (m, k, n), false, threads));
                 assert!(ours == direct, "{m}x{k}x{n}, {threads} threads");
             }
         }
@@ -429,14 +445,14 @@ mod tests {
         let close = |c: &[f32]| c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-5);
 
         let mut c = vec![0.0; m * n];
-        gemm_nn(&mut c, &a, &b, m, k, n, false, 1);
+        gemm_nn(&mut c, &a, &b, (m, k, n), false, 1);
         assert!(close(&c));
-        gemm_nt(&mut c, &a, &transpose(&b, k, n), m, k, n, false, 2);
+        gemm_nt(&mut c, &a, &transpose(&b, k, n), (m, k, n), false, 2);
         assert!(close(&c));
-        gemm_tn(&mut c, &transpose(&a, m, k), &b, m, k, n, false, 2);
+        gemm_tn(&mut c, &transpose(&a, m, k), &b, (m, k, n), false, 2);
         assert!(close(&c));
         // accumulate adds the product once more
-        gemm_nn(&mut c, &a, &b, m, k, n, true, 1);
+        gemm_nn(&mut c, &a, &b, (m, k, n), true, 1);
         assert!(c.iter().zip(&want).all(|(x, y)| (x - 2.0 * y).abs() < 1e-5));
     }
 }

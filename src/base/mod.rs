@@ -1,8 +1,10 @@
 //! What every other part stands on and that knows nothing of networks: errors, the random
 //! streams, the run-time SIMD dispatch, the matrix products and file helpers.
 
+pub mod choice;
 pub mod error;
 pub mod io;
 pub mod linalg;
 pub mod rng;
+pub mod shape;
 pub mod simd;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
     Mnist,
@@ -28,6 +28,14 @@ pub enum DatasetKind {
     /// CIFAR-100 with its 20 coarse labels (superclasses).
     Cifar100Coarse,
 }
+
+crate::choices!(DatasetKind {
+    Mnist => "mnist",
+    FashionMnist => "fashion-mnist",
+    Cifar10 => "cifar10",
+    Cifar100 => "cifar100": "CIFAR-100 with its 100 fine labels",
+    Cifar100Coarse => "cifar100-coarse": "CIFAR-100 with its 20 coarse labels (superclasses)",
+});
 
 /// The four IDX files, in the order train images, train labels, test images, test labels.
 pub const IDX_FILES: [&str; 4] =
@@ -54,11 +62,11 @@ impl DatasetKind {
     }
 
     /// The shape of one image (channel-major in the loaded data).
-    pub fn image_shape(self) -> crate::layers::conv::Shape {
+    pub fn image_shape(self) -> crate::base::shape::Shape {
         if self.is_cifar() {
-            crate::layers::conv::Shape { h: 32, w: 32, c: 3 }
+            crate::base::shape::Shape { h: 32, w: 32, c: 3 }
         } else {
-            crate::layers::conv::Shape { h: 28, w: 28, c: 1 }
+            crate::base::shape::Shape { h: 28, w: 28, c: 1 }
         }
     }
 

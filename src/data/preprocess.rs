@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What is done to the loaded `[0, 1]` pixels before training.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preprocess {
     /// The loader's `[0, 1]` scaling (the dense nets).
@@ -30,6 +30,11 @@ pub enum Preprocess {
     /// nets); cached in the cache folder.
     GcnZca,
 }
+
+crate::choices!(Preprocess {
+    Scale => "scale": "The loader's `[0, 1]` scaling (the dense nets)",
+    GcnZca => "gcn-zca": "Global contrast normalisation, then ZCA whitening fitted on the training split (the conv nets); cached in the cache folder",
+});
 
 impl Preprocess {
     pub fn is_scale(&self) -> bool {

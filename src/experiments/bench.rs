@@ -21,8 +21,8 @@ use crate::base::rng::{DfaRng, Stream};
 use crate::data::{Dataset, DatasetKind, Split};
 use crate::layers::activation::Activation;
 use crate::rules::Rule;
+use crate::train::Trainer;
 use crate::train::config::TrainConfig;
-use crate::train::protocol::Trainer;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -70,7 +70,7 @@ pub fn cases() -> Vec<Case> {
 /// The network of a case (the paper's initialisation for `rule`).
 pub fn case_network(case: &Case, rule: Rule) -> crate::Result<crate::layers::Network> {
     let config = TrainConfig { rule, model: case.model.clone(), dataset: case.dataset, ..Default::default() };
-    Ok(crate::train::protocol::Model::new(&config, case.inputs, 10)?.net)
+    Ok(crate::train::Model::new(&config, case.inputs, 10)?.net)
 }
 
 /// FLOPs per training sample of any network (dense layers and convolutional blocks; see the
@@ -213,14 +213,14 @@ pub fn gemm_throughput(layout: Layout, m: usize, k: usize, n: usize, threads: us
     let b: Vec<f32> = (0..n * k).map(|_| rng.symmetric(1.0)).collect();
     let mut c = vec![0.0f32; m * n];
     let mut run = || match layout {
-        Layout::Nn => gemm_nn(&mut c, &a, &b, m, k, n, false, threads),
-        Layout::Nt => gemm_nt(&mut c, &a, &b, m, k, n, false, threads),
-        Layout::Tn => gemm_tn(&mut c, &a, &b, m, k, n, false, threads),
+        Layout::Nn => gemm_nn(&mut c, &a, &b, (m, k, n), false, threads),
+        Layout::Nt => gemm_nt(&mut c, &a, &b, (m, k, n), false, threads),
+        Layout::Tn => gemm_tn(&mut c, &a, &b, (m, k, n), false, threads),
     };
     pool.broadcast(|_| crate::base::linalg::warm_up_thread());
     // measured as the trainer runs its products: the other workers polling for the halves
     let gflops = pool.install(|| {
-        crate::train::protocol::keep_workers_awake(|| {
+        crate::train::parallel::pool::keep_workers_awake(|| {
             let mut reps = 1;
             loop {
                 let t = Instant::now();
@@ -297,4 +297,176 @@ mod tests {
             ]
         );
     }
+}
+
+/// What `dfa bench` measures: named cases under rules, on thread counts.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Names from [`cases`].
+    pub cases: Vec<String>,
+    pub rules: Vec<Rule>,
+    pub threads: Vec<usize>,
+    /// Samples per training measurement (default: each case's own).
+    pub samples: Option<usize>,
+    /// Only the GEMMs.
+    pub gemm_only: bool,
+}
+
+/// The GEMMs and the training throughputs of one benchmark, with the peak GEMM rate per thread
+/// count that the training rates are compared with.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub threads: Vec<usize>,
+    pub shapes: Vec<(Layout, usize, usize, usize)>,
+    pub gemm: Vec<GemmResult>,
+    pub train: Vec<TrainResult>,
+}
+
+impl BenchOptions {
+    /// The cases named, in order.
+    pub fn selected_cases(&self) -> crate::Result<Vec<Case>> {
+        self.cases
+            .iter()
+            .map(|name| {
+                cases().into_iter().find(|c| c.name == name).ok_or_else(|| {
+                    let known: Vec<&str> = cases().iter().map(|c| c.name).collect();
+                    crate::Error::Usage(format!("--cases: unknown case '{name}', expected one of {}", known.join(", ")))
+                })
+            })
+            .collect()
+    }
+
+    /// Measurements the benchmark will make (for a progress bar).
+    pub fn measurements(&self) -> crate::Result<usize> {
+        let rules = if self.gemm_only { 0 } else { self.rules.len() };
+        Ok(self.threads.len() * (self.shapes()?.len() + self.selected_cases()?.len() * rules))
+    }
+
+    /// The GEMMs of the cases' training steps (batch 64), and the square 1024³ for reference.
+    pub fn shapes(&self) -> crate::Result<Vec<(Layout, usize, usize, usize)>> {
+        let mut shapes = vec![(Layout::Nn, 1024, 1024, 1024)];
+        for c in &self.selected_cases()? {
+            for shape in network_step_shapes(&case_network(c, Rule::BP)?, 64) {
+                if !shapes.contains(&shape) {
+                    shapes.push(shape);
+                }
+            }
+        }
+        Ok(shapes)
+    }
+}
+
+/// Runs the benchmark; `progress(what)` is called before each measurement.
+pub fn run_bench(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> crate::Result<BenchReport> {
+    let cases = options.selected_cases()?;
+    if let Some(&t) = options.threads.iter().find(|&&t| t == 0 || t > 1024) {
+        return Err(crate::Error::Usage(format!("--threads: {t} is not a thread count from 1 to 1024")));
+    }
+    let shapes = options.shapes()?;
+    let rules = if options.gemm_only { Vec::new() } else { options.rules.clone() };
+    let (mut gemm, mut train) = (Vec::new(), Vec::new());
+    for &threads in &options.threads {
+        for &(layout, m, k, n) in &shapes {
+            progress(&format!("GEMM {m}x{k}x{n}, {threads} threads"));
+            gemm.push(gemm_throughput(layout, m, k, n, threads));
+        }
+        for case in &cases {
+            for &rule in &rules {
+                progress(&format!("{} {}, {threads} threads", case.name, rule.name()));
+                let samples = options.samples.unwrap_or(case.default_samples);
+                train.push(train_throughput(case, rule, threads, samples)?);
+            }
+        }
+    }
+    Ok(BenchReport { threads: options.threads.clone(), shapes, gemm, train })
+}
+
+impl BenchReport {
+    /// The best GEMM rate (GFLOP/s) measured on `threads` threads.
+    pub fn peak(&self, threads: usize) -> f64 {
+        self.gemm.iter().filter(|g| g.threads == threads).map(|g| g.gflops).fold(0.0, f64::max)
+    }
+
+    /// The GEMM table, then (when measured) the training table, as `dfa bench` prints them.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let threads = &self.threads;
+        let _ = writeln!(
+            s,
+            "GEMM (faer, split over threads as in training), GFLOP/s; M×K×N as C (M×N) = A (M×K) · B (K×N):"
+        );
+        let head: String = threads.iter().map(|t| format!("{:>10}", format!("{t} thr"))).collect();
+        let _ = writeln!(s, "{:>16} {:>6} {head}", "M×K×N", "layout");
+        for &(layout, m, k, n) in &self.shapes {
+            let row: String = threads
+                .iter()
+                .map(|&t| {
+                    let g = self.gemm.iter().find(|g| g.threads == t && (g.layout, g.m, g.k, g.n) == (layout, m, k, n));
+                    format!("{:>10.1}", g.map_or(0.0, |g| g.gflops))
+                })
+                .collect();
+            let name = match layout {
+                Layout::Nn => "A·B",
+                Layout::Nt => "A·Bᵀ",
+                Layout::Tn => "Aᵀ·B",
+            };
+            let _ = writeln!(s, "{:>16} {name:>6} {row}", format!("{m}x{k}x{n}"));
+        }
+        if self.train.is_empty() {
+            return s;
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Training (batch 64, tanh, RMSprop; FLOPs as in src/bench.rs), peak = best GEMM above at that thread count:"
+        );
+        let _ = writeln!(
+            s,
+            "{:<14} {:<5} {:>7} {:>12} {:>9} {:>8}",
+            "net", "rule", "threads", "samples/s", "GFLOP/s", "of peak"
+        );
+        for r in &self.train {
+            let _ = writeln!(
+                s,
+                "{:<14} {:<5} {:>7} {:>12.0} {:>9.1} {:>7.0}%",
+                r.case,
+                r.rule.name(),
+                r.threads,
+                r.samples_per_s,
+                r.gflops,
+                100.0 * r.gflops / self.peak(r.threads)
+            );
+        }
+        s
+    }
+
+    /// The report as JSON (with the version, commit and CPU), written atomically to `path`.
+    pub fn write_json(&self, path: &std::path::Path) -> crate::Result<()> {
+        use crate::train::record::{GIT_COMMIT, VERSION};
+        let peaks: Vec<(usize, f64)> = self.threads.iter().map(|&t| (t, self.peak(t))).collect();
+        let report = serde_json::json!({
+            "dfa_version": VERSION,
+            "git_commit": GIT_COMMIT,
+            "cpu": cpu_name(),
+            "gemm": self.gemm,
+            "gemm_peak": peaks,
+            "train": self.train,
+        });
+        let text = serde_json::to_string_pretty(&report).map_err(|e| crate::Error::format(path, e.to_string()))?;
+        crate::base::io::write_atomically(path, text.as_bytes())
+    }
+}
+
+/// The CPU's model name (Linux), for benchmark records.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -9,13 +9,14 @@
 //! its checkpoint, so killing `dfa reproduce` loses at most the epochs in progress.
 
 pub mod bench;
+pub mod reproduce;
 pub mod tables;
 
 use crate::base::error::{Error, Result};
 use crate::data::{self, Dataset};
+use crate::train::apply_subsets;
 use crate::train::config::TrainConfig;
-use crate::train::protocol::{Trainer, apply_subsets};
-use crate::train::record::{self, Observer, RunDir, SUMMARY_FILE, Summary};
+use crate::train::record::{self, Observer, RunDir, Summary};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -271,8 +272,10 @@ pub struct Finished {
 /// How `reproduce` reports progress (from several threads at once).
 pub trait ReproduceObserver: Sync {
     fn run_started(&self, _task: &Task, _resumed_from: Option<usize>) {}
-    fn epoch_done(&self, _task: &Task, _metrics: &crate::train::protocol::EpochMetrics) {}
+    fn epoch_done(&self, _task: &Task, _metrics: &crate::train::EpochMetrics) {}
     fn run_finished(&self, _finished: &Finished) {}
+    /// A line of what is being done (the table, the files written).
+    fn message(&self, _text: &str) {}
 }
 
 /// Runs every task, `jobs` at a time with `threads` threads each, reusing finished runs and
@@ -337,7 +340,7 @@ struct TaskObserver<'a> {
 }
 
 impl Observer for TaskObserver<'_> {
-    fn epoch_done(&mut self, metrics: &crate::train::protocol::EpochMetrics, _: &crate::train::protocol::Progress) {
+    fn epoch_done(&mut self, metrics: &crate::train::EpochMetrics, _: &crate::train::Progress) {
         self.observer.epoch_done(self.task, metrics);
     }
 }
@@ -359,10 +362,6 @@ fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Re
                 "this run folder holds a run with another configuration; move it away or choose another --out",
             ));
         }
-        if dir.file(SUMMARY_FILE).is_file() {
-            let summary: Summary = dir.read_json(SUMMARY_FILE)?;
-            return Ok(Finished { cell: task.cell.clone(), seed: task.seed, summary, reused: true });
-        }
         dir
     } else {
         std::fs::create_dir_all(&task.dir).map_err(|e| Error::io(&task.dir, e))?;
@@ -370,17 +369,14 @@ fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Re
         dir.write_config(&task.config)?;
         dir
     };
-    let mut trainer = if dir.file(record::CHECKPOINT_FILE).is_file() {
-        let (model, progress) = dir.load_checkpoint(&task.config, data.train.dim, data.n_classes)?;
-        dir.truncate_metrics(progress.epoch)?;
-        observer.run_started(task, Some(progress.epoch));
-        Trainer::resume(task.config.clone(), &data, model, progress)?
-    } else {
-        dir.truncate_metrics(0)?;
-        observer.run_started(task, None);
-        let trainer = Trainer::new(task.config.clone(), &data)?;
-        dir.write_json(record::META_FILE, &record::Meta::new(&trainer, &data))?;
-        trainer
+    let mut trainer = match record::open_run(&dir, task.config.clone(), &data)? {
+        record::Opened::Finished(summary) => {
+            return Ok(Finished { cell: task.cell.clone(), seed: task.seed, summary: *summary, reused: true });
+        }
+        record::Opened::Ready { trainer, resumed_after } => {
+            observer.run_started(task, resumed_after);
+            trainer
+        }
     };
     let summary = record::run(&mut trainer, &dir, &mut TaskObserver { task, observer }, None)?
         .ok_or_else(|| Error::config(task.cell.clone(), "the run ended without a summary"))?;

@@ -9,7 +9,7 @@
 //! paper is measured mean − paper mean, in points.
 
 use crate::experiments::{Cell, Experiment};
-use crate::train::protocol::StopReason;
+use crate::train::StopReason;
 
 /// The outcome of one run that matters for the table.
 #[derive(Clone, Debug, PartialEq)]

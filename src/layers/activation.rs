@@ -10,13 +10,15 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     Tanh,
     Logistic,
     Relu,
 }
+
+crate::choices!(Activation { Tanh => "tanh", Logistic => "logistic", Relu => "relu" });
 
 /// `tanh` as a rational function (the minimax approximation Eigen uses for `float`): odd
 /// polynomial of degree 13 over even polynomial of degree 6, on `x` clamped to ±7.905 (where
@@ -119,26 +121,21 @@ impl Activation {
     }
 
     /// DFA's projection and `⊙ f'` in one pass: `d ← (E Bᵀ) ⊙ f'(a)` for one hidden layer of
-    /// `width` units, with `E` row-major `rows × n_out` (`rows = d.len() / width`) and `Bᵀ` given as
-    /// the layer's `width` columns, starting at `offset`, of a row-major `n_out × stride` matrix
-    /// `bt` (the transposed stack of every layer's `B`). Each element is the `fma` chain
-    /// `Σ_k e_k b_k` in the order of `k` from zero, then one multiply by `f'`.
-    #[allow(clippy::too_many_arguments)]
+    /// `width` units (its outputs `h`), with `E` row-major `rows × n_out` (`rows = d.len() / width`)
+    /// and `Bᵀ` given as the layer's `width` columns of the transposed stack of every layer's `B`
+    /// ([`Columns`]). Each element is the `fma` chain `Σ_k e_k b_k` in the order of `k` from zero,
+    /// then one multiply by `f'`.
     pub fn project_by_derivative(
         self,
         d: &mut [f32],
-        e: &[f32],
-        n_out: usize,
-        bt: &[f32],
-        stride: usize,
-        offset: usize,
-        h: &[f32],
-        width: usize,
+        (e, n_out): (&[f32], usize),
+        bt: Columns<'_>,
+        (h, width): (&[f32], usize),
     ) {
         match self {
-            Activation::Tanh => project_tanh(d, e, n_out, bt, stride, offset, h, width),
-            Activation::Logistic => project_logistic(d, e, n_out, bt, stride, offset, h, width),
-            Activation::Relu => project_relu(d, e, n_out, bt, stride, offset, h, width),
+            Activation::Tanh => project_tanh(d, e, n_out, bt, h, width),
+            Activation::Logistic => project_logistic(d, e, n_out, bt, h, width),
+            Activation::Relu => project_relu(d, e, n_out, bt, h, width),
         }
     }
 
@@ -150,6 +147,15 @@ impl Activation {
             Activation::Relu => scale_relu(d, h),
         }
     }
+}
+
+/// Some columns of a row-major matrix: `values` holds rows of `stride` elements, the columns
+/// start at `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct Columns<'a> {
+    pub values: &'a [f32],
+    pub stride: usize,
+    pub offset: usize,
 }
 
 // One loop per activation (the `match` outside), so that each vectorises.
@@ -181,17 +187,8 @@ macro_rules! element_wise {
             }
         }
         crate::multiversion! {
-            #[allow(clippy::too_many_arguments)]
-            fn $project(
-                d: &mut [f32],
-                e: &[f32],
-                n_out: usize,
-                bt: &[f32],
-                stride: usize,
-                offset: usize,
-                h: &[f32],
-                width: usize,
-            ) {
+            fn $project(d: &mut [f32], e: &[f32], n_out: usize, columns: Columns<'_>, h: &[f32], width: usize) {
+                let Columns { values: bt, stride, offset } = columns;
                 // row by row (d and h stream in order; the layer's n_out × width slice of `bt`
                 // stays in L1), each row in tiles of 64 columns, then 16, then single columns, the
                 // tile's sums accumulated in registers over the n_out products

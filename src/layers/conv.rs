@@ -12,26 +12,9 @@
 //! output's gradient to exactly the position the forward pass chose (the argmax is stored).
 
 use crate::base::linalg::{gemm_nn, gemm_nt, gemm_tn};
+pub use crate::base::shape::Shape;
 use crate::layers::activation::Activation;
 use rayon::prelude::*;
-
-/// The shape of one image or feature map: height, width, channels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shape {
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-}
-
-impl Shape {
-    pub fn len(&self) -> usize {
-        self.h * self.w * self.c
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// Output size of a window of `k` with `stride` and `pad` over `n` positions (floor, as cuDNN,
 /// PyTorch and Caffe's convolutions do). `None` when the window does not fit.
@@ -147,20 +130,17 @@ impl Conv2d {
 
     /// `out = patches · Wᵀ + b` (`batch·H_out·W_out × C_out`, i.e. `batch × output` channels-last);
     /// `patches` is filled from `x`.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
-        x: &[f32],
-        batch: usize,
-        weight: &[f32],
-        bias: &[f32],
+        (x, batch): (&[f32], usize),
+        (weight, bias): (&[f32], &[f32]),
         patches: &mut [f32],
         out: &mut [f32],
         threads: usize,
     ) {
         let rows = batch * self.output().h * self.output().w;
         self.im2col(x, batch, patches);
-        gemm_nt(out, patches, weight, rows, self.k(), self.out_channels, false, threads);
+        gemm_nt(out, patches, weight, (rows, self.k(), self.out_channels), false, threads);
         for row in out[..rows * self.out_channels].chunks_exact_mut(self.out_channels) {
             row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
         }
@@ -168,26 +148,23 @@ impl Conv2d {
 
     /// From `delta` (`∂J/∂out`, `batch × output`): `grad_w` (`C_out × K`), `grad_b`, and, when
     /// given, `dx` (`∂J/∂x`, using `cols` as scratch of `batch·H_out·W_out × K`).
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
-        delta: &[f32],
-        batch: usize,
+        (delta, batch): (&[f32], usize),
         weight: &[f32],
         patches: &[f32],
-        grad_w: &mut [f32],
-        grad_b: &mut [f32],
+        (grad_w, grad_b): (&mut [f32], &mut [f32]),
         dx: Option<(&mut [f32], &mut [f32])>,
         threads: usize,
     ) {
         let (rows, k, c_out) = (batch * self.output().h * self.output().w, self.k(), self.out_channels);
-        gemm_tn(grad_w, delta, patches, c_out, rows, k, false, threads);
+        gemm_tn(grad_w, delta, patches, (c_out, rows, k), false, threads);
         grad_b[..c_out].fill(0.0);
         for row in delta[..rows * c_out].chunks_exact(c_out) {
             grad_b.iter_mut().zip(row).for_each(|(g, d)| *g += d);
         }
         if let Some((dx, cols)) = dx {
-            gemm_nn(cols, delta, weight, rows, c_out, k, false, threads);
+            gemm_nn(cols, delta, weight, (rows, c_out, k), false, threads);
             self.col2im(cols, batch, dx);
         }
     }
@@ -289,20 +266,18 @@ impl Block {
     /// the patches kept in `s` for the weight gradient), bias and `f` in one pass (`s.act`), then
     /// the pool (its argmax kept in `s`) into `out`. `params`: the kernels (`C_out × kh·kw·C_in`)
     /// and biases.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         f: Activation,
         (weight, bias): (&[f32], &[f32]),
-        input: &[f32],
-        rows: usize,
+        (input, rows): (&[f32], usize),
         s: &mut BlockScratch,
         out: &mut [f32],
         threads: usize,
     ) {
         let (n, c_out, k) = (rows * self.positions(), self.conv.out_channels, self.conv.k());
         self.conv.im2col(input, rows, &mut s.patches);
-        gemm_nt(&mut s.act, &s.patches, weight, n, k, c_out, false, threads);
+        gemm_nt(&mut s.act, &s.patches, weight, (n, k, c_out), false, threads);
         f.bias_apply(&mut s.act[..n * c_out], bias);
         match &self.pool {
             Some(pool) => pool.forward(&s.act, rows, out, &mut s.argmax),
@@ -325,7 +300,6 @@ impl Block {
     /// The signal this block sends to the layer below: `col2im(δa · M)` into `target`, with `M`
     /// its kernels (BP) or feedback kernels of the same shape (FA), `d` its `δa`, `cols` scratch
     /// (`rows·H_out·W_out × kh·kw·C_in`).
-    #[allow(clippy::too_many_arguments)]
     pub fn send_below(
         &self,
         kernels: &[f32],
@@ -336,7 +310,7 @@ impl Block {
         threads: usize,
     ) {
         let (n, c_out, k) = (rows * self.positions(), self.conv.out_channels, self.conv.k());
-        gemm_nn(cols, d, kernels, n, c_out, k, false, threads);
+        gemm_nn(cols, d, kernels, (n, c_out, k), false, threads);
         self.conv.col2im(cols, rows, target);
     }
 }

@@ -71,16 +71,13 @@ impl Dense {
     /// A dense layer's forward pass over `rows` samples: `out = f(input Wᵀ + b)`, or the logits
     /// `input Wᵀ + b` when `last`. `streamed`: the weights are probably not in cache
     /// ([`Network::streams_weights`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_dense(
         &self,
-        activation: Activation,
-        last: bool,
+        (activation, last): (Activation, bool),
         input: &[f32],
         out: &mut [f32],
         rows: usize,
-        threads: usize,
-        streamed: bool,
+        (threads, streamed): (usize, bool),
     ) {
         gemm_nt_weights(out, input, &self.weight, (rows, self.fan_in, self.fan_out), threads, streamed);
         let out = &mut out[..rows * self.fan_out];
@@ -116,38 +113,32 @@ impl Dense {
         layer
     }
 
-    /// Weight gradients from an update direction: `∂W = Dᵀ H_in`, `∂b = Σ_rows D` (added to
-    /// `grad` when `accumulate`). `D` already carries the batch mean's `1/N`. For a block, `D` is
-    /// the convolution's `δa` and `input` the patches of the forward pass (`Workspace::gradient_input`).
-    #[allow(clippy::too_many_arguments)]
+    /// Weight gradients from an update direction `D` (`delta`) and the layer's input over `rows`
+    /// samples: `∂W = Dᵀ H_in`, `∂b = Σ_rows D` (added to `grad` when `accumulate`). `D` already
+    /// carries the batch mean's `1/N`. For a block, `D` is the convolution's `δa` and `input` the
+    /// patches of the forward pass (`Workspace::gradient_input`).
     pub fn gradients(
         &self,
-        delta: &[f32],
-        input: &[f32],
-        rows: usize,
+        (delta, input, rows): (&[f32], &[f32], usize),
         grad: &mut Gradients,
         accumulate: bool,
         threads: usize,
     ) {
-        self.gradients_into(delta, input, rows, &mut grad.weight, &mut grad.bias, accumulate, threads);
+        self.gradients_into((delta, input, rows), (&mut grad.weight, &mut grad.bias), accumulate, threads);
     }
 
     /// [`Dense::gradients`] into the weight and bias gradients given apart (`weight.len()` and
     /// `bias.len()` long).
-    #[allow(clippy::too_many_arguments)]
     pub fn gradients_into(
         &self,
-        delta: &[f32],
-        input: &[f32],
-        rows: usize,
-        gw: &mut [f32],
-        gb: &mut [f32],
+        (delta, input, rows): (&[f32], &[f32], usize),
+        (gw, gb): (&mut [f32], &mut [f32]),
         accumulate: bool,
         threads: usize,
     ) {
         assert!(gw.len() == self.weight.len() && gb.len() == self.bias.len(), "one gradient per parameter");
         let (rows, width, k) = self.gemm_dims(rows);
-        gemm_tn(gw, delta, input, width, rows, k, accumulate, threads);
+        gemm_tn(gw, delta, input, (width, rows, k), accumulate, threads);
         if !accumulate {
             gb.fill(0.0);
         }

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod conv;
 pub mod dense;
+pub mod forward;
 pub mod network;
 pub mod spec;
 pub mod workspace;

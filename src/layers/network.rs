@@ -15,7 +15,6 @@ use crate::base::rng::DfaRng;
 use crate::layers::activation::{Activation, sigmoid_given};
 use crate::layers::conv::{Block, Conv2d, MaxPool, Shape};
 use crate::layers::dense::Dense;
-use crate::layers::workspace::{Workspace, apply_mask};
 use serde::{Deserialize, Serialize};
 
 /// Parameters beyond this many bytes are taken to be read from memory at each use (half of
@@ -24,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub const STREAMED_PARAMETER_BYTES: usize = 16 << 20;
 
 /// How the forward weights start (SPEC §2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
     /// The paper's choice: zero for FA/DFA with tanh or logistic units, uniform otherwise.
@@ -34,6 +33,12 @@ pub enum Init {
     /// Weights and biases uniform in `[-1/√fan_in, 1/√fan_in]`.
     Uniform,
 }
+
+crate::choices!(Init {
+    Auto => "auto": "The paper's choice: zero for FA/DFA with tanh or logistic units, uniform otherwise",
+    Zero => "zero": "All weights and biases zero",
+    Uniform => "uniform": "Weights and biases uniform in `[-1/√fan_in, 1/√fan_in]`",
+});
 
 /// A stack of dense layers: hidden layers with activation `f`, then a sigmoid output layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,62 +144,6 @@ impl Network {
     /// with weights then read them ahead (see `linalg`'s module doc).
     pub fn streams_weights(&self) -> bool {
         self.parameter_count() * size_of::<f32>() > STREAMED_PARAMETER_BYTES
-    }
-
-    /// Forward pass over `rows` samples of `x`: fills `ws.outputs[l]` with `h_{l+1}` for the
-    /// hidden layers and with the logits `a_L` for the last layer.
-    ///
-    /// With `ws.dropout_active`, the masks in `ws.masks` are applied to the input and to every
-    /// hidden output on the way up (`ws.dropped`); `ws.outputs` keeps the unmasked `h`, from which
-    /// the rules take `f'`.
-    pub fn forward(&self, x: &[f32], rows: usize, ws: &mut Workspace, threads: usize) {
-        let last = self.layers.len() - 1;
-        let streamed = self.streams_weights();
-        if ws.dropout_active {
-            apply_mask(&mut ws.dropped[0], x, &ws.masks[0], rows * self.n_inputs());
-        }
-        for (l, layer) in self.layers.iter().enumerate() {
-            let (before, rest) = ws.outputs.split_at_mut(l);
-            let input: &[f32] = if ws.dropout_active {
-                &ws.dropped[l]
-            } else if l == 0 {
-                x
-            } else {
-                &before[l - 1]
-            };
-            let out = &mut rest[0];
-            if let Some(block) = &layer.block {
-                let s = ws.blocks[l].as_mut().expect("block scratch");
-                block.forward(self.activation, (&layer.weight, &layer.bias), input, rows, s, out, threads);
-                if ws.dropout_active {
-                    apply_mask(&mut ws.dropped[l + 1], out, &ws.masks[l + 1], rows * layer.fan_out);
-                }
-                continue;
-            }
-            layer.forward_dense(self.activation, l == last, input, out, rows, threads, streamed);
-            if l != last && ws.dropout_active {
-                apply_mask(&mut ws.dropped[l + 1], out, &ws.masks[l + 1], rows * layer.fan_out);
-            }
-        }
-    }
-
-    /// Predicted classes (argmax of the logits) for `rows` samples of `x`, in chunks of the
-    /// workspace's batch size.
-    pub fn count_errors(&self, x: &[f32], labels: &[u8], ws: &mut Workspace, threads: usize) -> usize {
-        let n_in = self.n_inputs();
-        let n_out = self.n_outputs();
-        let mut errors = 0;
-        for (xs, ys) in x.chunks(ws.max_rows * n_in).zip(labels.chunks(ws.max_rows)) {
-            let rows = ys.len();
-            self.forward(xs, rows, ws, threads);
-            let logits = &ws.outputs[self.layers.len() - 1][..rows * n_out];
-            for (row, &y) in logits.chunks_exact(n_out).zip(ys) {
-                if argmax(row) != y as usize {
-                    errors += 1;
-                }
-            }
-        }
-        errors
     }
 }
 

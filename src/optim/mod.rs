@@ -15,12 +15,14 @@ use crate::layers::{Dense, Gradients, Network};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimiserKind {
     Rmsprop,
     Sgd,
 }
+
+crate::choices!(OptimiserKind { Rmsprop => "rmsprop", Sgd => "sgd" });
 
 /// Elements per parallel task in the update: large enough that a task costs far more than its
 /// scheduling, small enough to split a 800×800 layer over both cores.
@@ -29,7 +31,6 @@ const CHUNK: usize = 1 << 14;
 #[derive(Clone, Debug)]
 pub struct Optimiser {
     pub kind: OptimiserKind,
-    pub learning_rate: f32,
     pub decay: f32,
     pub epsilon: f32,
     /// RMSprop's running mean of squared gradients, per layer (empty for SGD).
@@ -37,7 +38,7 @@ pub struct Optimiser {
 }
 
 impl Optimiser {
-    pub fn new(kind: OptimiserKind, learning_rate: f32, decay: f32, epsilon: f32, net: &Network) -> Self {
+    pub fn new(kind: OptimiserKind, decay: f32, epsilon: f32, net: &Network) -> Self {
         // one state per layer; SGD keeps none, so its states are empty
         let size = |n: usize| if kind == OptimiserKind::Rmsprop { n } else { 0 };
         let mean_square = net
@@ -45,22 +46,21 @@ impl Optimiser {
             .iter()
             .map(|l| Gradients { weight: vec![0.0; size(l.weight.len())], bias: vec![0.0; size(l.bias.len())] })
             .collect();
-        Optimiser { kind, learning_rate, decay, epsilon, mean_square }
+        Optimiser { kind, decay, epsilon, mean_square }
     }
 
-    /// Applies one update to every layer.
-    pub fn step(&mut self, net: &mut Network, grads: &[Gradients], threads: usize) {
-        let (rule, states) = self.layer_states();
+    /// Applies one update at `learning_rate` to every layer.
+    pub fn step(&mut self, net: &mut Network, grads: &[Gradients], learning_rate: f32, threads: usize) {
+        let (rule, states) = self.layer_states(learning_rate);
         for (l, (layer, g)) in net.layers.iter_mut().zip(grads).enumerate() {
             rule.apply(layer, g, &mut states[l], threads);
         }
     }
 
-    /// The hyper-parameters and the per-layer states, split so that each layer's update can run
-    /// on its own thread: `update(kind, lr, ρ, ε, layer, grad, state)`.
-    pub fn layer_states(&mut self) -> (UpdateRule, &mut [Gradients]) {
-        let rule =
-            UpdateRule { kind: self.kind, learning_rate: self.learning_rate, decay: self.decay, epsilon: self.epsilon };
+    /// The hyper-parameters of an update at `learning_rate` (the schedule's, passed per step)
+    /// and the per-layer states, split so that each layer's update can run on its own thread.
+    pub fn layer_states(&mut self, learning_rate: f32) -> (UpdateRule, &mut [Gradients]) {
+        let rule = UpdateRule { kind: self.kind, learning_rate, decay: self.decay, epsilon: self.epsilon };
         (rule, &mut self.mean_square)
     }
 }
@@ -83,22 +83,12 @@ impl UpdateRule {
     /// [`UpdateRule::apply`] with the weight and bias gradients given apart (`weight.len()` and
     /// `bias.len()` of the layer long).
     pub fn apply_parts(&self, layer: &mut Dense, gw: &[f32], gb: &[f32], state: &mut Gradients, threads: usize) {
-        update(self.kind, self.learning_rate, self.decay, self.epsilon, layer, gw, gb, state, threads);
+        update(self, layer, (gw, gb), state, threads);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn update(
-    kind: OptimiserKind,
-    lr: f32,
-    rho: f32,
-    eps: f32,
-    layer: &mut Dense,
-    gw: &[f32],
-    gb: &[f32],
-    ms: &mut Gradients,
-    threads: usize,
-) {
+fn update(rule: &UpdateRule, layer: &mut Dense, (gw, gb): (&[f32], &[f32]), ms: &mut Gradients, threads: usize) {
+    let UpdateRule { kind, learning_rate: lr, decay: rho, epsilon: eps } = *rule;
     assert!(gw.len() == layer.weight.len() && gb.len() == layer.bias.len(), "one gradient per parameter");
     match kind {
         OptimiserKind::Rmsprop => {
@@ -171,9 +161,9 @@ mod tests {
         let mut rng = crate::base::rng::DfaRng::new(1, crate::base::rng::Stream::Weights);
         let mut net = Network::new(&[3, 2], crate::layers::activation::Activation::Tanh, true, true, &mut rng);
         let before = net.layers[0].clone();
-        let mut opt = Optimiser::new(OptimiserKind::Sgd, 0.5, 0.99, 1e-8, &net);
+        let mut opt = Optimiser::new(OptimiserKind::Sgd, 0.99, 1e-8, &net);
         let g = vec![Gradients { weight: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], bias: vec![-1.0, 1.0] }];
-        opt.step(&mut net, &g, 1);
+        opt.step(&mut net, &g, 0.5, 1);
         for (k, (a, b)) in before.weight.iter().zip(&net.layers[0].weight).enumerate() {
             assert_eq!(*b, a - 0.5 * (k + 1) as f32);
         }

@@ -148,11 +148,9 @@ pub fn layer_title(k: usize, depth: usize) -> String {
 /// for the first `points` samples of `split`, drawn as one row of panels per network. The input
 /// layer's embedding is computed once and shared by the rows. Each embedding runs on one thread
 /// ([`tsne`]), up to `threads` of them at a time. `progress` hears of each embedding as it starts.
-#[allow(clippy::too_many_arguments)]
 pub fn tsne_figure(
     nets: &[(String, &Network)],
-    split: &crate::data::Split,
-    points: usize,
+    (split, points): (&crate::data::Split, usize),
     layers: &[usize],
     settings: TsneSettings,
     threads: usize,

@@ -4,7 +4,7 @@
 //! licence), so no system font is needed for PNG; SVG names the family `sans-serif`.
 
 use crate::base::error::{Error, Result};
-use crate::train::protocol::EpochMetrics;
+use crate::train::EpochMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -66,7 +66,7 @@ macro_rules! render {
 }
 
 /// Which error curves to draw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Curves {
     Train,
@@ -76,6 +76,13 @@ pub enum Curves {
     /// they were trained: what the paper's code reports) and test error.
     All,
 }
+
+crate::choices!(Curves {
+    Train => "train",
+    Test => "test",
+    Both => "both",
+    All => "all": "Training (full pass after each epoch), batch (counted on the epoch's mini-batches as they were trained: what the paper's code reports) and test error",
+});
 
 /// One run to draw: its label and per-epoch metrics.
 pub struct RunCurves {

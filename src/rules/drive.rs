@@ -11,7 +11,7 @@
 //! pooled output and takes it back inside itself).
 
 use crate::base::linalg::{gemm_nn, gemm_nn_weights, gemm_nt, gemm_nt_weights};
-use crate::layers::activation::Activation;
+use crate::layers::activation::{Activation, Columns};
 use crate::layers::{Network, Workspace};
 use crate::rules::api::{Flow, Matrix, Rule, Source};
 use crate::rules::feedback::Feedback;
@@ -24,9 +24,9 @@ const PARALLEL_PROJECTION: usize = 1 << 22;
 pub fn product(out: &mut [f32], input: &[f32], m: Matrix<'_>, rows: usize, threads: usize) {
     let (k, n) = m.dims();
     if m.transposed {
-        gemm_nt(out, input, m.values, rows, k, n, false, threads);
+        gemm_nt(out, input, m.values, (rows, k, n), false, threads);
     } else {
-        gemm_nn(out, input, m.values, rows, k, n, false, threads);
+        gemm_nn(out, input, m.values, (rows, k, n), false, threads);
     }
 }
 
@@ -50,13 +50,11 @@ fn mask(d: &mut [f32], m: &[f32]) {
 /// One step down a chain rule's chain: `δa_l = (δa_{l+1} · M) ⊙ f'(a_l)`, then layer `l`'s
 /// dropout mask when `masks` is given. `d_above` is `δa_{l+1}` (`rows × n_{l+1}`), `d` receives
 /// `δa_l`; `streamed`: the matrix is probably not in cache ([`Network::streams_weights`]).
-#[allow(clippy::too_many_arguments)]
 pub fn chain_step(
     f: Activation,
     m: Matrix<'_>,
     d_above: &[f32],
-    outputs: &[Vec<f32>],
-    masks: Option<&[Vec<f32>]>,
+    (outputs, masks): (&[Vec<f32>], Option<&[Vec<f32>]>),
     (l, rows): (usize, usize),
     d: &mut [f32],
     (threads, streamed): (usize, bool),
@@ -87,7 +85,7 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
                 let (lower, upper) = hidden.split_at_mut(l + 1);
                 let d_above: &[f32] = if l + 1 == depth - 1 { e } else { &upper[0] };
                 let Source::Above(m) = source(l) else { panic!("{rule}: a chain rule's signal comes from above") };
-                chain_step(f, m, d_above, outputs, masks, (l, rows), &mut lower[l], (threads, streamed));
+                chain_step(f, m, d_above, (outputs, masks), (l, rows), &mut lower[l], (threads, streamed));
             }
         }
         Flow::Direct => {
@@ -146,7 +144,8 @@ pub fn direct_delta(
     let total = stacked.len() / n_out.max(1);
     let d = &mut d[..rows * width];
     let h = &outputs[l][..rows * width];
-    f.project_by_derivative(d, &e[..rows * n_out], n_out, stacked, total, offset, h, width);
+    let columns = Columns { values: stacked, stride: total, offset };
+    f.project_by_derivative(d, (&e[..rows * n_out], n_out), columns, (h, width));
     if let Some(masks) = masks {
         mask(d, &masks[l + 1]);
     }
@@ -214,7 +213,7 @@ pub fn hidden_deltas_per_layer(
 pub fn gradients(net: &Network, x: &[f32], ws: &mut Workspace, rows: usize, threads: usize) {
     for (l, layer) in net.layers.iter().enumerate() {
         let mut g = std::mem::take(&mut ws.grads[l]);
-        layer.gradients(&ws.deltas[l], ws.gradient_input(x, l), rows, &mut g, false, threads);
+        layer.gradients((&ws.deltas[l], ws.gradient_input(x, l), rows), &mut g, false, threads);
         ws.grads[l] = g;
     }
 }

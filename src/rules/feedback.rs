@@ -1,14 +1,5 @@
-//! The fixed random feedback of a network: the matrices `B` and which hidden layer uses which.
-//!
-//! Nøkland's `dfa-torch` places one feedback module, with its own `B`, after every hidden
-//! activation; we do the same, and `share` (a rule that allows it, DFA) lets layers of equal
-//! width use one `B`. The rule says each matrix's shape ([`LearningRule::feedback_shape`]).
-//!
-//! [`LearningRule::feedback_shape`]: crate::rules::api::LearningRule::feedback_shape
-
-use crate::base::rng::DfaRng;
-use crate::layers::Network;
-use crate::rules::api::{FeedbackShape, Flow, Place, Rule};
+//! The fixed random feedback of a network: the matrices `B` and which hidden layer uses which
+//! (drawn for the rules in [`crate::rules::draw`]).
 
 /// A fixed random feedback matrix `B`, stored row-major `rows × cols` in the paper's shape
 /// (`rows` = the width `n_i` of the layer that receives the feedback).
@@ -23,101 +14,24 @@ pub struct FeedbackMatrix {
 /// (`None`: the rule sends no feedback to that layer).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Feedback {
-    /// The rule of a dense network that follows one rule throughout (`None`: a rule per layer,
-    /// or a net with convolutional blocks).
-    pub rule: Option<Rule>,
+    /// Whether one direct rule (DFA) trains the dense network throughout (not a rule per layer,
+    /// nor a net with convolutional blocks): its matrices are then also kept stacked.
+    pub direct: bool,
     pub matrices: Vec<FeedbackMatrix>,
     pub layer_matrix: Vec<Option<usize>>,
     /// A direct rule (DFA): every hidden layer's `B_i` stacked along the rows and transposed
     /// (`n_out × Σ n_i`, row-major), so that one pass projects `e` onto every layer (`B_i e` in
     /// the columns of layer `i`). Derived from `matrices` by [`Feedback::restack`].
-    stacked: Vec<f32>,
+    pub(crate) stacked: Vec<f32>,
     /// Where each hidden layer's columns start in `stacked`.
-    offsets: Vec<usize>,
+    pub(crate) offsets: Vec<usize>,
 }
 
 impl Feedback {
-    /// Draws the feedback for `rule` on a dense network of `sizes = [n_in, n_1, …, n_out]`,
-    /// uniform in `[-bound, bound]` with `bound = 1/√n_i` unless `bound_override` is given.
-    pub fn new(rule: Rule, sizes: &[usize], share: bool, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
-        let rules = vec![rule; sizes.len().saturating_sub(2)];
-        let mut feedback = Self::per_layer(&rules, sizes, share, bound_override, rng);
-        feedback.rule = Some(rule);
-        feedback.restack();
-        feedback
-    }
-
-    /// Draws the feedback of a dense network whose hidden layer `i` follows `rules[i]`. For equal
-    /// rules the draws are those of [`Feedback::new`].
-    pub fn per_layer(
-        rules: &[Rule],
-        sizes: &[usize],
-        share: bool,
-        bound_override: Option<f32>,
-        rng: &mut DfaRng,
-    ) -> Self {
-        let n_out = *sizes.last().expect("sizes has an output layer");
-        let hidden = &sizes[1..sizes.len() - 1];
-        assert_eq!(rules.len(), hidden.len(), "one rule per hidden layer");
-        let shapes = hidden.iter().zip(rules).enumerate().map(|(l, (&width, &rule))| {
-            let place = Place { l, width, above: sizes[l + 2], above_kernels: None, n_out };
-            rule.feedback_shape(&place).map(|s| (s, share && rule.shares_feedback()))
-        });
-        Self::draw(shapes, bound_override, rng)
-    }
-
-    /// Draws the feedback of any network (dense layers and convolutional blocks), hidden layer
-    /// `l` following `rules[l]`; nothing is shared. On a dense network the draws are those of
-    /// [`Feedback::per_layer`].
-    pub fn for_network(rules: &[Rule], net: &Network, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
-        assert_eq!(rules.len(), net.depth() - 1, "one rule per hidden layer");
-        let shapes = rules.iter().enumerate().map(|(l, &rule)| {
-            let above = &net.layers[l + 1];
-            let place = Place {
-                l,
-                width: net.layers[l].fan_out,
-                above: above.fan_out,
-                above_kernels: above.block.map(|b| (b.conv.out_channels, b.conv.k())),
-                n_out: net.n_outputs(),
-            };
-            rule.feedback_shape(&place).map(|s| (s, false))
-        });
-        Self::draw(shapes, bound_override, rng)
-    }
-
-    /// One matrix per hidden layer and whether it may be shared (`None`: no feedback), uniform in `±1/√fan` (or
-    /// `±bound_override`), drawn bottom to top; a shareable layer reuses an earlier matrix of its
-    /// shape instead of drawing one.
-    fn draw(
-        shapes: impl Iterator<Item = Option<(FeedbackShape, bool)>>,
-        bound_override: Option<f32>,
-        rng: &mut DfaRng,
-    ) -> Self {
-        let mut matrices: Vec<FeedbackMatrix> = Vec::new();
-        let mut layer_matrix = Vec::new();
-        for shape in shapes {
-            let Some((FeedbackShape { rows, cols, fan }, shareable)) = shape else {
-                layer_matrix.push(None);
-                continue;
-            };
-            let shared = shareable.then(|| matrices.iter().position(|m| m.rows == rows && m.cols == cols)).flatten();
-            if let Some(k) = shared {
-                layer_matrix.push(Some(k));
-                continue;
-            }
-            let bound = bound_override.unwrap_or(1.0 / (fan as f32).sqrt());
-            let mut values = vec![0.0; rows * cols];
-            rng.fill_symmetric(&mut values, bound);
-            matrices.push(FeedbackMatrix { rows, cols, values });
-            layer_matrix.push(Some(matrices.len() - 1));
-        }
-        Feedback { rule: None, matrices, layer_matrix, stacked: Vec::new(), offsets: Vec::new() }
-    }
-
     /// Rebuilds the stacked matrix of a direct rule after `matrices` changed (e.g. loaded from a
     /// checkpoint).
     pub fn restack(&mut self) {
-        let direct = self.rule.is_some_and(|r| r.flow() == Flow::Direct);
+        let direct = self.direct;
         let layers: Vec<&FeedbackMatrix> =
             (0..self.layer_matrix.len()).filter(|_| direct).filter_map(|l| self.for_layer(l)).collect();
         let total: usize = layers.iter().map(|b| b.rows).sum();

@@ -15,14 +15,17 @@
 pub mod api;
 pub mod bp;
 pub mod dfa;
+pub mod draw;
 pub mod drive;
 pub mod fa;
 pub mod feedback;
 pub mod ifa;
+pub mod set;
 
 pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Source};
 pub use drive::{chain_step, direct_delta, gradients, hidden_deltas, hidden_deltas_per_layer};
 pub use feedback::{Feedback, FeedbackMatrix};
+pub use set::RuleSet;
 
 /// Every rule, in the order `--help` lists them. Registering a rule is one line here.
 pub const ALL: &[Rule] = &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA];

@@ -97,14 +97,12 @@ impl Scratch {
 /// Measures every hidden layer. `ws` holds the forward pass, the output error and the rule's
 /// update directions of the batch (`rows` samples of `x`), as the step has them before the update;
 /// `rules[k]` is hidden layer `k`'s rule (the same rule for every layer unless mixed).
-#[allow(clippy::too_many_arguments)]
 pub fn measure(
     rules: &[Rule],
     net: &Network,
     feedback: &Feedback,
     ws: &Workspace,
-    x: &[f32],
-    rows: usize,
+    (x, rows): (&[f32], usize),
     scratch: &mut Scratch,
     threads: usize,
 ) -> Vec<LayerAlignment> {
@@ -139,7 +137,7 @@ pub fn measure(
         }
         // c_k = W_{k+1}ᵀ δa_{k+1} (the rule's δa_{k+1})
         let back = &mut scratch.back[..rows * n_k];
-        gemm_nn(back, d_above, &above.weight, rows, above.fan_out, n_k, false, threads);
+        gemm_nn(back, d_above, &above.weight, (rows, above.fan_out, n_k), false, threads);
         let positive = signal
             .chunks_exact(n_k)
             .zip(back.chunks_exact(n_k))
@@ -148,8 +146,8 @@ pub fn measure(
         // weight updates: δa_kᵀ h_{k-1}, rule against BP
         let size = layer.weight.len();
         let input = ws.layer_input(x, k);
-        gemm_tn(&mut scratch.grad_rule[..size], d_rule, input, n_k, rows, layer.fan_in, false, threads);
-        gemm_tn(&mut scratch.grad_bp[..size], d_bp, input, n_k, rows, layer.fan_in, false, threads);
+        gemm_tn(&mut scratch.grad_rule[..size], d_rule, input, (n_k, rows, layer.fan_in), false, threads);
+        gemm_tn(&mut scratch.grad_bp[..size], d_bp, input, (n_k, rows, layer.fan_in), false, threads);
         let feedback_angle = rule.feedback_mirrors_weights().then(|| {
             let b = feedback.for_layer(k).expect("feedback that mirrors the weights");
             // W_{k+1}ᵀ is n_k × n_{k+1}, the shape of B_k

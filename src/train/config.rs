@@ -9,7 +9,8 @@ use crate::layers::Init;
 use crate::layers::activation::Activation;
 use crate::layers::spec::{LayerSpec, hidden_layers, parse_layers};
 use crate::optim::OptimiserKind;
-use crate::rules::Rule;
+use crate::rules::{Rule, RuleSet};
+use crate::train::parallel::Plan;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -149,7 +150,7 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// The error the learning-rate schedule watches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleOn {
     /// The training error of the network after the epoch, over the whole training split.
@@ -161,13 +162,25 @@ pub enum ScheduleOn {
     Validation,
 }
 
+crate::choices!(ScheduleOn {
+    Train => "train": "The training error of the network after the epoch, over the whole training split",
+    Batch => "batch": "The error counted on the mini-batches while they were trained on (the paper's code: its `ErrTrain` is the confusion matrix filled during the training pass, dropout on)",
+    Validation => "validation": "The error on the held-out validation set",
+});
+
 /// The default RMSprop learning rate, chosen by measurement (see `docs/learning-rate.md`).
 pub const DEFAULT_LEARNING_RATE: f32 = 1e-4;
 
 impl TrainConfig {
     /// Checks every field; the error names the field and what was expected.
     pub fn validate(&self) -> Result<()> {
-        let depth = hidden_layers(&self.model)?;
+        self.validate_structure(hidden_layers(&self.model)?)?;
+        self.validate_optimisation()?;
+        self.validate_regularisation()
+    }
+
+    /// The rules, frozen layers and what convolutional nets support, for `depth` hidden layers.
+    fn validate_structure(&self, depth: usize) -> Result<()> {
         let conv = self.is_conv();
         if conv {
             let refuse = |field: &str, what: &str| {
@@ -210,6 +223,11 @@ impl TrainConfig {
                 format!("layer {bad}; expected layers 1 to {} (1-based, the output layer last)", depth + 1),
             ));
         }
+        Ok(())
+    }
+
+    /// The optimiser, the protocol's numbers, threads and subsets.
+    fn validate_optimisation(&self) -> Result<()> {
         let positive = |field: &str, v: f32| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -243,6 +261,11 @@ impl TrainConfig {
         if self.train_subset == Some(0) || self.test_subset == Some(0) {
             return Err(Error::config("train_subset/test_subset", "0; expected at least 1 sample"));
         }
+        Ok(())
+    }
+
+    /// Dropout, adversarial training, the schedule's watched error and shared feedback.
+    fn validate_regularisation(&self) -> Result<()> {
         for (field, p) in [("dropout_input", self.dropout_input), ("dropout_hidden", self.dropout_hidden)] {
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::config(field, format!("{p}; expected a probability in [0, 1)")));
@@ -307,6 +330,21 @@ impl TrainConfig {
             vec![self.rule; hidden_layers(&self.model).unwrap_or(0)]
         } else {
             self.layer_rules.clone()
+        }
+    }
+
+    /// The rules of the hidden layers, as the trainer uses them.
+    pub fn rule_set(&self) -> RuleSet {
+        RuleSet::new(self.layer_rules.is_empty().then_some(self.rule), self.hidden_rules())
+    }
+
+    /// What the parallel engine needs to know of this run to pick its schedules.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            rules: self.rule_set(),
+            dropout: self.dropout(),
+            adversarial: self.adversarial(),
+            measures_alignment: self.align_every > 0,
         }
     }
 

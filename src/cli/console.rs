@@ -1,0 +1,117 @@
+//! What the command line prints while it works: progress bars, one line per epoch, summaries.
+
+use dfa::train::record::{Observer, RunDir, Summary};
+use dfa::train::{EpochMetrics, Progress};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Progress bars per epoch and one line per finished epoch.
+pub struct Console {
+    pub bar: Option<ProgressBar>,
+}
+
+impl Observer for Console {
+    fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        let bar = ProgressBar::new(batches as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} batches {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn batch_done(&mut self, _done: usize, _total: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn epoch_done(&mut self, m: &EpochMetrics, p: &Progress) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        println!(
+            "epoch {:3}  loss {:.4}  train {:6.3}%  test {:6.3}%{}  lr {:.3e}  {:.2}s ({:.0} samples/s) + eval {:.2}s",
+            m.epoch,
+            m.loss,
+            m.train_error,
+            m.test_error,
+            m.validation_error.map_or(String::new(), |v| format!("  validation {v:6.3}%")),
+            m.learning_rate,
+            m.seconds,
+            m.samples_per_s,
+            m.eval_seconds
+        );
+        if let Some(last) = m.alignment.last() {
+            let angles: Vec<String> = last
+                .layers
+                .iter()
+                .map(|l| {
+                    let a = l.delta_angle_mean.map_or("–".into(), |a| format!("{a:.1}°"));
+                    format!("h{} {a} (L>0 {:.0}%)", l.layer, 100.0 * l.criterion_positive)
+                })
+                .collect();
+            println!("          alignment with BP at batch {}: {}", last.batch, angles.join(", "));
+        }
+        if let Some(stop) = p.stop {
+            println!("stop: {}", stop.describe());
+        } else if p.learning_rate < m.learning_rate {
+            println!("learning rate halved to {:.3e} (halving {})", p.learning_rate, p.halvings);
+        }
+    }
+}
+
+pub fn print_summary(dir: &RunDir, s: &Summary) {
+    println!(
+        "{}: {} after {} epochs; train error {:.3}%, test error {:.3}%, {:.2} s/epoch",
+        dir.path.display(),
+        s.stop.describe(),
+        s.epochs,
+        s.final_train_error,
+        s.final_test_error,
+        s.mean_epoch_seconds
+    );
+}
+
+pub struct ReproduceConsole;
+
+impl dfa::experiments::ReproduceObserver for ReproduceConsole {
+    fn run_started(&self, task: &dfa::experiments::Task, resumed_from: Option<usize>) {
+        match resumed_from {
+            Some(e) => println!("[{} seed {}] resuming after epoch {e}", task.cell, task.seed),
+            None => println!("[{} seed {}] starting in {}", task.cell, task.seed, task.dir.display()),
+        }
+    }
+
+    fn epoch_done(&self, task: &dfa::experiments::Task, m: &EpochMetrics) {
+        println!(
+            "[{} seed {}] epoch {:3}  train {:6.3}%  test {:6.3}%  lr {:.2e}  {:.1}s",
+            task.cell,
+            task.seed,
+            m.epoch,
+            m.train_error,
+            m.test_error,
+            m.learning_rate,
+            m.seconds + m.eval_seconds
+        );
+    }
+
+    fn run_finished(&self, f: &dfa::experiments::Finished) {
+        let s = &f.summary;
+        println!(
+            "[{} seed {}] {}: {} after {} epochs, train {:.3}%, test {:.3}%",
+            f.cell,
+            f.seed,
+            if f.reused { "reused" } else { "done" },
+            s.stop.describe(),
+            s.epochs,
+            s.final_train_error,
+            s.final_test_error
+        );
+    }
+
+    fn message(&self, text: &str) {
+        println!("{text}");
+    }
+}

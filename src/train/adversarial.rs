@@ -1,0 +1,66 @@
+//! Adversarial training with the fast gradient sign method (Goodfellow et al. 2015).
+
+use crate::base::linalg::gemm_nn;
+use crate::layers::{Network, Workspace, output_error};
+use crate::rules::{Feedback, Rule, hidden_deltas};
+use crate::train::parallel::{Batch, Mode};
+use crate::train::protocol::Trainer;
+
+impl Trainer {
+    /// The rest of a step under adversarial training, after the clean forward pass and output
+    /// error (whose summed loss is `loss`); returns the step's loss.
+    ///
+    /// The true input gradient `∂J/∂x` is back-propagated through the current network whatever
+    /// the rule, `x_adv = clip(x + ε·sign(∂J/∂x), 0, 1)`, and the update is the rule's update of
+    /// `α·J(x) + (1−α)·J(x_adv)`: the two passes' gradients, with `e` scaled by `α` and `1−α`,
+    /// summed before one optimiser step.
+    pub(super) fn adversarial_step(&mut self, rows: usize, loss: f64) -> f64 {
+        let threads = self.threads();
+        let Trainer { model, ws, x, y, config, x_adv, rules, engine, progress, .. } = self;
+        let lr = progress.learning_rate;
+        let depth = model.net.depth();
+        let n_out = model.net.n_outputs();
+        let (alpha, epsilon) = (config.adversarial_alpha, config.adversarial_epsilon);
+        fast_gradient_sign(&model.net, &model.feedback, ws, (x, rows), epsilon, x_adv, threads);
+        // the clean pass: the rule's gradients of α·J(x)
+        ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
+        rules.hidden_deltas(&model.net, &model.feedback, ws, rows, threads);
+        engine.update(model.learner(rules, lr), Batch { ws: &mut *ws, x, rows }, Mode::KEEP);
+        // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
+        model.net.forward(x_adv, rows, ws, threads);
+        let (loss_adv, _) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
+        ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
+        rules.hidden_deltas(&model.net, &model.feedback, ws, rows, threads);
+        engine.update(model.learner(rules, lr), Batch { ws, x: x_adv, rows }, Mode::ADD_AND_APPLY);
+        alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv
+    }
+}
+
+/// The fast gradient sign method (Goodfellow et al. 2015):
+/// `x_adv = clip(x + ε·sign(∂J/∂x), 0, 1)`, with `∂J/∂x = W_1ᵀ δa_1` and the true (BP) `δa_1`
+/// back-propagated through the current network, whatever rule trains it. Expects the forward
+/// pass and the output error of `x` in `ws`; overwrites the hidden deltas.
+pub fn fast_gradient_sign(
+    net: &Network,
+    feedback: &Feedback,
+    ws: &mut Workspace,
+    (x, rows): (&[f32], usize),
+    epsilon: f32,
+    x_adv: &mut [f32],
+    threads: usize,
+) {
+    let n_in = net.n_inputs();
+    hidden_deltas(Rule::BP, net, feedback, ws, rows, threads);
+    let first = &net.layers[0];
+    gemm_nn(x_adv, &ws.deltas[0], &first.weight, (rows, first.fan_out, n_in), false, threads);
+    for (a, &v) in x_adv[..rows * n_in].iter_mut().zip(&x[..rows * n_in]) {
+        let sign = if *a > 0.0 {
+            1.0
+        } else if *a < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        *a = (v + epsilon * sign).clamp(0.0, 1.0);
+    }
+}

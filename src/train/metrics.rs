@@ -1,0 +1,31 @@
+//! What an epoch measured: one line of `metrics.jsonl`.
+
+use crate::train::alignment::AlignmentRecord;
+use serde::{Deserialize, Serialize};
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    /// Mean binary cross-entropy over the epoch's mini-batches (before each update).
+    pub loss: f64,
+    /// Training error (%) of the network after the epoch, over the whole training split.
+    pub train_error: f64,
+    /// Test error (%) after the epoch.
+    pub test_error: f64,
+    /// Alignment diagnostics of the measured mini-batches (`--align-every`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alignment: Vec<AlignmentRecord>,
+    /// Validation error (%) after the epoch, when a validation set is held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_error: Option<f64>,
+    /// Error (%) on the mini-batches as they were trained on (before each update).
+    pub batch_error: f64,
+    /// Learning rate used during this epoch.
+    pub learning_rate: f32,
+    /// Seconds of training (forward, update, optimiser), without the evaluation passes.
+    pub seconds: f64,
+    pub eval_seconds: f64,
+    /// Training samples per second.
+    pub samples_per_s: f64,
+}
