@@ -80,6 +80,10 @@ pub fn locate(kind: DatasetKind, dir: &Path) -> Result<Located> {
     Err(Error::MissingData { dataset: kind.name().into(), dir: dir.to_path_buf(), missing: missing.join(", ") })
 }
 
+/// More than any CIFAR file holds (CIFAR-100's training file: 50,000 records of 3,074 bytes);
+/// a compressed file that inflates beyond it is refused before it fills the memory.
+pub const MAX_FILE_BYTES: usize = 60_000 * (2 + PIXELS);
+
 /// Parses the records of one uncompressed file; `path` names it in errors.
 pub fn parse(bytes: &[u8], kind: DatasetKind, path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     let label_bytes = if kind == DatasetKind::Cifar10 { 1 } else { 2 };
@@ -121,7 +125,7 @@ fn read_split(paths: &[PathBuf], kind: DatasetKind, files: &mut Vec<DataFile>) -
     for path in paths {
         let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         files.push(DataFile { path: path.clone(), sha256: sha256_hex(&raw) });
-        let (l, p) = parse(&maybe_gunzip(raw, path)?, kind, path)?;
+        let (l, p) = parse(&maybe_gunzip(raw, path, MAX_FILE_BYTES)?, kind, path)?;
         labels.extend(l);
         pixels.extend(p);
     }

@@ -5,7 +5,6 @@
 //! Images are `d = 3` (`count × rows × cols`), labels `d = 1`.
 
 use crate::base::error::{Error, Result};
-use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::Path;
 
@@ -16,73 +15,150 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Decompresses `bytes` when they start with the gzip magic `1f 8b`, else returns them as is.
-pub fn maybe_gunzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
-        GzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Gzip { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(out)
-    } else {
-        Ok(bytes)
-    }
+/// Whether `bytes` start with the gzip magic `1f 8b`.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
 }
 
-/// Parses an uncompressed IDX file; `path` only names the file in errors.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
-    if bytes.len() < 4 {
-        return Err(Error::format(path, format!("file is {} bytes, shorter than the 4-byte IDX header", bytes.len())));
+/// A gzip reader over `bytes`: every member of a multi-member file in turn (as `gzip -d` reads
+/// them); bytes after the last member that are not another member are an error.
+pub fn gunzip_reader(bytes: &[u8]) -> flate2::read::MultiGzDecoder<&[u8]> {
+    flate2::read::MultiGzDecoder::new(bytes)
+}
+
+fn gzip_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Gzip { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Decompresses `bytes` when they are gzip, reading at most `limit` bytes of output: a file that
+/// inflates to more is refused as soon as it passes the limit, so that a small file cannot fill
+/// the memory. Other bytes are returned as they are.
+pub fn maybe_gunzip(bytes: Vec<u8>, path: &Path, limit: usize) -> Result<Vec<u8>> {
+    if !is_gzip(&bytes) {
+        return Ok(bytes);
     }
-    if bytes[0] != 0 || bytes[1] != 0 {
+    let mut out = Vec::new();
+    gunzip_reader(&bytes).take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| gzip_error(path, e))?;
+    if out.len() > limit {
+        return Err(Error::format(
+            path,
+            format!("inflates to more than {limit} bytes, more than this data set can hold"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads up to `buf.len()` bytes; fewer only at the end of the input.
+fn read_full(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(gzip_error(path, e)),
+        }
+    }
+    Ok(got)
+}
+
+/// Parses an IDX array from `r` (raw or inflating bytes); `path` only names the file in errors.
+///
+/// The header is read and checked first — its dimension count must be `ndim` when given — and
+/// then exactly the bytes it declares: the output buffer grows with the bytes that arrive (never
+/// to the declared size up front), and one byte more than declared is an error at once, so a
+/// compressed file that inflates far beyond its header costs no more memory than the header
+/// declares.
+pub fn parse_from(r: &mut impl Read, path: &Path, ndim: Option<usize>) -> Result<IdxArray> {
+    let mut magic = [0u8; 4];
+    let got = read_full(r, &mut magic, path)?;
+    if got < 4 {
+        return Err(Error::format(path, format!("file is {got} bytes, shorter than the 4-byte IDX header")));
+    }
+    if magic[0] != 0 || magic[1] != 0 {
         return Err(Error::format(
             path,
             format!(
                 "bad magic number {:02x}{:02x}{:02x}{:02x}: an IDX file starts with two zero bytes (e.g. 00000801 for labels, 00000803 for images)",
-                bytes[0], bytes[1], bytes[2], bytes[3]
+                magic[0], magic[1], magic[2], magic[3]
             ),
         ));
     }
-    if bytes[2] != 0x08 {
-        return Err(Error::format(path, format!("IDX type code 0x{:02x}, expected 0x08 (unsigned byte)", bytes[2])));
+    if magic[2] != 0x08 {
+        return Err(Error::format(path, format!("IDX type code 0x{:02x}, expected 0x08 (unsigned byte)", magic[2])));
     }
-    let ndim = bytes[3] as usize;
-    if ndim == 0 {
+    let d = magic[3] as usize;
+    if d == 0 {
         return Err(Error::format(path, "IDX header declares 0 dimensions"));
     }
-    let header = 4 + 4 * ndim;
-    if bytes.len() < header {
+    if let Some(want) = ndim.filter(|&want| want != d) {
+        let what = if want == 1 { "a label file (magic 00000801)" } else { "an image file (magic 00000803)" };
         return Err(Error::format(
             path,
-            format!("truncated header: {ndim} dimensions need {header} bytes, file has {}", bytes.len()),
+            format!("magic number 000008{d:02x} declares {d} dimensions; expected {what}"),
+        ));
+    }
+    let header = 4 + 4 * d;
+    let mut sizes = vec![0u8; 4 * d];
+    let got = read_full(r, &mut sizes, path)?;
+    if got < sizes.len() {
+        return Err(Error::format(
+            path,
+            format!("truncated header: {d} dimensions need {header} bytes, file has {}", 4 + got),
         ));
     }
     let dims: Vec<usize> =
-        bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+        sizes.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let Some(count) = count else {
         return Err(Error::format(path, format!("dimensions {dims:?} overflow")));
     };
-    let body = bytes.len() - header;
-    if body < count {
+    let mut data = Vec::new();
+    r.take(count as u64).read_to_end(&mut data).map_err(|e| gzip_error(path, e))?;
+    if data.len() < count {
         return Err(Error::format(
             path,
-            format!("truncated: dimensions {dims:?} need {count} data bytes, file has {body}"),
+            format!("truncated: dimensions {dims:?} need {count} data bytes, file has {}", data.len()),
         ));
     }
-    if body > count {
+    let mut more = [0u8; 4096];
+    let mut trailing = 0usize;
+    loop {
+        let n = read_full(r, &mut more, path)?;
+        trailing += n;
+        // a raw file's trailing bytes are counted to the end; an inflating one stops at once
+        if n < more.len() || trailing >= 1 << 20 {
+            break;
+        }
+    }
+    if trailing > 0 {
+        let amount = if trailing >= 1 << 20 { "more than 1 MiB".to_string() } else { format!("{trailing} bytes") };
         return Err(Error::format(
             path,
-            format!("{} bytes of trailing data after the {count} declared by dimensions {dims:?}", body - count),
+            format!("{amount} of trailing data after the {count} declared by dimensions {dims:?}"),
         ));
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxArray { dims, data })
+}
+
+/// Parses an uncompressed IDX file; `path` only names the file in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    parse_from(&mut &bytes[..], path, None)
+}
+
+/// Parses IDX bytes as stored (raw or gzip), expecting `ndim` dimensions when given.
+pub fn parse_stored(bytes: &[u8], path: &Path, ndim: Option<usize>) -> Result<IdxArray> {
+    if is_gzip(bytes) {
+        parse_from(&mut gunzip_reader(bytes), path, ndim)
+    } else {
+        parse_from(&mut &bytes[..], path, ndim)
+    }
 }
 
 /// Reads and parses an IDX file from disk (gzip detected by its magic bytes).
 pub fn read(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&maybe_gunzip(raw, path)?, path)
+    parse_stored(&raw, path, None)
 }
 
 /// Encodes an unsigned-byte IDX array (used by tests and by whoever writes subsets).
@@ -156,7 +232,8 @@ mod tests {
         fn bad_gzip_is_an_error(tail in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut bytes = vec![0x1f, 0x8b];
             bytes.extend(tail);
-            if let Ok(raw) = maybe_gunzip(bytes, p()) {
+            let _ = parse_stored(&bytes, p(), None);
+            if let Ok(raw) = maybe_gunzip(bytes, p(), 1 << 16) {
                 let _ = parse(&raw, p());
             }
         }

@@ -177,15 +177,21 @@ pub fn locate(kind: DatasetKind, dir: &Path) -> Result<[PathBuf; 4]> {
     Err(Error::MissingData { dataset: kind.name().into(), dir: dir.to_path_buf(), missing: missing.join(", ") })
 }
 
-fn read_file(path: &Path, files: &mut Vec<DataFile>) -> Result<idx::IdxArray> {
+fn read_file(path: &Path, ndim: usize, files: &mut Vec<DataFile>) -> Result<idx::IdxArray> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     files.push(DataFile { path: path.to_path_buf(), sha256: sha256_hex(&raw) });
-    idx::parse(&idx::maybe_gunzip(raw, path)?, path)
+    idx::parse_stored(&raw, path, Some(ndim))
 }
 
-fn split(images_path: &Path, labels_path: &Path, n_classes: usize, files: &mut Vec<DataFile>) -> Result<Split> {
-    let images = read_file(images_path, files)?;
-    let labels = read_file(labels_path, files)?;
+/// One split and its images' `rows × cols`.
+fn split(
+    images_path: &Path,
+    labels_path: &Path,
+    n_classes: usize,
+    files: &mut Vec<DataFile>,
+) -> Result<(Split, [usize; 2])> {
+    let images = read_file(images_path, 3, files)?;
+    let labels = read_file(labels_path, 1, files)?;
     if images.dims.len() != 3 {
         return Err(Error::format(
             images_path,
@@ -198,6 +204,9 @@ fn split(images_path: &Path, labels_path: &Path, n_classes: usize, files: &mut V
             format!("expected a label file with 1 dimension, found {:?}", labels.dims),
         ));
     }
+    if images.dims[0] == 0 {
+        return Err(Error::format(images_path, "holds 0 images; a split needs at least one"));
+    }
     if images.dims[0] != labels.dims[0] {
         return Err(Error::CountMismatch {
             images: images_path.to_path_buf(),
@@ -209,9 +218,10 @@ fn split(images_path: &Path, labels_path: &Path, n_classes: usize, files: &mut V
     if let Some((i, &l)) = labels.data.iter().enumerate().find(|(_, l)| **l as usize >= n_classes) {
         return Err(Error::format(labels_path, format!("label {l} at position {i} is outside 0..{n_classes}")));
     }
-    let dim = images.dims[1] * images.dims[2];
+    let size = [images.dims[1], images.dims[2]];
+    let dim = size[0] * size[1];
     let images = images.data.iter().map(|&p| p as f32 / 255.0).collect();
-    Ok(Split { images, labels: labels.data, dim })
+    Ok((Split { images, labels: labels.data, dim }, size))
 }
 
 /// What a user must know about `kind`'s copy in `dir`, without loading it (the notes of
@@ -238,12 +248,14 @@ pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
     let paths = locate(kind, dir)?;
     let n_classes = kind.n_classes();
     let mut files = Vec::new();
-    let train = split(&paths[0], &paths[1], n_classes, &mut files)?;
-    let test = split(&paths[2], &paths[3], n_classes, &mut files)?;
-    if train.dim != test.dim {
+    let (train, train_size) = split(&paths[0], &paths[1], n_classes, &mut files)?;
+    let (test, test_size) = split(&paths[2], &paths[3], n_classes, &mut files)?;
+    if train_size != test_size {
+        let [tr, tc] = train_size;
+        let [sr, sc] = test_size;
         return Err(Error::format(
             &paths[2],
-            format!("test images have {} pixels, training images {}", test.dim, train.dim),
+            format!("test images are {sr}×{sc} pixels, training images ({}) {tr}×{tc}", paths[0].display()),
         ));
     }
     Ok(Dataset { kind, train: train.into(), test: test.into(), n_classes, files, notes: Vec::new() })
