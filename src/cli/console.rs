@@ -13,8 +13,11 @@ impl Observer for Console {
     fn epoch_started(&mut self, epoch: usize, batches: usize) {
         let bar = ProgressBar::new(batches as u64);
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} batches {per_sec} eta {eta}")
+            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} batches {rate} eta {eta}")
                 .expect("valid template")
+                .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}/s", rate(state.per_sec()));
+                })
                 .progress_chars("=> "),
         );
         bar.set_prefix(epoch.to_string());
@@ -62,15 +65,29 @@ impl Observer for Console {
     }
 }
 
+/// A rate with as many digits as it deserves: `498/s`, `12.3/s`, `0.52/s`.
+pub fn rate(per_sec: f64) -> String {
+    if per_sec >= 100.0 {
+        format!("{per_sec:.0}")
+    } else if per_sec >= 10.0 {
+        format!("{per_sec:.1}")
+    } else {
+        format!("{per_sec:.2}")
+    }
+}
+
 pub fn print_summary(dir: &RunDir, s: &Summary) {
+    let per_epoch = s.total_seconds / s.epochs.max(1) as f64;
     println!(
-        "{}: {} after {} epochs; train error {:.3}%, test error {:.3}%, {:.2} s/epoch",
+        "{}: {} after {} epochs; train error {:.3}%, test error {:.3}%, {:.2} s/epoch ({:.2} s training + {:.2} s evaluation)",
         dir.path.display(),
         s.stop.describe(),
         s.epochs,
         s.final_train_error,
         s.final_test_error,
-        s.mean_epoch_seconds
+        per_epoch,
+        s.mean_epoch_seconds,
+        (per_epoch - s.mean_epoch_seconds).max(0.0)
     );
 }
 

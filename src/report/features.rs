@@ -144,6 +144,15 @@ pub fn layer_title(k: usize, depth: usize) -> String {
     }
 }
 
+/// Whether row `r` of a t-SNE figure shows layer `k`: the input and its hidden layers always;
+/// layer `depth` (the output logits) only when every row's net has that depth, so that a column
+/// never mixes a hidden layer of one net with the output of another (a shallower net's panel
+/// stays empty, titled so).
+fn shown(nets: &[(String, &Network)], r: usize, k: usize) -> bool {
+    let depth = nets[r].1.depth();
+    k < depth || (k == depth && nets.iter().all(|(_, n)| n.depth() == depth))
+}
+
 /// The paper's Fig. 3: for each labelled network, t-SNE embeddings of the features of `layers`
 /// for the first `points` samples of `split`, drawn as one row of panels per network. The input
 /// layer's embedding is computed once and shared by the rows. Each embedding runs on one thread
@@ -166,6 +175,9 @@ pub fn tsne_figure(
     for (r, (_, net)) in nets.iter().enumerate() {
         for &k in layers {
             if k == 0 && jobs.iter().any(|(_, title, _, _): &(usize, String, Vec<f32>, usize)| title == "input") {
+                continue;
+            }
+            if !shown(nets, r, k) {
                 continue;
             }
             let (features, width) = extract(net, x, k, threads)?;
@@ -191,6 +203,12 @@ pub fn tsne_figure(
         let panels = layers
             .iter()
             .map(|&k| {
+                if !shown(nets, r, k) {
+                    return crate::report::plots::Embedding {
+                        title: format!("no hidden layer {k}"),
+                        points: Vec::new(),
+                    };
+                }
                 let title = layer_title(k, net.depth());
                 let j = if k == 0 { input } else { jobs.iter().position(|(jr, t, _, _)| *jr == r && *t == title) };
                 let points = j.map(|j| embeddings[j].clone()).unwrap_or_default();

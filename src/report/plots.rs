@@ -157,6 +157,15 @@ fn errors_panel<DB: DrawingBackend>(
         Curves::Both => "Training and test error",
         Curves::All => "Training (full pass, batches) and test error",
     };
+    let entries: Vec<LegendEntry> = series
+        .iter()
+        .map(|(label, color, line, _)| LegendEntry {
+            label: label.clone(),
+            style: line_style(*color, *line),
+            marker: *line == Line::Test,
+        })
+        .collect();
+    let (area, side) = beside_legend(area, &entries);
     macro_rules! chart_body {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -172,22 +181,16 @@ fn errors_panel<DB: DrawingBackend>(
                 .axis_desc_style(("sans-serif", 18))
                 .draw()
                 .map_err(e)?;
-            for (label, color, line, points) in series {
-                let style = match line {
-                    Line::Train => color.stroke_width(2),
-                    Line::Batch => color.mix(0.45).stroke_width(2),
-                    Line::Test => color.mix(0.8).stroke_width(1),
-                };
-                let drawn = chart.draw_series(LineSeries::new(points.clone(), style)).map_err(e)?;
-                drawn.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            for (_, color, line, points) in series {
+                chart.draw_series(LineSeries::new(points.clone(), line_style(color, line))).map_err(e)?;
                 if line == Line::Test {
                     chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(e)?;
                 }
             }
-            legend(&mut chart)?;
+            draw_legend(&side, &entries)?;
         }};
     }
-    let mut builder = ChartBuilder::on(area);
+    let mut builder = ChartBuilder::on(&area);
     builder.caption(caption, ("sans-serif", 22)).margin(12).x_label_area_size(45).y_label_area_size(60);
     if log_scale {
         chart_body!(builder.build_cartesian_2d(1f64..max_epoch, (floor..top).log_scale()).map_err(e)?);
@@ -197,13 +200,44 @@ fn errors_panel<DB: DrawingBackend>(
     Ok(())
 }
 
+/// A curve's points, (epoch, value).
+type Points = Vec<(f64, f64)>;
+
 fn alignment_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     runs: &[RunCurves],
 ) -> std::result::Result<(), String> {
     let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
     let max_epoch = runs.iter().flat_map(|r| r.metrics.iter().map(|m| m.epoch)).max().unwrap_or(1) as f64;
-    let mut chart = ChartBuilder::on(area)
+    // (label, colour, points) per run and hidden layer
+    let mut curves: Vec<(String, RGBColor, Points)> = Vec::new();
+    for run in runs {
+        let layers =
+            run.metrics.iter().flat_map(|m| m.alignment.iter()).flat_map(|r| r.layers.iter().map(|l| l.layer)).max();
+        let measured = run.metrics.iter().flat_map(|m| m.alignment.iter().map(|r| r.batch)).max().unwrap_or(0) + 1;
+        for layer in 1..=layers.unwrap_or(0) {
+            let color = PALETTE[curves.len() % PALETTE.len()];
+            // x: epochs done when the batch was measured (epoch − 1 + batch / batches)
+            let points: Vec<(f64, f64)> = run
+                .metrics
+                .iter()
+                .flat_map(|m| {
+                    m.alignment.iter().filter_map(move |r| {
+                        let a = r.layers.iter().find(|l| l.layer == layer)?.delta_angle_mean?;
+                        let batches = if r.batches > 0 { r.batches } else { measured };
+                        Some((m.epoch as f64 - 1.0 + r.batch as f64 / batches as f64, a))
+                    })
+                })
+                .collect();
+            curves.push((format!("{} hidden layer {layer}", run.label), color, points));
+        }
+    }
+    let entries: Vec<LegendEntry> = curves
+        .iter()
+        .map(|(label, color, _)| LegendEntry { label: label.clone(), style: color.stroke_width(2), marker: false })
+        .collect();
+    let (area, side) = beside_legend(area, &entries);
+    let mut chart = ChartBuilder::on(&area)
         .caption("Angle between the rule's δa and back-propagation's", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(45)
@@ -221,47 +255,56 @@ fn alignment_panel<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     chart.draw_series(LineSeries::new(vec![(0.0, 90.0), (max_epoch, 90.0)], BLACK.mix(0.4))).map_err(e)?;
-    let mut k = 0;
-    for run in runs {
-        let layers =
-            run.metrics.iter().flat_map(|m| m.alignment.iter()).flat_map(|r| r.layers.iter().map(|l| l.layer)).max();
-        let measured = run.metrics.iter().flat_map(|m| m.alignment.iter().map(|r| r.batch)).max().unwrap_or(0) + 1;
-        for layer in 1..=layers.unwrap_or(0) {
-            let color = PALETTE[k % PALETTE.len()];
-            k += 1;
-            // x: epochs done when the batch was measured (epoch − 1 + batch / batches)
-            let points: Vec<(f64, f64)> = run
-                .metrics
-                .iter()
-                .flat_map(|m| {
-                    m.alignment.iter().filter_map(move |r| {
-                        let a = r.layers.iter().find(|l| l.layer == layer)?.delta_angle_mean?;
-                        let batches = if r.batches > 0 { r.batches } else { measured };
-                        Some((m.epoch as f64 - 1.0 + r.batch as f64 / batches as f64, a))
-                    })
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(e)?
-                .label(format!("{} hidden layer {layer}", run.label))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        }
+    for (_, color, points) in curves {
+        chart.draw_series(LineSeries::new(points, color.stroke_width(2))).map_err(e)?;
     }
-    legend(&mut chart)
+    draw_legend(&side, &entries)
 }
 
-/// The legend box, the same on every panel.
-fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
+/// How a curve is drawn: training error thick, batch error pale, test error thin (with markers).
+fn line_style(color: RGBColor, line: Line) -> ShapeStyle {
+    match line {
+        Line::Train => color.stroke_width(2),
+        Line::Batch => color.mix(0.45).stroke_width(2),
+        Line::Test => color.mix(0.8).stroke_width(1),
+    }
+}
+
+/// One line of a legend.
+struct LegendEntry {
+    label: String,
+    style: ShapeStyle,
+    marker: bool,
+}
+
+/// The panel `area` split into the chart and, on its right, a column wide enough for the
+/// legend's longest label, so that the legend never covers a curve.
+fn beside_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
+    let longest = entries.iter().map(|e| e.label.chars().count()).max().unwrap_or(0) as u32;
+    let (width, _) = area.dim_in_pixel();
+    let side = (44 + 8 * longest).clamp(90, width / 2);
+    area.split_horizontally(width - side)
+}
+
+/// The legend, drawn in its own column (see [`beside_legend`]): a sample of each line and its label.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
 ) -> std::result::Result<(), String> {
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(|e| e.to_string())
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    let font = ("sans-serif", 15).into_font().color(&BLACK);
+    for (i, entry) in entries.iter().enumerate() {
+        let y = 52 + 22 * i as i32;
+        area.draw(&PathElement::new(vec![(4, y), (30, y)], entry.style)).map_err(e)?;
+        if entry.marker {
+            area.draw(&Circle::new((17, y), 2, entry.style.color.filled())).map_err(e)?;
+        }
+        area.draw_text(&entry.label, &font, (36, y - 8)).map_err(e)?;
+    }
+    Ok(())
 }
 
 /// Ten distinguishable colours for the classes of a t-SNE picture (matplotlib's `tab10`).
@@ -282,6 +325,13 @@ const CLASS_COLORS: [RGBColor; 10] = [
 pub struct Embedding {
     pub title: String,
     pub points: Vec<f32>,
+}
+
+/// The font size (px) at which `label` fits along a row `row_height` pixels tall: 20, or smaller
+/// for a long label (DejaVu Sans averages about 0.6 em per character), at least 9.
+fn row_label_size(label: &str, row_height: i32) -> f64 {
+    let room = (row_height - 16).max(40) as f64;
+    (room / (0.6 * label.chars().count().max(1) as f64)).clamp(9.0, 20.0)
 }
 
 /// Draws rows of t-SNE panels (a row per run, its label on the left), every point coloured by
@@ -307,10 +357,13 @@ fn draw_grid<DB: DrawingBackend>(
     let panels = grid.split_evenly((rows.len().max(1), columns));
     let row_height = height as i32 / rows.len().max(1) as i32;
     for (r, (label, embeddings)) in rows.iter().enumerate() {
-        let style = ("sans-serif", 20).into_font().transform(FontTransform::Rotate270);
-        row_titles
-            .draw_text(label, &style.color(&BLACK), (12, r as i32 * row_height + row_height / 2 + 20))
-            .map_err(e)?;
+        // the label runs along the row, centred, its font as large as 20 px or as the row allows
+        let size = row_label_size(label, row_height);
+        let style = ("sans-serif", size).into_font().transform(FontTransform::Rotate270);
+        let (text_width, _) =
+            row_titles.estimate_text_size(label, &TextStyle::from(("sans-serif", size).into_font())).map_err(e)?;
+        let middle = r as i32 * row_height + row_height / 2 + text_width as i32 / 2;
+        row_titles.draw_text(label, &style.color(&BLACK), (12, middle)).map_err(e)?;
         for (c, emb) in embeddings.iter().enumerate() {
             let area = &panels[r * columns + c];
             let (xs, ys): (Vec<f64>, Vec<f64>) = emb.points.chunks_exact(2).map(|p| (p[0] as f64, p[1] as f64)).unzip();
