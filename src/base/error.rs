@@ -8,7 +8,7 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
 
     #[error(
-        "{dataset} data not found in {dir}: missing {missing}.\n  Fetch it with: dfa data download {dataset} --data-dir {dir}\n  (or point --data-dir / DFA_DATA at a folder that holds a `{dataset}/` directory)"
+        "{dataset} data not found in {dir}: missing {missing}; fetch it with `dfa data download {dataset} --data-dir {dir}`, or point --data-dir / DFA_DATA at a folder that holds a `{dataset}/` directory"
     )]
     MissingData { dataset: String, dir: PathBuf, missing: String },
 

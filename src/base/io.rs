@@ -17,7 +17,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        crate::base::failpoint::failpoint(&format!(
+            "before-rename:{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+        ));
+        std::fs::rename(&tmp, path)?;
+        // the rename itself made durable
+        std::fs::File::open(dir).and_then(|d| d.sync_all())
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -3,8 +3,10 @@
 
 pub mod choice;
 pub mod error;
+pub mod failpoint;
 pub mod io;
 pub mod linalg;
+pub mod memory;
 pub mod rng;
 pub mod shape;
 pub mod simd;

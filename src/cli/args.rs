@@ -1,6 +1,6 @@
 //! The command line's arguments: every subcommand and flag, with its `--help` text.
 
-use super::{choice, rule_parser};
+use super::{choice, rule_parser, thread_count};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dfa::data::preprocess::Preprocess;
@@ -184,7 +184,7 @@ pub struct ReproduceArgs {
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// Threads per run [default: all cores divided among the jobs].
-    #[arg(long)]
+    #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// Folder of the run folders (finished runs are reused, interrupted ones resumed).
     #[arg(long, default_value = "runs/reproduce")]
@@ -206,7 +206,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "bp,fa,dfa,ifa", value_parser = rule_parser())]
     pub rules: Vec<Rule>,
     /// Thread counts (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = thread_count)]
     pub threads: Vec<usize>,
     /// Training samples per measurement [default: one epoch of the dense nets' data set, 60000 or 50000; 4096 / 640 images for the conv nets].
     #[arg(long)]
@@ -227,8 +227,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Worker threads (default: the run's).
-    #[arg(long)]
+    #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
+    /// Evaluate although config.toml was edited since the run started or the data differ from those it was trained on (meta.json).
+    #[arg(long)]
+    pub accept_changes: bool,
 }
 
 #[derive(Args)]
@@ -236,9 +239,12 @@ pub struct TrainArgs {
     /// Read the configuration from a TOML file (a run's config.toml works); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Continue an interrupted run from its last checkpoint (no other flags apply).
+    /// Continue an interrupted run from its last checkpoint; its config.toml decides everything (only --data-dir and --accept-changes may be given with it).
     #[arg(long, conflicts_with = "config")]
     pub resume: Option<PathBuf>,
+    /// With --resume: go on although config.toml was edited since the run started or the data differ from those it was trained on (meta.json); the differences are recorded in meta.json.
+    #[arg(long, requires = "resume")]
+    pub accept_changes: bool,
     /// Folder that receives the run folder.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -304,6 +310,9 @@ pub struct TrainArgs {
     /// Stop once the training error (%) is at or below this [default: 0.01].
     #[arg(long)]
     pub stop_train_error: Option<f64>,
+    /// Never stop on the training error (the run ends with the schedule or --max-epochs).
+    #[arg(long, conflicts_with = "stop_train_error")]
+    pub no_early_stop: bool,
     /// Turn off the paper's learning-rate schedule (halve on no improvement, then stop).
     #[arg(long)]
     pub no_lr_schedule: bool,
@@ -314,7 +323,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Worker threads, 0 = all cores [default: 0]. Results are bitwise reproducible for a given seed and thread count.
-    #[arg(long)]
+    #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// The paper's dropout: p = 0.1 on the input, 0.5 on hidden layers (inverted dropout).
     #[arg(long)]
@@ -414,6 +423,9 @@ impl TrainArgs {
              adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
         if self.no_bias {
             c.bias = false;
+        }
+        if self.no_early_stop {
+            c.early_stop = false;
         }
         if self.no_lr_schedule {
             c.lr_schedule = false;

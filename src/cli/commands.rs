@@ -11,7 +11,7 @@ use dfa::experiments::reproduce::{ReproduceOptions, reproduce_table};
 use dfa::report::features;
 use dfa::report::plots::{RunCurves, plot as draw_curves};
 use dfa::train::config::TrainConfig;
-use dfa::train::record::{self, METRICS_FILE, Opened, RunDir};
+use dfa::train::record::{self, METRICS_FILE, Opened, Reopen, RunDir};
 use dfa::train::{StopReason, resolve_threads};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
@@ -33,21 +33,23 @@ fn load_data(config: &TrainConfig) -> Result<Dataset> {
 }
 
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
-    let (dir, mut trainer) = if let Some(path) = &args.resume {
-        let dir = RunDir::open(path)?;
-        let config = dir.read_config()?;
-        let data = load_data(&config)?;
-        match record::open_run(&dir, config, &data)? {
+    let (dir, _lock, mut trainer) = if let Some(path) = &args.resume {
+        let reopen = Reopen { data_dir: args.data_dir.clone(), accept_changes: args.accept_changes };
+        let resumed = record::resume_run(path, &reopen)?;
+        for note in &resumed.notes {
+            eprintln!("note: {note}");
+        }
+        match resumed.opened {
             Opened::Finished(s) => {
                 println!("run already finished");
-                print_summary(&dir, &s);
+                print_summary(&resumed.dir, &s);
                 return Ok(ExitCode::SUCCESS);
             }
             Opened::Ready { trainer, resumed_after } => {
                 if let Some(epoch) = resumed_after {
-                    println!("resuming {} after epoch {epoch}", dir.path.display());
+                    println!("resuming {} after epoch {epoch}", resumed.dir.path.display());
                 }
-                (dir, trainer)
+                (resumed.dir, resumed.lock, trainer)
             }
         }
     } else {
@@ -56,7 +58,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             eprintln!("warning: {w}");
         }
         let data = load_data(&config)?;
-        let (dir, trainer, meta) = record::create_run(config.clone(), &data, &args.out, args.name.as_deref())?;
+        let (dir, lock, trainer, meta) = record::create_run(config.clone(), &data, &args.out, args.name.as_deref())?;
         println!(
             "run {}: {} {} {} on {} ({} train / {} test), {} parameters, {} threads, seed {}",
             dir.path.display(),
@@ -70,7 +72,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             trainer.threads(),
             config.seed
         );
-        (dir, Box::new(trainer))
+        (dir, lock, Box::new(trainer))
     };
     let summary = record::run(&mut trainer, &dir, &mut Console { bar: None }, None)?
         .context("the run ended without a summary")?;
@@ -79,7 +81,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
 }
 
 pub fn eval(args: EvalArgs) -> Result<ExitCode> {
-    let e = record::evaluate_run(&args.run, args.data_dir.as_deref(), args.threads)?;
+    let reopen = Reopen { data_dir: args.data_dir.clone(), accept_changes: args.accept_changes };
+    let e = record::evaluate_run(&args.run, &reopen, args.threads)?;
     for note in &e.notes {
         eprintln!("note: {note}");
     }
@@ -158,7 +161,8 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
 }
 
 pub fn features(args: FeaturesArgs) -> Result<ExitCode> {
-    let (config, model, data) = record::load_run(&args.run, args.data_dir.as_deref())?;
+    let reopen = Reopen { data_dir: args.data_dir.clone(), accept_changes: false };
+    let (config, model, data) = record::load_run(&args.run, &reopen)?;
     print_notes(&data);
     let split = if args.split == Which::Train { &data.train } else { &data.test };
     let n = args.limit.unwrap_or(split.len()).min(split.len());
@@ -187,7 +191,8 @@ pub fn tsne(args: TsneArgs) -> Result<ExitCode> {
     let mut loaded = Vec::new();
     let mut data_dir = args.data_dir.clone();
     for path in &p.runs {
-        let (config, model, data) = record::load_run(path, data_dir.as_deref())?;
+        let (config, model, data) =
+            record::load_run(path, &Reopen { data_dir: data_dir.clone(), accept_changes: false })?;
         print_notes(&data);
         data_dir = data_dir.or(config.data_dir.clone());
         loaded.push((config, model, data));
@@ -198,8 +203,12 @@ pub fn tsne(args: TsneArgs) -> Result<ExitCode> {
             anyhow::bail!("{}: not the data set of {}", path.display(), p.runs[0].display());
         }
     }
-    let depth = loaded.iter().map(|(_, m, _)| m.net.depth()).min().unwrap_or(1);
+    // the input and every hidden layer of the deepest net (shallower rows leave theirs empty)
+    let depth = loaded.iter().map(|(_, m, _)| m.net.depth()).max().unwrap_or(1);
     let layers = if args.layers.is_empty() { (0..depth).collect() } else { args.layers.clone() };
+    if let Some(&k) = layers.iter().find(|&&k| k > depth) {
+        anyhow::bail!("--layers {k}: the deepest net has {} hidden layers and its output is layer {depth}", depth - 1);
+    }
     let nets = loaded
         .iter()
         .enumerate()

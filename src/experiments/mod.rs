@@ -312,6 +312,10 @@ pub fn reproduce(
                         return;
                     };
                     task.config.threads = threads;
+                    if task.config.data_dir.is_none() {
+                        // recorded absolute, so that `dfa eval RUN` finds the data from anywhere
+                        task.config.data_dir = Some(std::path::absolute(data_dir).unwrap_or(data_dir.to_path_buf()));
+                    }
                     let key = (task.config.dataset, task.config.preprocess);
                     let data = &loaded.iter().find(|(k, _)| *k == key).expect("loaded above").1;
                     match run_task(&task, data, observer) {
@@ -353,8 +357,11 @@ fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
 
 fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Result<Finished> {
     let data = apply_subsets(data.clone(), &task.config);
-    let dir = if task.dir.join(record::CONFIG_FILE).is_file() {
-        let dir = RunDir::open(&task.dir)?;
+    std::fs::create_dir_all(&task.dir).map_err(|e| Error::io(&task.dir, e))?;
+    let dir = RunDir::open_new(&task.dir)?;
+    // one writer per run folder, also across processes (shards of a cluster job)
+    let _lock = dir.lock()?;
+    if task.dir.join(record::CONFIG_FILE).is_file() {
         let recorded = dir.read_config()?;
         if !same_run(&recorded, &task.config) {
             return Err(Error::config(
@@ -362,13 +369,9 @@ fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Re
                 "this run folder holds a run with another configuration; move it away or choose another --out",
             ));
         }
-        dir
     } else {
-        std::fs::create_dir_all(&task.dir).map_err(|e| Error::io(&task.dir, e))?;
-        let dir = RunDir::open_new(&task.dir)?;
         dir.write_config(&task.config)?;
-        dir
-    };
+    }
     let mut trainer = match record::open_run(&dir, task.config.clone(), &data)? {
         record::Opened::Finished(summary) => {
             return Ok(Finished { cell: task.cell.clone(), seed: task.seed, summary: *summary, reused: true });

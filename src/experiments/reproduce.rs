@@ -154,7 +154,10 @@ impl Figures<'_> {
             let dir = self.runs_dir.join(id).join("seed1");
             if dir.join(CHECKPOINT_FILE).is_file() {
                 let label = figure.labels.get(i).cloned().unwrap_or_else(|| id.clone());
-                let run = record::load_run(&dir, Some(self.data_dir))?;
+                let run = record::load_run(
+                    &dir,
+                    &record::Reopen { data_dir: Some(self.data_dir.to_path_buf()), accept_changes: false },
+                )?;
                 for note in &run.2.notes {
                     self.observer.message(&format!("note: {note}"));
                 }

@@ -60,6 +60,11 @@ pub struct TrainConfig {
     pub max_epochs: usize,
     /// Stop once the training error (percent, measured after the epoch) is at or below this.
     pub stop_train_error: f64,
+    /// Whether the run stops at `stop_train_error` (off: it runs on until the schedule or
+    /// `max_epochs` ends it). Not written when on, so that run folders stay readable by older
+    /// versions.
+    #[serde(skip_serializing_if = "is_true")]
+    pub early_stop: bool,
     /// The paper's schedule: halve the learning rate when the epoch's training error is not below
     /// its running mean (`0.75·mean + 0.25·new`), at most `max_halvings` times, then stop.
     pub lr_schedule: bool,
@@ -126,6 +131,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             max_epochs: 300,
             stop_train_error: 0.01,
+            early_stop: true,
             lr_schedule: true,
             max_halvings: 8,
             seed: 1,
@@ -395,6 +401,11 @@ impl TrainConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a TrainConfig always serialises")
     }
+}
+
+/// Serde's `skip_serializing_if` for fields that default to true.
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The model of a run: what learns or stays fixed, drawn from the configuration's seed.
 
 use crate::base::error::{Error, Result};
+use crate::base::memory::check_fits;
 use crate::base::rng::{DfaRng, Stream};
 use crate::layers::Network;
 use crate::layers::spec::{parse_layers, parse_model};
@@ -8,6 +9,17 @@ use crate::optim::Optimiser;
 use crate::rules::{Feedback, RuleSet};
 use crate::train::config::TrainConfig;
 use crate::train::parallel::Learner;
+
+/// The memory a dense net of layer widths `sizes` needs to train, as an upper estimate: its
+/// parameters four times over (weights; optimiser state; gradients; feedback matrices, at most
+/// as large as the weights) and a batch's activations, derivatives, directions and masks.
+pub fn dense_bytes(sizes: &[usize], config: &TrainConfig) -> u64 {
+    let sizes: Vec<u64> = sizes.iter().map(|&n| n as u64).collect();
+    let parameters: u64 = sizes.windows(2).map(|w| (w[0] + 1).saturating_mul(w[1])).fold(0, u64::saturating_add);
+    let units: u64 = sizes.iter().sum();
+    let batch = config.batch_size.max(1) as u64;
+    parameters.saturating_mul(4).saturating_add(units.saturating_mul(batch).saturating_mul(4)).saturating_mul(4)
+}
 
 /// Everything that learns or stays fixed: forward weights, feedback, optimiser state.
 #[derive(Clone, Debug)]
@@ -49,6 +61,7 @@ impl Model {
         let mut sizes = vec![n_in];
         sizes.extend(parse_model(&config.model)?);
         sizes.push(n_out);
+        check_fits(dense_bytes(&sizes, config), "model", &format!("the net {}", config.model))?;
         let mut net = Network::new(&sizes, config.activation, config.uniform_init(), config.bias, &mut weights_rng);
         for &k in &config.freeze {
             net.layers[k - 1].frozen = true;

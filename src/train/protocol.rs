@@ -219,7 +219,7 @@ impl Trainer {
         let initial = p.initial_loss.unwrap_or(f64::INFINITY);
         p.stop = if !m.loss.is_finite() || m.loss > EXPLODING_LOSS_FACTOR * initial {
             Some(StopReason::Diverged)
-        } else if m.train_error <= c.stop_train_error {
+        } else if c.early_stop && m.train_error <= c.stop_train_error {
             Some(StopReason::Converged)
         } else {
             None

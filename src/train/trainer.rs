@@ -58,6 +58,9 @@ impl Trainer {
             None => DfaRng::new(config.seed, Stream::Dropout),
         };
         let rows = config.batch_size;
+        if data.train.is_empty() {
+            return Err(Error::config("train_subset", "the training split holds no samples; nothing to train on"));
+        }
         if config.validation >= data.train.len() {
             return Err(Error::config(
                 "validation",

@@ -35,7 +35,9 @@ fn tensors(model: &Model) -> Vec<(String, Vec<usize>, &[f32])> {
     for (k, b) in model.feedback.matrices.iter().enumerate() {
         t.push((format!("feedback.{k}"), vec![b.rows, b.cols], &b.values));
     }
-    for (l, (ms, layer)) in model.optimiser.mean_square.iter().zip(&model.net.layers).enumerate() {
+    // SGD keeps no state: its empty buffers are not written
+    let rmsprop = model.optimiser.kind == OptimiserKind::Rmsprop;
+    for (l, (ms, layer)) in model.optimiser.mean_square.iter().zip(&model.net.layers).enumerate().filter(|_| rmsprop) {
         t.push((format!("optimiser.layers.{l}.weight.mean_square"), weight_shape(layer), &ms.weight));
         t.push((format!("optimiser.layers.{l}.bias.mean_square"), vec![layer.bias.len()], &ms.bias));
     }
@@ -149,6 +151,18 @@ impl RunDir {
     pub fn save_checkpoint(&self, trainer: &Trainer) -> Result<()> {
         let bytes = checkpoint_bytes(&trainer.model, &trainer.progress, &trainer.config)?;
         write_atomically(&self.file(CHECKPOINT_FILE), &bytes)
+    }
+
+    /// The configuration recorded in the checkpoint's metadata (none in a checkpoint without one).
+    pub fn checkpoint_config(&self) -> Result<Option<TrainConfig>> {
+        let path = self.file(CHECKPOINT_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::checkpoint(&path, format!("not a safetensors file: {e}")))?;
+        match header.metadata().as_ref().and_then(|m| m.get("config")) {
+            Some(text) => Ok(Some(TrainConfig::from_toml(text, &format!("{} (metadata 'config')", path.display()))?)),
+            None => Ok(None),
+        }
     }
 
     /// Loads a checkpoint into a model built for `config` (shapes are checked).

@@ -15,6 +15,8 @@ pub const META_FILE: &str = "meta.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const SUMMARY_FILE: &str = "summary.json";
+/// The lock file of a run folder's one writer (it holds the writer's PID).
+pub const LOCK_FILE: &str = ".lock";
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `git describe` of the source the binary was built from (`-dirty` with uncommitted changes).
@@ -33,10 +35,16 @@ pub struct Meta {
     pub n_test: usize,
     pub parameters: usize,
     pub warnings: Vec<String>,
+    /// The configuration the run started with: a resume or an evaluation compares `config.toml`
+    /// with it (absent in folders written before it was recorded; the checkpoint's copy then
+    /// serves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<TrainConfig>,
 }
 
 impl Meta {
-    pub fn new(trainer: &Trainer, data: &crate::data::Dataset) -> Self {
+    /// What a run records when it starts, `config` as its `config.toml` holds it.
+    pub fn new(trainer: &Trainer, data: &crate::data::Dataset, config: &TrainConfig) -> Self {
         Meta {
             dfa_version: VERSION.into(),
             git_commit: GIT_COMMIT.into(),
@@ -47,6 +55,7 @@ impl Meta {
             n_test: data.test.len(),
             parameters: trainer.model.net.parameter_count(),
             warnings: trainer.config.warnings().into_iter().chain(data.notes.iter().cloned()).collect(),
+            config: Some(config.clone()),
         }
     }
 }
@@ -74,6 +83,13 @@ pub struct Summary {
 #[derive(Clone, Debug)]
 pub struct RunDir {
     pub path: PathBuf,
+}
+
+/// The right to write a run folder: an exclusive OS lock (`flock`) on its [`LOCK_FILE`], held
+/// until this value is dropped or the process ends, however it ends (the kernel releases it).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 fn json_err(path: &Path, e: serde_json::Error) -> Error {
@@ -108,6 +124,54 @@ impl RunDir {
         Ok(RunDir { path: path.to_path_buf() })
     }
 
+    /// Takes the run folder's lock, or fails at once naming the process that holds it. With the
+    /// lock held, the temporary files that a killed writer left behind are removed.
+    pub fn lock(&self) -> Result<RunLock> {
+        use std::fs::TryLockError;
+        let path = self.file(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let holder =
+                    if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
+                return Err(Error::format(
+                    &self.path,
+                    format!("run folder is in use by {holder} (lock {LOCK_FILE}); one run folder has one writer"),
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(&path, e))?;
+        self.remove_temporaries()?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// Removes the `.NAME.tmp-PID` files of atomic writes that a kill cut short.
+    fn remove_temporaries(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
@@ -137,11 +201,20 @@ impl RunDir {
         let path = self.file(METRICS_FILE);
         let mut f =
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        let line = serde_json::to_string(m).expect("metrics always serialise");
-        writeln!(f, "{line}").and_then(|()| f.sync_data()).map_err(|e| Error::io(&path, e))
+        let line = serde_json::to_string(m).expect("metrics always serialise") + "\n";
+        // half a line, as a kill inside the write would leave it
+        let half = line.len() / 2;
+        f.write_all(&line.as_bytes()[..half]).map_err(|e| Error::io(&path, e))?;
+        crate::base::failpoint::failpoint("metrics-half-written");
+        f.write_all(&line.as_bytes()[half..]).and_then(|()| f.sync_data()).map_err(|e| Error::io(&path, e))
     }
 
     pub fn read_metrics(&self) -> Result<Vec<EpochMetrics>> {
+        Ok(self.read_metrics_lines()?.into_iter().map(|(m, _)| m).collect())
+    }
+
+    /// Each metrics line parsed, beside its text as stored.
+    fn read_metrics_lines(&self) -> Result<Vec<(EpochMetrics, String)>> {
         let path = self.file(METRICS_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -154,7 +227,7 @@ impl RunDir {
         let mut metrics = Vec::with_capacity(lines.len());
         for (i, line) in lines.iter().enumerate() {
             match serde_json::from_str(line) {
-                Ok(m) => metrics.push(m),
+                Ok(m) => metrics.push((m, line.to_string())),
                 Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
                 Err(e) => return Err(Error::format(&path, format!("line {}: {e}", i + 1))),
             }
@@ -162,14 +235,16 @@ impl RunDir {
         Ok(metrics)
     }
 
-    /// Keeps only the metrics of epochs `1..=epoch` (rewritten atomically).
+    /// Keeps only the metrics lines of epochs `1..=epoch`, byte for byte as they were written
+    /// (rewritten atomically, and only when a line goes).
     pub fn truncate_metrics(&self, epoch: usize) -> Result<()> {
-        let kept: Vec<String> = self
-            .read_metrics()?
-            .into_iter()
-            .filter(|m| m.epoch <= epoch)
-            .map(|m| serde_json::to_string(&m).expect("metrics always serialise") + "\n")
-            .collect();
-        write_atomically(&self.file(METRICS_FILE), kept.concat().as_bytes())
+        let path = self.file(METRICS_FILE);
+        let lines = self.read_metrics_lines()?;
+        let complete = std::fs::read(&path).map(|b| b.ends_with(b"\n") || b.is_empty()).unwrap_or(false);
+        if complete && lines.iter().all(|(m, _)| m.epoch <= epoch) {
+            return Ok(());
+        }
+        let kept: String = lines.into_iter().filter(|(m, _)| m.epoch <= epoch).map(|(_, line)| line + "\n").collect();
+        write_atomically(&path, kept.as_bytes())
     }
 }
