@@ -419,17 +419,17 @@ impl BenchReport {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "Training (batch 64, tanh, RMSprop; FLOPs as in src/bench.rs), peak = best GEMM above at that thread count:"
+            "Training (batch 64, tanh, RMSprop; FLOPs as in src/experiments/bench.rs), peak = best GEMM above at that thread count:"
         );
         let _ = writeln!(
             s,
-            "{:<14} {:<5} {:>7} {:>12} {:>9} {:>8}",
+            "{:<14} {:<9} {:>7} {:>12} {:>9} {:>8}",
             "net", "rule", "threads", "samples/s", "GFLOP/s", "of peak"
         );
         for r in &self.train {
             let _ = writeln!(
                 s,
-                "{:<14} {:<5} {:>7} {:>12.0} {:>9.1} {:>7.0}%",
+                "{:<14} {:<9} {:>7} {:>12.0} {:>9.1} {:>7.0}%",
                 r.case,
                 r.rule.name(),
                 r.threads,
