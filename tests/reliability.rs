@@ -372,6 +372,15 @@ fn a_net_that_does_not_fit_is_refused_before_allocating() {
         .args(["train", "--model", "2x4000", "--out", out.to_str().unwrap()])
         .env("DFA_MEMORY_LIMIT", "100000000"));
     assert!(text(&o).contains("more than the 0.09 GiB of memory available"), "{}", text(&o));
+    // a conv net: its im2col buffers count (conv-tanh's second block alone needs > 1 GiB of
+    // patches for a batch and an evaluation chunk)
+    let o = run(dfa()
+        .args(["train", "--dataset", "cifar10", "--model", "conv-tanh", "--train-subset", "64"])
+        .args(["--test-subset", "64", "--out", out.to_str().unwrap()])
+        .env("DFA_MEMORY_LIMIT", "1000000000"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("invalid model: the net conv-tanh needs about"), "{}", text(&o));
+    assert!(!out.exists(), "no run folder is left behind");
 }
 
 #[test]

@@ -4,21 +4,71 @@ use crate::base::error::{Error, Result};
 use crate::base::memory::check_fits;
 use crate::base::rng::{DfaRng, Stream};
 use crate::layers::Network;
-use crate::layers::spec::{parse_layers, parse_model};
+use crate::layers::spec::{LayerSpec, parse_layers, parse_model};
 use crate::optim::Optimiser;
 use crate::rules::{Feedback, RuleSet};
 use crate::train::config::TrainConfig;
 use crate::train::parallel::Learner;
 
 /// The memory a dense net of layer widths `sizes` needs to train, as an upper estimate: its
-/// parameters four times over (weights; optimiser state; gradients; feedback matrices, at most
-/// as large as the weights) and a batch's activations, derivatives, directions and masks.
+/// parameters five times over (weights; optimiser state; the gradients of the training and of
+/// the evaluation workspace; feedback matrices, at most as large as the weights) and, for the
+/// rows of a training batch and of an evaluation chunk, activations, derivatives, directions and
+/// masks.
 pub fn dense_bytes(sizes: &[usize], config: &TrainConfig) -> u64 {
     let sizes: Vec<u64> = sizes.iter().map(|&n| n as u64).collect();
     let parameters: u64 = sizes.windows(2).map(|w| (w[0] + 1).saturating_mul(w[1])).fold(0, u64::saturating_add);
     let units: u64 = sizes.iter().sum();
-    let batch = config.batch_size.max(1) as u64;
-    parameters.saturating_mul(4).saturating_add(units.saturating_mul(batch).saturating_mul(4)).saturating_mul(4)
+    parameters.saturating_mul(5).saturating_add(units.saturating_mul(rows(config)).saturating_mul(4)).saturating_mul(4)
+}
+
+/// The rows a run's buffers hold: a training batch and an evaluation chunk.
+fn rows(config: &TrainConfig) -> u64 {
+    (config.batch_size.max(1) + crate::train::protocol::EVAL_ROWS) as u64
+}
+
+/// The same estimate for a net with convolutional blocks (`specs`, on `input` images): each
+/// block's kernels five times over, and per row its im2col patches twice (forward, and the
+/// signal sent below), its activations and directions before pooling and three buffers of its
+/// pooled output; the dense layers above as [`dense_bytes`] counts them.
+pub fn conv_bytes(input: crate::base::shape::Shape, specs: &[LayerSpec], n_out: usize, config: &TrainConfig) -> u64 {
+    use crate::layers::conv::out_size;
+    let (mut shape, mut parameters, mut per_sample) = ((input.c, input.h, input.w), 0u64, 0u64);
+    let mut widths = vec![];
+    for (i, spec) in specs.iter().enumerate() {
+        match *spec {
+            LayerSpec::Conv { filters, size, stride, pad } => {
+                let (c, h, w) = shape;
+                let (oh, ow) =
+                    (out_size(h, size, stride, pad).unwrap_or(0), out_size(w, size, stride, pad).unwrap_or(0));
+                let k = (size * size * c) as u64;
+                parameters = parameters.saturating_add((k + 1).saturating_mul(filters as u64));
+                let positions = (oh * ow) as u64;
+                per_sample = per_sample
+                    .saturating_add(positions.saturating_mul(k).saturating_mul(2))
+                    .saturating_add(positions.saturating_mul(filters as u64).saturating_mul(2));
+                shape = (filters, oh, ow);
+                if let Some(&LayerSpec::Pool { size, stride }) = specs.get(i + 1) {
+                    shape = (
+                        filters,
+                        out_size(oh, size, stride, 0).unwrap_or(0),
+                        out_size(ow, size, stride, 0).unwrap_or(0),
+                    );
+                }
+                per_sample = per_sample.saturating_add(3 * (shape.0 * shape.1 * shape.2) as u64);
+            }
+            LayerSpec::Pool { .. } => {}
+            LayerSpec::Dense(width) => widths.push(width),
+        }
+    }
+    let mut sizes = vec![shape.0 * shape.1 * shape.2];
+    sizes.extend(widths);
+    sizes.push(n_out);
+    parameters
+        .saturating_mul(5)
+        .saturating_add(per_sample.saturating_mul(rows(config)))
+        .saturating_mul(4)
+        .saturating_add(dense_bytes(&sizes, config))
 }
 
 /// Everything that learns or stays fixed: forward weights, feedback, optimiser state.
@@ -47,6 +97,7 @@ impl Model {
                 ));
             }
             let specs = parse_layers(&config.model)?;
+            check_fits(conv_bytes(shape, &specs, n_out, config), "model", &format!("the net {}", config.model))?;
             let uniform = config.uniform_init();
             let mut net =
                 Network::from_specs(shape, &specs, n_out, config.activation, uniform, config.bias, &mut weights_rng);
