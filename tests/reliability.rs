@@ -420,3 +420,25 @@ fn early_stopping_can_be_switched_off() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(summary_numbers(&tmp.path().join("runs-on")).0, 40);
 }
+
+#[test]
+fn errors_are_one_line_and_say_what_was_expected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "model = \"2x100\"\nlearning_rate = \"fast\"\n").unwrap();
+    let o = run(dfa().args(["train", "--config", bad.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("bad.toml") && err.contains("line 2, column 17") && err.contains("expected f32"), "{err}");
+
+    // a run folder whose first epoch has not ended has no checkpoint to evaluate
+    let o = run(dfa().args(SMALL).args(["--out", tmp.path().to_str().unwrap(), "--name", "r"]));
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_file(tmp.path().join("r/checkpoint.safetensors")).unwrap();
+    let o = run(dfa().args(["eval", tmp.path().join("r").to_str().unwrap()]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("checkpoint.safetensors: no checkpoint yet"), "{err}");
+}

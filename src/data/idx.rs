@@ -49,17 +49,21 @@ pub fn maybe_gunzip(bytes: Vec<u8>, path: &Path, limit: usize) -> Result<Vec<u8>
 }
 
 /// Reads up to `buf.len()` bytes; fewer only at the end of the input.
-fn read_full(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(gzip_error(path, e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(got)
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
+    read_up_to(r, buf).map_err(|e| gzip_error(path, e))
 }
 
 /// Parses an IDX array from `r` (raw or inflating bytes); `path` only names the file in errors.
@@ -124,7 +128,16 @@ pub fn parse_from(r: &mut impl Read, path: &Path, ndim: Option<usize>) -> Result
     let mut more = [0u8; 4096];
     let mut trailing = 0usize;
     loop {
-        let n = read_full(r, &mut more, path)?;
+        // an inflating reader checks the last member's CRC here, and reads any bytes after it
+        // as another member
+        let n = read_up_to(r, &mut more).map_err(|e| {
+            Error::format(
+                path,
+                format!(
+                    "not a valid gzip stream after the {count} declared bytes ({e}): a corrupt checksum, or bytes after the last gzip member that are not another member"
+                ),
+            )
+        })?;
         trailing += n;
         // a raw file's trailing bytes are counted to the end; an inflating one stops at once
         if n < more.len() || trailing >= 1 << 20 {

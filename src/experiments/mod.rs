@@ -129,8 +129,10 @@ pub struct Cell {
 impl Experiment {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let exp: Experiment = toml::from_str(&text)
-            .map_err(|e| Error::config(path.display().to_string(), format!("not a valid experiment file: {e}")))?;
+        let exp: Experiment = toml::from_str(&text).map_err(|e| {
+            let why = crate::base::io::toml_error(&e, &text);
+            Error::config(path.display().to_string(), format!("not a valid experiment file: {why}"))
+        })?;
         let in_file = |cell: &Cell, why: String| Error::config(format!("{}: cell '{}'", path.display(), cell.id), why);
         for cell in &exp.cells {
             exp.cell_config(cell, 1, None).map_err(|e| in_file(cell, e.to_string()))?;

@@ -392,8 +392,12 @@ impl TrainConfig {
     }
 
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let config: TrainConfig = toml::from_str(text)
-            .map_err(|e| Error::config(origin, format!("not a valid training configuration: {e}")))?;
+        let config: TrainConfig = toml::from_str(text).map_err(|e| {
+            Error::config(
+                origin,
+                format!("not a valid training configuration: {}", crate::base::io::toml_error(&e, text)),
+            )
+        })?;
         config.validate()?;
         Ok(config)
     }

@@ -272,6 +272,12 @@ pub struct Evaluation {
 /// `reopen` says) with `threads` threads (default: the run's).
 pub fn evaluate_run(path: &Path, reopen: &Reopen, threads: Option<usize>) -> Result<Evaluation> {
     let dir = RunDir::open(path)?;
+    if !dir.file(CHECKPOINT_FILE).is_file() {
+        return Err(Error::format(
+            dir.file(CHECKPOINT_FILE),
+            "no checkpoint yet: the run has not finished its first epoch",
+        ));
+    }
     let (mut config, accepted) = reopen_config(&dir, reopen)?;
     if let Some(t) = threads {
         config.threads = t;
