@@ -3,7 +3,7 @@
 
 use crate::layers::conv::BlockScratch;
 use crate::layers::dense::Gradients;
-use crate::layers::network::Network;
+use crate::layers::network::{Network, output_error};
 
 /// Buffers for one mini-batch, sized once: layer outputs, update directions and gradients.
 #[derive(Clone, Debug)]
@@ -13,6 +13,9 @@ pub struct Workspace {
     pub outputs: Vec<Vec<f32>>,
     /// `deltas[l]`: the update direction `δa_{l+1}` of weight layer `l`; the last one is `e`.
     pub deltas: Vec<Vec<f32>>,
+    /// The one-hot targets of the batch over `N`, `y/N` (`rows × n_out`), written with `e` by
+    /// [`Workspace::output_error`]: the signal of a rule that learns from the target (DRTP).
+    pub target: Vec<f32>,
     pub grads: Vec<Gradients>,
     /// One gradient buffer per thread, sized for the largest layer ([`Workspace::with_scratch`];
     /// empty unless asked for): an update that applies its gradient at once computes it there,
@@ -60,10 +63,12 @@ impl Workspace {
                 })
             })
             .collect();
+        let target = vec![0.0; max_rows * net.n_outputs()];
         Workspace {
             max_rows,
             outputs,
             deltas,
+            target,
             grads,
             scratch: Vec::new(),
             masks: Vec::new(),
@@ -72,6 +77,20 @@ impl Workspace {
             split_last: None,
             blocks,
         }
+    }
+
+    /// The loss and errors of the batch whose logits are in the last output, for `labels`
+    /// ([`output_error`]): writes `e = (ŷ − y)/N` into the last direction and `y/N` into
+    /// [`Workspace::target`].
+    pub fn output_error(&mut self, labels: &[u8]) -> (f64, usize) {
+        let depth = self.outputs.len();
+        let n_out = self.target.len() / self.max_rows.max(1);
+        let result = output_error(&self.outputs[depth - 1], labels, n_out, &mut self.deltas[depth - 1]);
+        let inv_n = 1.0 / labels.len().max(1) as f32;
+        for (row, &label) in self.target.chunks_exact_mut(n_out).zip(labels) {
+            row.iter_mut().enumerate().for_each(|(k, t)| *t = if k == label as usize { inv_n } else { 0.0 });
+        }
+        result
     }
 
     /// Allocates one update gradient buffer per thread ([`Workspace::scratch`]).

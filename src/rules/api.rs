@@ -25,6 +25,14 @@ pub enum Flow {
     Upward,
 }
 
+/// What a rule sends to the hidden layers through `Source::Output`: the output error
+/// `e = (ŷ − y)/N` (DFA, IFA) or the one-hot target `y/N` (DRTP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Error,
+    Target,
+}
+
 /// A product with a matrix stored row-major `rows × cols`: `input · M` (`input` is `N × rows`),
 /// or with `transposed`, `input · Mᵀ` (`input` is `N × cols`).
 #[derive(Clone, Copy, Debug)]
@@ -135,6 +143,10 @@ pub trait LearningRule: Send + Sync {
     /// Where hidden layer `l`'s signal comes from. A rule that reads `layers.layer(l + 1)` must
     /// say that it [transports weights](LearningRule::transports_weights).
     fn source<'a>(&self, l: usize, layers: &'a dyn Layers, feedback: &'a Feedback) -> Source<'a>;
+    /// What its `Source::Output` carries: the output error (the default) or the target.
+    fn signal(&self) -> Signal {
+        Signal::Error
+    }
     /// The feedback matrix this rule needs for a hidden layer (`None`: none).
     fn feedback_shape(&self, place: &Place) -> Option<FeedbackShape>;
     /// Whether layers of equal width may use one feedback matrix (`--shared-feedback`).

@@ -8,7 +8,7 @@
 
 use crate::base::rng::DfaRng;
 use crate::layers::Network;
-use crate::rules::api::{FeedbackShape, Flow, Place, Rule};
+use crate::rules::api::{FeedbackShape, Flow, Place, Rule, Signal};
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
 
 impl Feedback {
@@ -18,6 +18,7 @@ impl Feedback {
         let rules = vec![rule; sizes.len().saturating_sub(2)];
         let mut feedback = Self::per_layer(&rules, sizes, share, bound_override, rng);
         feedback.direct = rule.flow() == Flow::Direct;
+        feedback.signal = rule.signal();
         feedback.restack();
         feedback
     }
@@ -86,6 +87,13 @@ impl Feedback {
             matrices.push(FeedbackMatrix { rows, cols, values });
             layer_matrix.push(Some(matrices.len() - 1));
         }
-        Feedback { direct: false, matrices, layer_matrix, stacked: Vec::new(), offsets: Vec::new() }
+        Feedback {
+            direct: false,
+            signal: Signal::Error,
+            matrices,
+            layer_matrix,
+            stacked: Vec::new(),
+            offsets: Vec::new(),
+        }
     }
 }

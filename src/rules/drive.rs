@@ -13,7 +13,7 @@
 use crate::base::linalg::{gemm_nn, gemm_nn_weights, gemm_nt, gemm_nt_weights};
 use crate::layers::activation::{Activation, Columns};
 use crate::layers::{Network, Workspace};
-use crate::rules::api::{Flow, Matrix, Rule, Source};
+use crate::rules::api::{Flow, Matrix, Rule, Signal, Source};
 use crate::rules::feedback::Feedback;
 
 /// Projections of a direct rule below this many multiply-adds run on one thread (the 2x800 and
@@ -75,6 +75,8 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
     let n_out = net.n_outputs();
     let (hidden, output) = ws.deltas.split_at_mut(depth - 1);
     let e = &output[0][..rows * n_out];
+    let target = &ws.target[..rows * n_out];
+    let signal = if rule.signal() == Signal::Target { target } else { e };
     let masks = ws.dropout_active.then_some(ws.masks.as_slice());
     let outputs = &ws.outputs;
     let streamed = net.streams_weights();
@@ -90,7 +92,7 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
         }
         Flow::Direct => {
             let delta = |l: usize, d: &mut Vec<f32>| {
-                direct_delta(feedback, (f, outputs, masks), e, (n_out, rows), l, net.layers[l].fan_out, d)
+                direct_delta(feedback, (f, outputs, masks), (e, target), (n_out, rows), l, net.layers[l].fan_out, d)
             };
             let (stacked, _) = feedback.stacked(0);
             assert_eq!(
@@ -109,7 +111,7 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
             for l in 0..depth - 1 {
                 let (lower, upper) = hidden.split_at_mut(l);
                 match source(l) {
-                    Source::Output(m) => product(&mut upper[0], e, m, rows, threads),
+                    Source::Output(m) => product(&mut upper[0], signal, m, rows, threads),
                     Source::Below(m) => product_streamed(&mut upper[0], &lower[l - 1], m, rows, threads, streamed),
                     Source::Above(_) => panic!("{rule}: an upward rule's signal comes from the output or below"),
                 }
@@ -125,7 +127,8 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
 
 /// A direct rule's update direction of hidden layer `l` (0-based) into `d`:
 /// `δa_l = (E B_lᵀ) ⊙ f'(a_l)`, times the layer's dropout mask when `masks` is given, from the
-/// output error `e` (`rows × n_out`) and the layer outputs of the forward pass. One fused pass
+/// output error `e` (`rows × n_out`) — or the target `y/N` for a rule whose signal is the target
+/// ([`Feedback::signal`]) — and the layer outputs of the forward pass. One fused pass
 /// over the transposed stack `[B_1; …; B_{L-1}]ᵀ`: a GEMM with `k = n_out` is mostly output
 /// traffic, so the `⊙ f'` is applied while the sums are in registers and `δa` is written once
 /// (the same bits as the product followed by `⊙ f'`). Each layer's direction depends only on
@@ -134,12 +137,13 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
 pub fn direct_delta(
     feedback: &Feedback,
     (f, outputs, masks): (Activation, &[Vec<f32>], Option<&[Vec<f32>]>),
-    e: &[f32],
+    (e, target): (&[f32], &[f32]),
     (n_out, rows): (usize, usize),
     l: usize,
     width: usize,
     d: &mut [f32],
 ) {
+    let e = if feedback.signal == Signal::Target { target } else { e };
     let (stacked, offset) = feedback.stacked(l);
     let total = stacked.len() / n_out.max(1);
     let d = &mut d[..rows * width];
@@ -195,7 +199,10 @@ pub fn hidden_deltas_per_layer(
                 block.send_below(m.values, d_above, rows, &mut s.cols, target, threads);
             }
             (Source::Above(m), None) => product(target, d_above, m, rows, threads),
-            (Source::Output(m), _) => product(target, e, m, rows, threads),
+            (Source::Output(m), _) => {
+                let signal = if rule.signal() == Signal::Target { &ws.target[..rows * n_out] } else { e };
+                product(target, signal, m, rows, threads)
+            }
             (Source::Below(_), _) => panic!("{rule}: a per-layer rule's signal comes from above or the output"),
         }
         if let Some(m) = masks {

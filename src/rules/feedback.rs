@@ -1,6 +1,8 @@
 //! The fixed random feedback of a network: the matrices `B` and which hidden layer uses which
 //! (drawn for the rules in [`crate::rules::draw`]).
 
+use crate::rules::api::Signal;
+
 /// A fixed random feedback matrix `B`, stored row-major `rows × cols` in the paper's shape
 /// (`rows` = the width `n_i` of the layer that receives the feedback).
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +19,8 @@ pub struct Feedback {
     /// Whether one direct rule (DFA) trains the dense network throughout (not a rule per layer,
     /// nor a net with convolutional blocks): its matrices are then also kept stacked.
     pub direct: bool,
+    /// What the direct rule projects: the output error, or the target (DRTP).
+    pub signal: Signal,
     pub matrices: Vec<FeedbackMatrix>,
     pub layer_matrix: Vec<Option<usize>>,
     /// A direct rule (DFA): every hidden layer's `B_i` stacked along the rows and transposed

@@ -22,7 +22,7 @@ pub mod feedback;
 pub mod ifa;
 pub mod set;
 
-pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Source};
+pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Signal, Source};
 pub use drive::{chain_step, direct_delta, gradients, hidden_deltas, hidden_deltas_per_layer};
 pub use feedback::{Feedback, FeedbackMatrix};
 pub use set::RuleSet;

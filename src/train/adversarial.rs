@@ -1,7 +1,7 @@
 //! Adversarial training with the fast gradient sign method (Goodfellow et al. 2015).
 
 use crate::base::linalg::gemm_nn;
-use crate::layers::{Network, Workspace, output_error};
+use crate::layers::{Network, Workspace};
 use crate::rules::{Feedback, Rule, hidden_deltas};
 use crate::train::parallel::{Batch, Mode};
 use crate::train::protocol::Trainer;
@@ -24,12 +24,14 @@ impl Trainer {
         fast_gradient_sign(&model.net, &model.feedback, ws, (x, rows), epsilon, x_adv, threads);
         // the clean pass: the rule's gradients of α·J(x)
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
+        ws.target[..rows * n_out].iter_mut().for_each(|t| *t *= alpha);
         rules.hidden_deltas(&model.net, &model.feedback, ws, rows, threads);
         engine.update(model.learner(rules, lr), Batch { ws: &mut *ws, x, rows }, Mode::KEEP);
         // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
         model.net.forward(x_adv, rows, ws, threads);
-        let (loss_adv, _) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
+        let (loss_adv, _) = ws.output_error(&y[..rows]);
         ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
+        ws.target[..rows * n_out].iter_mut().for_each(|t| *t *= 1.0 - alpha);
         rules.hidden_deltas(&model.net, &model.feedback, ws, rows, threads);
         engine.update(model.learner(rules, lr), Batch { ws, x: x_adv, rows }, Mode::ADD_AND_APPLY);
         alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv

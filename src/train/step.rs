@@ -2,7 +2,6 @@
 //! and the updates (adversarial training's two passes in [`crate::train::adversarial`]).
 
 use crate::base::rng::DfaRng;
-use crate::layers::output_error;
 use crate::train::alignment::{self, AlignmentRecord, Scratch};
 use crate::train::parallel::{Batch, Mode};
 use crate::train::protocol::Trainer;
@@ -20,10 +19,8 @@ impl Trainer {
         self.draw_masks(rows);
         let threads = self.threads();
         let Trainer { model, ws, x, y, .. } = self;
-        let depth = model.net.depth();
-        let n_out = model.net.n_outputs();
         model.net.forward(x, rows, ws, threads);
-        let (loss, errors) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
+        let (loss, errors) = ws.output_error(&y[..rows]);
         if self.config.adversarial() {
             return (self.adversarial_step(rows, loss), errors);
         }

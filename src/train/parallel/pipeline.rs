@@ -4,7 +4,7 @@
 use super::plan::Plan;
 use super::shares::LayerShares;
 use super::updates::{Batch, Learner, Mode, layers_balance, update_layers};
-use crate::layers::{Network, Workspace, output_error};
+use crate::layers::{Network, Workspace};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Pipelining starts at this many weight layers. Measured on this machine (2 threads, one
@@ -86,14 +86,13 @@ pub(super) fn train_pipelined<'b>(
 ) {
     let Some(first) = batches.next() else { return };
     let Buffers { ws, x, y } = buffers;
-    let (depth, n_out) = (learner.net.depth(), learner.net.n_outputs());
     load(first, x, y);
     let mut rows = first.len();
     // a plain DFA net computes each layer's direction inside its update; the other rules (and
     // per-layer rules) compute every direction first, from the weights before the update
     let direct = learner.rules.direct();
     learner.net.forward(x, rows, ws, threads);
-    let (loss, err) = output_error(&ws.outputs[depth - 1], &y[..rows], n_out, &mut ws.deltas[depth - 1]);
+    let (loss, err) = ws.output_error(&y[..rows]);
     let mut more = record(0, rows, loss, err);
     for (b, idx) in batches.enumerate() {
         if !more {
@@ -107,8 +106,7 @@ pub(super) fn train_pipelined<'b>(
         }
         let phase = (&ahead.updated[..], ahead.phase);
         update_beside_forward(learner, Batch { ws, x, rows }, next, phase, (direct, threads));
-        let (loss, err) =
-            output_error(&ahead.ws.outputs[depth - 1], &ahead.y[..idx.len()], n_out, &mut ahead.ws.deltas[depth - 1]);
+        let (loss, err) = ahead.ws.output_error(&ahead.y[..idx.len()]);
         std::mem::swap(ws, &mut ahead.ws);
         std::mem::swap(&mut ws.grads, &mut ahead.ws.grads);
         std::mem::swap(&mut ws.scratch, &mut ahead.ws.scratch);

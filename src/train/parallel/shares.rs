@@ -107,7 +107,15 @@ impl LayerShares<'_> {
                 let d = unsafe { self.direction_mut(j) };
                 let (e, masks) = (self.e, self.masks());
                 let outputs = &self.ws.outputs;
-                rules::direct_delta(feedback, (f, outputs, masks), e, (self.n_out, self.rows), j, layer.fan_out, d);
+                rules::direct_delta(
+                    feedback,
+                    (f, outputs, masks),
+                    (e, &self.ws.target),
+                    (self.n_out, self.rows),
+                    j,
+                    layer.fan_out,
+                    d,
+                );
                 d
             }
             _ => unsafe { self.direction(j) },

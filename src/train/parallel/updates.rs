@@ -96,7 +96,15 @@ pub fn update_layers(learner: &mut Learner<'_>, batch: Batch<'_>, mode: Mode, th
         }
         let delta: &[f32] = match (delta, direct) {
             (Some(d), Some(fb)) => {
-                rules::direct_delta(fb, (activation, &shared.outputs, masks), e, (n_out, rows), l, layer.fan_out, d);
+                rules::direct_delta(
+                    fb,
+                    (activation, &shared.outputs, masks),
+                    (e, &shared.target),
+                    (n_out, rows),
+                    l,
+                    layer.fan_out,
+                    d,
+                );
                 d
             }
             (Some(d), None) => d,
