@@ -25,10 +25,8 @@ fn random_net(act: Activation, bias: bool, seed: u64) -> Network {
 /// The library's forward pass, output error and rule, as the trainer runs them.
 fn library_grads(rule: Rule, net: &Network, fb: &Feedback, x: &[f32], y: &[u8]) -> Vec<Gradients> {
     let mut ws = Workspace::new(net, ROWS);
-    let depth = net.depth();
     net.forward(x, ROWS, &mut ws, 1);
-    let logits = ws.outputs[depth - 1].clone();
-    output_error(&logits, y, net.n_outputs(), &mut ws.deltas[depth - 1]);
+    ws.output_error(y);
     rules::hidden_deltas(rule, net, fb, &mut ws, ROWS, 1);
     rules::gradients(net, x, &mut ws, ROWS, 1);
     ws.grads
@@ -136,6 +134,8 @@ impl Plain {
                 .enumerate()
                 .map(|(k, &al)| (1.0 / (1.0 + (-al).exp()) - (k == y as usize) as i32 as f64) / n)
                 .collect();
+            // the one-hot target over N (DRTP's signal)
+            let t: Vec<f64> = (0..e.len()).map(|k| (k == y as usize) as i32 as f64 / n).collect();
             let mut d: Vec<Vec<f64>> = vec![Vec::new(); depth];
             d[depth - 1] = e.clone();
             let fp = |i: usize, v: Vec<f64>| -> Vec<f64> {
@@ -148,6 +148,7 @@ impl Plain {
                             "bp" => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
                             "fa" => fp(i, matvec(&fb[i], &d[i + 1])),
                             "dfa" => fp(i, matvec(&fb[i], &e)),
+                            "drtp" => fp(i, matvec(&fb[i], &t)),
                             other => unreachable!("{other} is not a per-layer rule"),
                         };
                     }
@@ -165,6 +166,11 @@ impl Plain {
                 Plan::Whole(r) if r == Rule::DFA => {
                     for i in 0..depth - 1 {
                         d[i] = fp(i, matvec(&fb[i], &e));
+                    }
+                }
+                Plan::Whole(r) if r == Rule::DRTP => {
+                    for i in 0..depth - 1 {
+                        d[i] = fp(i, matvec(&fb[i], &t));
                     }
                 }
                 Plan::Whole(r) if r == Rule::IFA => {
@@ -254,8 +260,8 @@ fn bp_matches_finite_differences_in_f64() {
 }
 
 #[test]
-fn fa_dfa_ifa_equal_the_formulas_written_out() {
-    for rule in [Rule::BP, Rule::FA, Rule::DFA, Rule::IFA] {
+fn fa_dfa_ifa_drtp_equal_the_formulas_written_out() {
+    for rule in [Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP] {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 21);
             let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
@@ -355,11 +361,13 @@ fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
 
 #[test]
 fn a_rule_per_layer_equals_the_formulas_written_out() {
-    let mixes: [&[Rule]; 4] = [
+    let mixes: [&[Rule]; 6] = [
         &[Rule::DFA, Rule::BP, Rule::BP],
         &[Rule::BP, Rule::FA, Rule::DFA],
         &[Rule::FA, Rule::DFA, Rule::BP],
         &[Rule::DFA, Rule::DFA, Rule::DFA],
+        &[Rule::DRTP, Rule::BP, Rule::DFA],
+        &[Rule::FA, Rule::DRTP, Rule::DRTP],
     ];
     for rules in mixes {
         for act in ACTIVATIONS {
@@ -377,8 +385,7 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
             let (x, y) = batch(13);
             let mut ws = Workspace::new(&net, ROWS);
             net.forward(&x, ROWS, &mut ws, 1);
-            let logits = ws.outputs[net.depth() - 1].clone();
-            output_error(&logits, &y, 3, &mut ws.deltas[net.depth() - 1]);
+            ws.output_error(&y);
             rules::hidden_deltas_per_layer(rules, &net, &fb, &mut ws, ROWS, 1);
             rules::gradients(&net, &x, &mut ws, ROWS, 1);
             let want = Plain::from(&net).rule_grads(

@@ -6,6 +6,7 @@
 //! | FA  | `(B_i δa_{i+1}) ⊙ f'(a_i)`, `B_i` fixed random, shape of `W_{i+1}ᵀ` | [`fa`] |
 //! | DFA | `(B_i e) ⊙ f'(a_i)`, `B_i` fixed random, `n_i × n_out` | [`dfa`] |
 //! | IFA | `δa_1 = (B_1 e) ⊙ f'(a_1)`; `δa_i = (W_i δa_{i-1}) ⊙ f'(a_i)` for `i ≥ 2` | [`ifa`] |
+//! | DRTP | `(B_i y*) ⊙ f'(a_i)`, `B_i` as DFA's, the one-hot target in place of `e` | [`drtp`] |
 //!
 //! A rule is one file implementing [`LearningRule`] ([`api`]), registered in [`ALL`]; the
 //! drivers ([`drive`]) compute the directions from what the rule says, and [`feedback`] draws
@@ -17,6 +18,7 @@ pub mod bp;
 pub mod dfa;
 pub mod draw;
 pub mod drive;
+pub mod drtp;
 pub mod fa;
 pub mod feedback;
 pub mod ifa;
@@ -28,13 +30,14 @@ pub use feedback::{Feedback, FeedbackMatrix};
 pub use set::RuleSet;
 
 /// Every rule, in the order `--help` lists them. Registering a rule is one line here.
-pub const ALL: &[Rule] = &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA];
+pub const ALL: &[Rule] = &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP];
 
 impl Rule {
     pub const BP: Rule = Rule(&bp::Bp);
     pub const FA: Rule = Rule(&fa::Fa);
     pub const DFA: Rule = Rule(&dfa::Dfa);
     pub const IFA: Rule = Rule(&ifa::Ifa);
+    pub const DRTP: Rule = Rule(&drtp::Drtp);
 
     /// Every registered rule.
     pub fn all() -> &'static [Rule] {
