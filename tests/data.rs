@@ -82,7 +82,7 @@ fn truncated_gzip_is_a_clear_error() {
     let real = std::fs::read(common::mnist_dir().join("t10k-images-idx3-ubyte.gz")).unwrap();
     let (tmp, damaged) = damaged_copy(2, &real[..real.len() / 2], false);
     let e = load_error(tmp.path());
-    assert!(e.contains(&damaged.display().to_string()) && e.contains("bytes after the last gzip member"), "{e}");
+    assert!(e.contains(&damaged.display().to_string()) && e.contains("not a valid gzip stream"), "{e}");
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn corrupt_gzip_body_is_a_clear_error() {
     }
     let (tmp, damaged) = damaged_copy(3, &bytes, false);
     let e = load_error(tmp.path());
-    assert!(e.contains(&damaged.display().to_string()) && e.contains("bytes after the last gzip member"), "{e}");
+    assert!(e.contains(&damaged.display().to_string()) && e.contains("not a valid gzip stream"), "{e}");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! allows, with `⊙ f'(a_i)` and the dropout masks; no other part of the crate matches on a rule.
 
 use crate::layers::Dense;
+pub use crate::rules::feedback::Signal;
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
 
 /// The order in which a rule's update directions can be computed, which decides how the trainer
@@ -23,14 +24,6 @@ pub enum Flow {
     Direct,
     /// `δa_1` from `e`, then `δa_l` from `δa_{l-1}` up the net (IFA).
     Upward,
-}
-
-/// What a rule sends to the hidden layers through `Source::Output`: the output error
-/// `e = (ŷ − y)/N` (DFA, IFA) or the one-hot target `y/N` (DRTP).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    Error,
-    Target,
 }
 
 /// A product with a matrix stored row-major `rows × cols`: `input · M` (`input` is `N × rows`),

@@ -1,7 +1,13 @@
 //! The fixed random feedback of a network: the matrices `B` and which hidden layer uses which
 //! (drawn for the rules in [`crate::rules::draw`]).
 
-use crate::rules::api::Signal;
+/// What a rule sends to the hidden layers through `Source::Output`: the output error
+/// `e = (ŷ − y)/N` (DFA, IFA) or the one-hot target `y/N` (DRTP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Error,
+    Target,
+}
 
 /// A fixed random feedback matrix `B`, stored row-major `rows × cols` in the paper's shape
 /// (`rows` = the width `n_i` of the layer that receives the feedback).

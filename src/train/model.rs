@@ -24,7 +24,7 @@ pub fn dense_bytes(sizes: &[usize], config: &TrainConfig) -> u64 {
 
 /// The rows a run's buffers hold: a training batch and an evaluation chunk.
 fn rows(config: &TrainConfig) -> u64 {
-    (config.batch_size.max(1) + crate::train::protocol::EVAL_ROWS) as u64
+    (config.batch_size.max(1) + EVAL_ROWS) as u64
 }
 
 /// The same estimate for a net with convolutional blocks (`specs`, on `input` images): each
@@ -70,6 +70,10 @@ pub fn conv_bytes(input: crate::base::shape::Shape, specs: &[LayerSpec], n_out: 
         .saturating_mul(4)
         .saturating_add(dense_bytes(&sizes, config))
 }
+
+/// Samples per chunk in the evaluation passes (larger products run closer to the GEMM peak); the
+/// evaluation workspace holds this many rows.
+pub const EVAL_ROWS: usize = 500;
 
 /// Everything that learns or stays fixed: forward weights, feedback, optimiser state.
 #[derive(Clone, Debug)]

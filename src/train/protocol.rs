@@ -20,9 +20,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Samples per chunk in the evaluation passes (larger products run closer to the GEMM peak).
-pub(super) const EVAL_ROWS: usize = 500;
-
 /// A training run in memory.
 pub struct Trainer {
     pub config: TrainConfig,

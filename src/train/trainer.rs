@@ -7,7 +7,8 @@ use crate::base::error::{Error, Result};
 use crate::base::rng::{DfaRng, Stream};
 use crate::data::{Dataset, Split};
 use crate::layers::Workspace;
-use crate::train::protocol::{EVAL_ROWS, Progress, Trainer};
+use crate::train::model::EVAL_ROWS;
+use crate::train::protocol::{Progress, Trainer};
 
 use crate::train::config::TrainConfig;
 use crate::train::model::Model;
