@@ -125,6 +125,22 @@ pub struct FeedbackShape {
     pub fan: usize,
 }
 
+/// How the entries of a rule's feedback matrices are drawn. Every kind has the variance of the
+/// uniform draw in `±b` (`b²/3`, `b = 1/√fan` unless the run sets it), so that the projections
+/// `B δ` have the same scale whichever is chosen (under RMSprop the scale hardly matters anyway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Draw {
+    /// Uniform in `±b` (the paper's).
+    Uniform,
+    /// `±s` with equal odds, `s = b/√3` (binary DFA).
+    Binary,
+    /// `−s`, `0`, `+s` with equal odds, `s = b/√2` (ternary DFA).
+    Ternary,
+    /// `k` non-zeros per row at distinct random columns, uniform in `±b·√(cols/k)` (sparse DFA:
+    /// each unit hears `k` of the outputs).
+    Sparse(usize),
+}
+
 /// A learning rule. One file under `src/rules/` implements it; `rules::ALL` registers it.
 pub trait LearningRule: Send + Sync {
     /// The name on the command line and in configurations (lowercase).
@@ -142,6 +158,10 @@ pub trait LearningRule: Send + Sync {
     }
     /// The feedback matrix this rule needs for a hidden layer (`None`: none).
     fn feedback_shape(&self, place: &Place) -> Option<FeedbackShape>;
+    /// How its feedback matrices' entries are drawn (default: uniform, the paper's).
+    fn feedback_draw(&self) -> Draw {
+        Draw::Uniform
+    }
     /// Whether layers of equal width may use one feedback matrix (`--shared-feedback`).
     fn shares_feedback(&self) -> bool {
         false

@@ -8,7 +8,7 @@
 
 use crate::base::rng::DfaRng;
 use crate::layers::Network;
-use crate::rules::api::{FeedbackShape, Flow, Place, Rule, Signal};
+use crate::rules::api::{Draw, FeedbackShape, Flow, Place, Rule, Signal};
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
 
 impl Feedback {
@@ -37,7 +37,7 @@ impl Feedback {
         assert_eq!(rules.len(), hidden.len(), "one rule per hidden layer");
         let shapes = hidden.iter().zip(rules).enumerate().map(|(l, (&width, &rule))| {
             let place = Place { l, width, above: sizes[l + 2], above_kernels: None, n_out };
-            rule.feedback_shape(&place).map(|s| (s, share && rule.shares_feedback()))
+            rule.feedback_shape(&place).map(|s| (s, share && rule.shares_feedback(), rule.feedback_draw()))
         });
         Self::draw(shapes, bound_override, rng)
     }
@@ -56,7 +56,7 @@ impl Feedback {
                 above_kernels: above.block.map(|b| (b.conv.out_channels, b.conv.k())),
                 n_out: net.n_outputs(),
             };
-            rule.feedback_shape(&place).map(|s| (s, false))
+            rule.feedback_shape(&place).map(|s| (s, false, rule.feedback_draw()))
         });
         Self::draw(shapes, bound_override, rng)
     }
@@ -65,14 +65,14 @@ impl Feedback {
     /// `±bound_override`), drawn bottom to top; a shareable layer reuses an earlier matrix of its
     /// shape instead of drawing one.
     fn draw(
-        shapes: impl Iterator<Item = Option<(FeedbackShape, bool)>>,
+        shapes: impl Iterator<Item = Option<(FeedbackShape, bool, Draw)>>,
         bound_override: Option<f32>,
         rng: &mut DfaRng,
     ) -> Self {
         let mut matrices: Vec<FeedbackMatrix> = Vec::new();
         let mut layer_matrix = Vec::new();
         for shape in shapes {
-            let Some((FeedbackShape { rows, cols, fan }, shareable)) = shape else {
+            let Some((FeedbackShape { rows, cols, fan }, shareable, kind)) = shape else {
                 layer_matrix.push(None);
                 continue;
             };
@@ -82,8 +82,7 @@ impl Feedback {
                 continue;
             }
             let bound = bound_override.unwrap_or(1.0 / (fan as f32).sqrt());
-            let mut values = vec![0.0; rows * cols];
-            rng.fill_symmetric(&mut values, bound);
+            let values = draw_values(kind, (rows, cols), bound, rng);
             matrices.push(FeedbackMatrix { rows, cols, values });
             layer_matrix.push(Some(matrices.len() - 1));
         }
@@ -96,4 +95,50 @@ impl Feedback {
             offsets: Vec::new(),
         }
     }
+}
+
+/// A `rows × cols` matrix of `kind` with uniform bound `bound` (see [`Draw`]). The uniform draw
+/// is the paper's and the draws of every earlier version; binary and ternary entries are read
+/// off the same uniform draws (the same random stream), sparse rows draw their columns and then
+/// their values.
+fn draw_values(kind: Draw, (rows, cols): (usize, usize), bound: f32, rng: &mut DfaRng) -> Vec<f32> {
+    let mut values = vec![0.0; rows * cols];
+    match kind {
+        Draw::Uniform => rng.fill_symmetric(&mut values, bound),
+        Draw::Binary => {
+            rng.fill_symmetric(&mut values, bound);
+            let s = bound / 3f32.sqrt();
+            values.iter_mut().for_each(|v| *v = if *v < 0.0 { -s } else { s });
+        }
+        Draw::Ternary => {
+            rng.fill_symmetric(&mut values, bound);
+            let s = bound / 2f32.sqrt();
+            let third = bound / 3.0;
+            values.iter_mut().for_each(|v| {
+                *v = if *v < -third {
+                    -s
+                } else if *v > third {
+                    s
+                } else {
+                    0.0
+                }
+            });
+        }
+        Draw::Sparse(k) => {
+            let k = k.clamp(1, cols.max(1));
+            let b = bound * (cols as f32 / k as f32).sqrt();
+            let mut columns: Vec<usize> = (0..cols).collect();
+            for row in values.chunks_exact_mut(cols.max(1)) {
+                // the first k of a partial Fisher–Yates shuffle: k distinct columns
+                for i in 0..k {
+                    let j = i + rng.below((cols - i) as u32) as usize;
+                    columns.swap(i, j);
+                }
+                for &c in &columns[..k] {
+                    row[c] = rng.symmetric(b);
+                }
+            }
+        }
+    }
+    values
 }
