@@ -147,7 +147,7 @@ impl Plain {
                         d[i] = match rules[i].name() {
                             "bp" => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
                             "fa" => fp(i, matvec(&fb[i], &d[i + 1])),
-                            "dfa" => fp(i, matvec(&fb[i], &e)),
+                            "dfa" | "bdfa" | "tdfa" | "sdfa" => fp(i, matvec(&fb[i], &e)),
                             "drtp" => fp(i, matvec(&fb[i], &t)),
                             other => unreachable!("{other} is not a per-layer rule"),
                         };
@@ -163,7 +163,8 @@ impl Plain {
                         d[i] = fp(i, matvec(&fb[i], &d[i + 1]));
                     }
                 }
-                Plan::Whole(r) if r == Rule::DFA => {
+                // binary, ternary and sparse DFA: DFA's formula with their own B
+                Plan::Whole(r) if [Rule::DFA, Rule::BDFA, Rule::TDFA, Rule::SDFA].contains(&r) => {
                     for i in 0..depth - 1 {
                         d[i] = fp(i, matvec(&fb[i], &e));
                     }
@@ -261,7 +262,7 @@ fn bp_matches_finite_differences_in_f64() {
 
 #[test]
 fn fa_dfa_ifa_drtp_equal_the_formulas_written_out() {
-    for rule in [Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP] {
+    for &rule in Rule::all() {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 21);
             let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
@@ -361,13 +362,14 @@ fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
 
 #[test]
 fn a_rule_per_layer_equals_the_formulas_written_out() {
-    let mixes: [&[Rule]; 6] = [
+    let mixes: [&[Rule]; 7] = [
         &[Rule::DFA, Rule::BP, Rule::BP],
         &[Rule::BP, Rule::FA, Rule::DFA],
         &[Rule::FA, Rule::DFA, Rule::BP],
         &[Rule::DFA, Rule::DFA, Rule::DFA],
         &[Rule::DRTP, Rule::BP, Rule::DFA],
         &[Rule::FA, Rule::DRTP, Rule::DRTP],
+        &[Rule::SDFA, Rule::BDFA, Rule::TDFA],
     ];
     for rules in mixes {
         for act in ACTIVATIONS {
@@ -508,4 +510,54 @@ fn the_output_error_is_the_logistic_residual_bit_for_bit() {
         want_loss += a.max(0.0) + (-a.abs()).exp().ln_1p() - y as f64 * a;
     }
     assert!((loss - want_loss).abs() < 1e-5 * want_loss, "{loss} vs {want_loss}");
+}
+
+#[test]
+fn binary_ternary_and_sparse_feedback_are_drawn_as_documented() {
+    // a wide layer, so that the statistics are tight: B is 4000 × 10
+    let sizes = [784, 4000, 10];
+    let b = 1.0 / (4000f64).sqrt();
+    let stats = |rule: Rule| {
+        let fb = Feedback::new(rule, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
+        let m = fb.for_layer(0).unwrap();
+        assert_eq!((m.rows, m.cols), (4000, 10), "{rule}");
+        let v: Vec<f64> = m.values.iter().map(|&x| x as f64).collect();
+        let var = v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64;
+        (v, var)
+    };
+    // every kind has the variance of the uniform draw, b²/3 (within 3 %)
+    for rule in [Rule::DFA, Rule::BDFA, Rule::TDFA, Rule::SDFA] {
+        let (_, var) = stats(rule);
+        assert!((var / (b * b / 3.0) - 1.0).abs() < 0.03, "{rule}: variance {var:e}, want {:e}", b * b / 3.0);
+    }
+    // binary: exactly ±b/√3, both signs about equally often
+    let (v, _) = stats(Rule::BDFA);
+    let b32 = 1.0 / 4000f32.sqrt();
+    let s = (b32 / 3f32.sqrt()) as f64;
+    assert!(v.iter().all(|&x| x == s || x == -s));
+    let plus = v.iter().filter(|&&x| x > 0.0).count() as f64 / v.len() as f64;
+    assert!((plus - 0.5).abs() < 0.01, "binary: {plus} positive");
+    // ternary: exactly −b/√2, 0, +b/√2, each about a third
+    let (v, _) = stats(Rule::TDFA);
+    let s = (b32 / 2f32.sqrt()) as f64;
+    assert!(v.iter().all(|&x| x == s || x == -s || x == 0.0));
+    for value in [-s, 0.0, s] {
+        let share = v.iter().filter(|&&x| x == value).count() as f64 / v.len() as f64;
+        assert!((share - 1.0 / 3.0).abs() < 0.01, "ternary: {share} at {value}");
+    }
+    // sparse: one non-zero per row, every output heard by about a tenth of the units
+    let (v, _) = stats(Rule::SDFA);
+    let mut heard = [0usize; 10];
+    for row in v.chunks_exact(10) {
+        let nonzero: Vec<usize> = (0..10).filter(|&c| row[c] != 0.0).collect();
+        assert_eq!(nonzero.len(), 1, "sparse row {row:?}");
+        heard[nonzero[0]] += 1;
+    }
+    assert!(heard.iter().all(|&h| (320..480).contains(&h)), "sparse: units per output {heard:?}");
+    // the uniform draw is unchanged: the same bits as every earlier version's DFA
+    let dfa = Feedback::new(Rule::DFA, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
+    let mut rng = DfaRng::new(5, Stream::Feedback);
+    let mut want = vec![0.0; 4000 * 10];
+    rng.fill_symmetric(&mut want, b32);
+    assert_eq!(dfa.for_layer(0).unwrap().values, want);
 }

@@ -7,6 +7,9 @@
 //! | DFA | `(B_i e) ⊙ f'(a_i)`, `B_i` fixed random, `n_i × n_out` | [`dfa`] |
 //! | IFA | `δa_1 = (B_1 e) ⊙ f'(a_1)`; `δa_i = (W_i δa_{i-1}) ⊙ f'(a_i)` for `i ≥ 2` | [`ifa`] |
 //! | DRTP | `(B_i y*) ⊙ f'(a_i)`, `B_i` as DFA's, the one-hot target in place of `e` | [`drtp`] |
+//! | binary DFA | DFA's, `B_i` entries `±s` | [`bdfa`] |
+//! | ternary DFA | DFA's, `B_i` entries `−s, 0, +s` | [`tdfa`] |
+//! | sparse DFA | DFA's, one non-zero per row of `B_i` | [`sdfa`] |
 //!
 //! A rule is one file implementing [`LearningRule`] ([`api`]), registered in [`ALL`]; the
 //! drivers ([`drive`]) compute the directions from what the rule says, and [`feedback`] draws
@@ -14,6 +17,7 @@
 //! and asks it.
 
 pub mod api;
+pub mod bdfa;
 pub mod bp;
 pub mod dfa;
 pub mod draw;
@@ -22,7 +26,9 @@ pub mod drtp;
 pub mod fa;
 pub mod feedback;
 pub mod ifa;
+pub mod sdfa;
 pub mod set;
+pub mod tdfa;
 
 pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Signal, Source};
 pub use drive::{chain_step, direct_delta, gradients, hidden_deltas, hidden_deltas_per_layer};
@@ -30,7 +36,7 @@ pub use feedback::{Feedback, FeedbackMatrix};
 pub use set::RuleSet;
 
 /// Every rule, in the order `--help` lists them. Registering a rule is one line here.
-pub const ALL: &[Rule] = &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP];
+pub const ALL: &[Rule] = &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP, Rule::BDFA, Rule::TDFA, Rule::SDFA];
 
 impl Rule {
     pub const BP: Rule = Rule(&bp::Bp);
@@ -38,6 +44,9 @@ impl Rule {
     pub const DFA: Rule = Rule(&dfa::Dfa);
     pub const IFA: Rule = Rule(&ifa::Ifa);
     pub const DRTP: Rule = Rule(&drtp::Drtp);
+    pub const BDFA: Rule = Rule(&bdfa::Bdfa);
+    pub const TDFA: Rule = Rule(&tdfa::Tdfa);
+    pub const SDFA: Rule = Rule(&sdfa::Sdfa);
 
     /// Every registered rule.
     pub fn all() -> &'static [Rule] {
