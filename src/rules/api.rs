@@ -171,6 +171,15 @@ pub trait LearningRule: Send + Sync {
     fn transports_weights(&self) -> bool {
         false
     }
+    /// Whether its feedback follows the forward weights (sign symmetry): it is then recomputed
+    /// by [`LearningRule::refresh_feedback`] when the model is built and after every step, and
+    /// the engine does not overlap a step's updates with the next step's directions.
+    fn refreshes_feedback(&self) -> bool {
+        false
+    }
+    /// Recomputes hidden layer `l`'s feedback matrix `b` (drawn in [`LearningRule::feedback_shape`])
+    /// from the forward weights in `layers`, after a step and when the model is built.
+    fn refresh_feedback(&self, _l: usize, _layers: &dyn Layers, _b: &mut FeedbackMatrix) {}
     /// Whether it can be one of several rules in a net (`--layer-rules`) and run on conv nets.
     fn per_layer(&self) -> bool {
         true

@@ -28,6 +28,7 @@ pub mod feedback;
 pub mod ifa;
 pub mod sdfa;
 pub mod set;
+pub mod sign;
 pub mod tdfa;
 
 pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Signal, Source};
@@ -36,7 +37,8 @@ pub use feedback::{Feedback, FeedbackMatrix};
 pub use set::RuleSet;
 
 /// Every rule, in the order `--help` lists them. Registering a rule is one line here.
-pub const ALL: &[Rule] = &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP, Rule::BDFA, Rule::TDFA, Rule::SDFA];
+pub const ALL: &[Rule] =
+    &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP, Rule::BDFA, Rule::TDFA, Rule::SDFA];
 
 impl Rule {
     pub const BP: Rule = Rule(&bp::Bp);

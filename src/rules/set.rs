@@ -42,6 +42,21 @@ impl RuleSet {
         self.one.filter(|r| r.flow() == Flow::Chain)
     }
 
+    /// Whether a layer's rule recomputes its feedback from the forward weights (sign symmetry).
+    pub fn refreshes_feedback(&self) -> bool {
+        self.hidden.iter().any(|r| r.refreshes_feedback())
+    }
+
+    /// Recomputes the feedback of every layer whose rule follows the forward weights (after a
+    /// step, and when the model is built).
+    pub fn refresh_feedback(&self, net: &Network, feedback: &mut Feedback) {
+        for (l, rule) in self.hidden.iter().enumerate().filter(|(_, r)| r.refreshes_feedback()) {
+            if let Some(k) = feedback.layer_matrix.get(l).copied().flatten() {
+                rule.refresh_feedback(l, &net.layers, &mut feedback.matrices[k]);
+            }
+        }
+    }
+
     /// The hidden update directions of the batch in `ws` (its forward pass and output error
     /// done): [`hidden_deltas`] for a dense net under one rule, else [`hidden_deltas_per_layer`]
     /// (per-layer rules, and every net with convolutional blocks).

@@ -111,7 +111,9 @@ impl Model {
             let feedback =
                 Feedback::for_network(&config.hidden_rules(), &net, config.feedback_bound, &mut feedback_rng);
             let optimiser = optimiser(&net);
-            return Ok(Model { net, feedback, optimiser });
+            let mut model = Model { net, feedback, optimiser };
+            config.rule_set().refresh_feedback(&model.net, &mut model.feedback);
+            return Ok(model);
         }
         let mut sizes = vec![n_in];
         sizes.extend(parse_model(&config.model)?);
@@ -128,7 +130,9 @@ impl Model {
             Feedback::per_layer(&config.layer_rules, &sizes, share, bound, &mut feedback_rng)
         };
         let optimiser = optimiser(&net);
-        Ok(Model { net, feedback, optimiser })
+        let mut model = Model { net, feedback, optimiser };
+        config.rule_set().refresh_feedback(&model.net, &mut model.feedback);
+        Ok(model)
     }
 
     /// The model as the engine updates it: under `rules`, at `learning_rate`.

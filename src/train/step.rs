@@ -16,6 +16,15 @@ impl Trainer {
     /// the updates; otherwise all directions come first, then (on the batches `align_every`
     /// asks for) the alignment measurement, then the updates.
     pub(super) fn step(&mut self, rows: usize) -> (f64, usize) {
+        let result = self.update(rows);
+        if self.rules.refreshes_feedback() {
+            self.rules.refresh_feedback(&self.model.net, &mut self.model.feedback);
+        }
+        result
+    }
+
+    /// The step's forward pass, directions and updates (see [`Trainer::step`]).
+    fn update(&mut self, rows: usize) -> (f64, usize) {
         self.draw_masks(rows);
         let threads = self.threads();
         let Trainer { model, ws, x, y, .. } = self;
