@@ -5,7 +5,7 @@
 use dfa::base::rng::{DfaRng, Stream};
 use dfa::layers::activation::Activation;
 use dfa::layers::{Gradients, Network, Workspace, output_error};
-use dfa::rules::{self, Feedback, Rule};
+use dfa::rules::{self, Feedback, Rule, RuleSet};
 
 const ACTIVATIONS: [Activation; 3] = [Activation::Tanh, Activation::Logistic, Activation::Relu];
 const SIZES: [usize; 5] = [6, 5, 4, 4, 3];
@@ -146,7 +146,12 @@ impl Plain {
                     for i in (0..depth - 1).rev() {
                         d[i] = match rules[i].name() {
                             "bp" => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
-                            "fa" => fp(i, matvec(&fb[i], &d[i + 1])),
+                            "fa" | "frsf" => fp(i, matvec(&fb[i], &d[i + 1])),
+                            "usf" => {
+                                let signs: Vec<Vec<f64>> =
+                                    self.w[i + 1].iter().map(|row| row.iter().map(|&w| sign(w)).collect()).collect();
+                                fp(i, matvec(&transpose(&signs), &d[i + 1]))
+                            }
                             "dfa" | "bdfa" | "tdfa" | "sdfa" => fp(i, matvec(&fb[i], &e)),
                             "drtp" => fp(i, matvec(&fb[i], &t)),
                             other => unreachable!("{other} is not a per-layer rule"),
@@ -158,7 +163,14 @@ impl Plain {
                         d[i] = fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1]));
                     }
                 }
-                Plan::Whole(r) if r == Rule::FA => {
+                Plan::Whole(r) if r == Rule::USF => {
+                    for i in (0..depth - 1).rev() {
+                        let signs: Vec<Vec<f64>> =
+                            self.w[i + 1].iter().map(|row| row.iter().map(|&w| sign(w)).collect()).collect();
+                        d[i] = fp(i, matvec(&transpose(&signs), &d[i + 1]));
+                    }
+                }
+                Plan::Whole(r) if r == Rule::FA || r == Rule::FRSF => {
                     for i in (0..depth - 1).rev() {
                         d[i] = fp(i, matvec(&fb[i], &d[i + 1]));
                     }
@@ -194,6 +206,16 @@ impl Plain {
             }
         }
         acc
+    }
+}
+
+fn sign(w: f64) -> f64 {
+    if w > 0.0 {
+        1.0
+    } else if w < 0.0 {
+        -1.0
+    } else {
+        0.0
     }
 }
 
@@ -265,7 +287,8 @@ fn fa_dfa_ifa_drtp_equal_the_formulas_written_out() {
     for &rule in Rule::all() {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 21);
-            let fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
+            let mut fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
+            RuleSet::new(Some(rule), vec![rule; SIZES.len() - 2]).refresh_feedback(&net, &mut fb);
             let (x, y) = batch(9);
             let lib = library_grads(rule, &net, &fb, &x, &y);
             let want =
@@ -362,7 +385,7 @@ fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
 
 #[test]
 fn a_rule_per_layer_equals_the_formulas_written_out() {
-    let mixes: [&[Rule]; 7] = [
+    let mixes: [&[Rule]; 8] = [
         &[Rule::DFA, Rule::BP, Rule::BP],
         &[Rule::BP, Rule::FA, Rule::DFA],
         &[Rule::FA, Rule::DFA, Rule::BP],
@@ -370,16 +393,18 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
         &[Rule::DRTP, Rule::BP, Rule::DFA],
         &[Rule::FA, Rule::DRTP, Rule::DRTP],
         &[Rule::SDFA, Rule::BDFA, Rule::TDFA],
+        &[Rule::USF, Rule::FRSF, Rule::DFA],
     ];
     for rules in mixes {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 31);
-            let fb = Feedback::per_layer(rules, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
+            let mut fb = Feedback::per_layer(rules, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
+            RuleSet::new(None, rules.to_vec()).refresh_feedback(&net, &mut fb);
             // feedback exactly where a layer's rule needs it, in the paper's shapes
             for (l, rule) in rules.iter().enumerate() {
                 let want = match rule.name() {
                     "bp" => None,
-                    "fa" => Some((SIZES[l + 1], SIZES[l + 2])),
+                    "fa" | "usf" | "frsf" => Some((SIZES[l + 1], SIZES[l + 2])),
                     _ => Some((SIZES[l + 1], 3)),
                 };
                 assert_eq!(fb.for_layer(l).map(|b| (b.rows, b.cols)), want, "{rules:?} layer {l}");
@@ -560,4 +585,26 @@ fn binary_ternary_and_sparse_feedback_are_drawn_as_documented() {
     let mut want = vec![0.0; 4000 * 10];
     rng.fill_symmetric(&mut want, b32);
     assert_eq!(dfa.for_layer(0).unwrap().values, want);
+}
+
+#[test]
+fn sign_symmetry_feedback_is_the_signs_of_the_weights_above() {
+    // frSF: FA's draw gives the magnitudes, the weights above the signs; uSF: the signs alone
+    let net = random_net(Activation::Tanh, true, 41);
+    let fa = Feedback::new(Rule::FA, &SIZES, false, None, &mut DfaRng::new(6, Stream::Feedback));
+    for rule in [Rule::USF, Rule::FRSF] {
+        let mut fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(6, Stream::Feedback));
+        RuleSet::new(Some(rule), vec![rule; SIZES.len() - 2]).refresh_feedback(&net, &mut fb);
+        for l in 0..SIZES.len() - 2 {
+            let (b, u, w) = (fb.for_layer(l).unwrap(), fa.for_layer(l).unwrap(), &net.layers[l + 1]);
+            assert_eq!((b.rows, b.cols), (w.fan_in, w.fan_out), "{rule} layer {l}: the shape of W_l+1 transposed");
+            for i in 0..b.rows {
+                for j in 0..b.cols {
+                    let s = sign(w.weight[j * w.fan_in + i] as f64) as f32;
+                    let want = if rule == Rule::USF { s } else { u.values[i * b.cols + j].abs() * s };
+                    assert_eq!(b.values[i * b.cols + j], want, "{rule} layer {l} entry ({i}, {j})");
+                }
+            }
+        }
+    }
 }

@@ -64,6 +64,8 @@ fn every_rule_learns_real_mnist() {
         (Rule::BDFA, "2x200", 12.0),
         (Rule::TDFA, "2x200", 12.0),
         (Rule::SDFA, "2x200", 14.0),
+        (Rule::USF, "2x200", 12.0),
+        (Rule::FRSF, "2x200", 12.0),
     ];
     // a rule registered without a line here fails this test
     for rule in Rule::all() {
@@ -626,5 +628,24 @@ fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
         for (l, (a, b)) in runs[0].layers.iter().zip(&runs[1].layers).enumerate() {
             assert!(a.weight == b.weight && a.bias == b.bias, "{rule:?} dropout {dropout} layer {l}");
         }
+    }
+}
+
+#[test]
+fn sign_symmetry_feedback_follows_the_weights_after_every_step() {
+    for rule in [Rule::USF, Rule::FRSF] {
+        let config = TrainConfig { model: "3x40".into(), train_subset: Some(640), max_epochs: 1, ..small(rule) };
+        let (t, _) = train(&config);
+        let (net, fb) = (&t.model.net, &t.model.feedback);
+        for l in 0..2 {
+            let (b, w) = (fb.for_layer(l).unwrap(), &net.layers[l + 1]);
+            for i in 0..b.rows {
+                for j in 0..b.cols {
+                    let (v, w) = (b.values[i * b.cols + j], w.weight[j * w.fan_in + i]);
+                    assert!(v.signum() == w.signum() && (rule != Rule::USF || v.abs() == 1.0), "{rule} layer {l}");
+                }
+            }
+        }
+        assert!(!dfa::train::parallel::pipeline::pipelines(&config.plan(), net, 2), "{rule}: no pipelining");
     }
 }

@@ -10,6 +10,8 @@
 //! | binary DFA | DFA's, `B_i` entries `±s` | [`bdfa`] |
 //! | ternary DFA | DFA's, `B_i` entries `−s, 0, +s` | [`tdfa`] |
 //! | sparse DFA | DFA's, one non-zero per row of `B_i` | [`sdfa`] |
+//! | uSF | `(sign(W_{i+1})ᵀ δa_{i+1}) ⊙ f'(a_i)` | [`usf`] |
+//! | frSF | `((M_i ⊙ sign(W_{i+1}))ᵀ δa_{i+1}) ⊙ f'(a_i)`, `M_i` fixed random | [`frsf`] |
 //!
 //! A rule is one file implementing [`LearningRule`] ([`api`]), registered in [`ALL`]; the
 //! drivers ([`drive`]) compute the directions from what the rule says, and [`feedback`] draws
@@ -25,11 +27,13 @@ pub mod drive;
 pub mod drtp;
 pub mod fa;
 pub mod feedback;
+pub mod frsf;
 pub mod ifa;
 pub mod sdfa;
 pub mod set;
 pub mod sign;
 pub mod tdfa;
+pub mod usf;
 
 pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Signal, Source};
 pub use drive::{chain_step, direct_delta, gradients, hidden_deltas, hidden_deltas_per_layer};
@@ -38,7 +42,7 @@ pub use set::RuleSet;
 
 /// Every rule, in the order `--help` lists them. Registering a rule is one line here.
 pub const ALL: &[Rule] =
-    &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP, Rule::BDFA, Rule::TDFA, Rule::SDFA];
+    &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP, Rule::BDFA, Rule::TDFA, Rule::SDFA, Rule::USF, Rule::FRSF];
 
 impl Rule {
     pub const BP: Rule = Rule(&bp::Bp);
@@ -49,6 +53,8 @@ impl Rule {
     pub const BDFA: Rule = Rule(&bdfa::Bdfa);
     pub const TDFA: Rule = Rule(&tdfa::Tdfa);
     pub const SDFA: Rule = Rule(&sdfa::Sdfa);
+    pub const USF: Rule = Rule(&usf::Usf);
+    pub const FRSF: Rule = Rule(&frsf::Frsf);
 
     /// Every registered rule.
     pub fn all() -> &'static [Rule] {
