@@ -332,6 +332,7 @@ fn conv_models_parse_train_and_checkpoint() {
         initial_loss: None,
         shuffle_rng: DfaRng::new(1, Stream::Shuffle).state(),
         dropout_rng: None,
+        refresh_rng: None,
         stop: None,
     };
     let bytes = dfa::train::record::checkpoint_bytes(&m, &progress, &small).unwrap();

@@ -20,6 +20,8 @@ pub enum Stream {
     Dropout = 3,
     /// The starting points of t-SNE embeddings (`features`).
     Embedding = 4,
+    /// Feedback recomputed during training (brSF's magnitudes, redrawn every step).
+    Refresh = 5,
 }
 
 /// A ChaCha8 generator whose full state can be saved and restored.

@@ -8,6 +8,7 @@
 //! [`crate::rules::drive`] turn that into the update directions `δa_i`, in the order the flow
 //! allows, with `⊙ f'(a_i)` and the dropout masks; no other part of the crate matches on a rule.
 
+use crate::base::rng::DfaRng;
 use crate::layers::Dense;
 pub use crate::rules::feedback::Signal;
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
@@ -179,7 +180,8 @@ pub trait LearningRule: Send + Sync {
     }
     /// Recomputes hidden layer `l`'s feedback matrix `b` (drawn in [`LearningRule::feedback_shape`])
     /// from the forward weights in `layers`, after a step and when the model is built.
-    fn refresh_feedback(&self, _l: usize, _layers: &dyn Layers, _b: &mut FeedbackMatrix) {}
+    /// `rng`: the run's stream for random values drawn at a refresh (saved in checkpoints).
+    fn refresh_feedback(&self, _l: usize, _layers: &dyn Layers, _b: &mut FeedbackMatrix, _rng: &mut DfaRng) {}
     /// Whether it can be one of several rules in a net (`--layer-rules`) and run on conv nets.
     fn per_layer(&self) -> bool {
         true

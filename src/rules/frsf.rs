@@ -3,6 +3,7 @@
 //! draw (`|u|`, `u` uniform in `±1/√n_i`), fixed; the signs those of the forward weights above
 //! after every step. See [`crate::rules::sign`].
 
+use crate::base::rng::DfaRng;
 use crate::rules::api::{FeedbackShape, Flow, Layers, LearningRule, Place, Source};
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
 use crate::rules::sign;
@@ -34,7 +35,7 @@ impl LearningRule for Frsf {
         true
     }
 
-    fn refresh_feedback(&self, l: usize, layers: &dyn Layers, b: &mut FeedbackMatrix) {
+    fn refresh_feedback(&self, l: usize, layers: &dyn Layers, b: &mut FeedbackMatrix, _rng: &mut DfaRng) {
         sign::follow_signs(l, layers, b, |v: f32| v.abs(), true);
     }
 

@@ -1,5 +1,6 @@
 //! The rules of a run's hidden layers, and the one place that picks the driver for them.
 
+use crate::base::rng::DfaRng;
 use crate::layers::{Network, Workspace};
 use crate::rules::api::{Flow, Rule};
 use crate::rules::drive::{hidden_deltas, hidden_deltas_per_layer};
@@ -49,10 +50,10 @@ impl RuleSet {
 
     /// Recomputes the feedback of every layer whose rule follows the forward weights (after a
     /// step, and when the model is built).
-    pub fn refresh_feedback(&self, net: &Network, feedback: &mut Feedback) {
+    pub fn refresh_feedback(&self, net: &Network, feedback: &mut Feedback, rng: &mut DfaRng) {
         for (l, rule) in self.hidden.iter().enumerate().filter(|(_, r)| r.refreshes_feedback()) {
             if let Some(k) = feedback.layer_matrix.get(l).copied().flatten() {
-                rule.refresh_feedback(l, &net.layers, &mut feedback.matrices[k]);
+                rule.refresh_feedback(l, &net.layers, &mut feedback.matrices[k], rng);
             }
         }
     }

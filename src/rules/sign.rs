@@ -7,6 +7,12 @@
 use crate::rules::api::{FeedbackShape, Layers, Matrix, Place, Source};
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
 
+/// FA's bound for the feedback matrix `b` of hidden layer `l`: `1/√fan`, the fan of [`shape`].
+pub fn bound(l: usize, layers: &dyn Layers, b: &FeedbackMatrix) -> f32 {
+    let fan = if layers.is_block(l + 1) { b.cols } else { b.rows };
+    1.0 / (fan as f32).sqrt()
+}
+
 /// FA's shape: `n_i × n_{i+1}`, or the block's kernels `C_out × kh·kw·C_in` (FA's fans).
 pub fn shape(p: &Place) -> FeedbackShape {
     match p.above_kernels {
@@ -32,11 +38,11 @@ pub fn follow_signs(
     l: usize,
     layers: &dyn Layers,
     b: &mut FeedbackMatrix,
-    magnitude: impl Fn(f32) -> f32,
+    mut magnitude: impl FnMut(f32) -> f32,
     keep_at_zero: bool,
 ) {
     let w = &layers.layer(l + 1).weight;
-    let set = |v: &mut f32, w: f32| {
+    let mut set = |v: &mut f32, w: f32| {
         if w != 0.0 {
             *v = magnitude(*v).copysign(w);
         } else if !keep_at_zero {

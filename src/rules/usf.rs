@@ -3,6 +3,7 @@
 //! signs of the forward weights above read after every step (the weights' signs travel back, not
 //! their values). Below a block: the signs of its kernels. See [`crate::rules::sign`].
 
+use crate::base::rng::DfaRng;
 use crate::rules::api::{FeedbackShape, Flow, Layers, LearningRule, Place, Source};
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
 use crate::rules::sign;
@@ -34,7 +35,7 @@ impl LearningRule for Usf {
         true
     }
 
-    fn refresh_feedback(&self, l: usize, layers: &dyn Layers, b: &mut FeedbackMatrix) {
+    fn refresh_feedback(&self, l: usize, layers: &dyn Layers, b: &mut FeedbackMatrix, _rng: &mut DfaRng) {
         sign::follow_signs(l, layers, b, |_| 1.0, false);
     }
 

@@ -112,7 +112,8 @@ impl Model {
                 Feedback::for_network(&config.hidden_rules(), &net, config.feedback_bound, &mut feedback_rng);
             let optimiser = optimiser(&net);
             let mut model = Model { net, feedback, optimiser };
-            config.rule_set().refresh_feedback(&model.net, &mut model.feedback);
+            // the construction's refresh continues the feedback stream
+            config.rule_set().refresh_feedback(&model.net, &mut model.feedback, &mut feedback_rng);
             return Ok(model);
         }
         let mut sizes = vec![n_in];
@@ -131,7 +132,8 @@ impl Model {
         };
         let optimiser = optimiser(&net);
         let mut model = Model { net, feedback, optimiser };
-        config.rule_set().refresh_feedback(&model.net, &mut model.feedback);
+        // the construction's refresh continues the feedback stream
+        config.rule_set().refresh_feedback(&model.net, &mut model.feedback, &mut feedback_rng);
         Ok(model)
     }
 

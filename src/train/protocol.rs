@@ -36,6 +36,8 @@ pub struct Trainer {
     pub(super) eval_ws: Workspace,
     pub(super) shuffle: DfaRng,
     pub(super) dropout_rng: DfaRng,
+    /// The stream of feedback refreshes (rules whose feedback follows the weights).
+    pub(super) refresh_rng: DfaRng,
     /// The adversarial inputs of the current batch (adversarial training only).
     pub(super) x_adv: Vec<f32>,
     pub(super) order: Vec<u32>,
@@ -97,6 +99,9 @@ pub struct Progress {
     /// The dropout masks' stream (runs with dropout only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout_rng: Option<RngState>,
+    /// The feedback refreshes' stream (rules whose feedback follows the weights only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_rng: Option<RngState>,
     pub stop: Option<StopReason>,
 }
 
@@ -115,6 +120,10 @@ impl Progress {
             initial_loss: None,
             shuffle_rng: DfaRng::new(config.seed, Stream::Shuffle).state(),
             dropout_rng: config.dropout().then(|| DfaRng::new(config.seed, Stream::Dropout).state()),
+            refresh_rng: config
+                .rule_set()
+                .refreshes_feedback()
+                .then(|| DfaRng::new(config.seed, Stream::Refresh).state()),
             stop: None,
         }
     }
@@ -212,6 +221,9 @@ impl Trainer {
         p.shuffle_rng = self.shuffle.state();
         if self.config.dropout() {
             p.dropout_rng = Some(self.dropout_rng.state());
+        }
+        if self.rules.refreshes_feedback() {
+            p.refresh_rng = Some(self.refresh_rng.state());
         }
         let initial = p.initial_loss.unwrap_or(f64::INFINITY);
         p.stop = if !m.loss.is_finite() || m.loss > EXPLODING_LOSS_FACTOR * initial {

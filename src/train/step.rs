@@ -18,7 +18,7 @@ impl Trainer {
     pub(super) fn step(&mut self, rows: usize) -> (f64, usize) {
         let result = self.update(rows);
         if self.rules.refreshes_feedback() {
-            self.rules.refresh_feedback(&self.model.net, &mut self.model.feedback);
+            self.rules.refresh_feedback(&self.model.net, &mut self.model.feedback, &mut self.refresh_rng);
         }
         result
     }

@@ -58,6 +58,12 @@ impl Trainer {
             }
             None => DfaRng::new(config.seed, Stream::Dropout),
         };
+        let refresh_rng = match &progress.refresh_rng {
+            Some(state) => {
+                DfaRng::from_state(state).ok_or_else(|| Error::config("refresh_rng", "unreadable RNG state"))?
+            }
+            None => DfaRng::new(config.seed, Stream::Refresh),
+        };
         let rows = config.batch_size;
         if data.train.is_empty() {
             return Err(Error::config("train_subset", "the training split holds no samples; nothing to train on"));
@@ -93,6 +99,7 @@ impl Trainer {
             engine,
             ws,
             dropout_rng,
+            refresh_rng,
             x_adv,
             eval_ws: Workspace::new(&model.net, EVAL_ROWS),
             order: (0..train.len() as u32).collect(),
