@@ -146,7 +146,7 @@ impl Plain {
                     for i in (0..depth - 1).rev() {
                         d[i] = match rules[i].name() {
                             "bp" => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
-                            "fa" | "frsf" => fp(i, matvec(&fb[i], &d[i + 1])),
+                            "fa" | "frsf" | "brsf" => fp(i, matvec(&fb[i], &d[i + 1])),
                             "usf" => {
                                 let signs: Vec<Vec<f64>> =
                                     self.w[i + 1].iter().map(|row| row.iter().map(|&w| sign(w)).collect()).collect();
@@ -170,7 +170,7 @@ impl Plain {
                         d[i] = fp(i, matvec(&transpose(&signs), &d[i + 1]));
                     }
                 }
-                Plan::Whole(r) if r == Rule::FA || r == Rule::FRSF => {
+                Plan::Whole(r) if [Rule::FA, Rule::FRSF, Rule::BRSF].contains(&r) => {
                     for i in (0..depth - 1).rev() {
                         d[i] = fp(i, matvec(&fb[i], &d[i + 1]));
                     }
@@ -288,7 +288,11 @@ fn fa_dfa_ifa_drtp_equal_the_formulas_written_out() {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 21);
             let mut fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(3, Stream::Feedback));
-            RuleSet::new(Some(rule), vec![rule; SIZES.len() - 2]).refresh_feedback(&net, &mut fb);
+            RuleSet::new(Some(rule), vec![rule; SIZES.len() - 2]).refresh_feedback(
+                &net,
+                &mut fb,
+                &mut DfaRng::new(1, Stream::Refresh),
+            );
             let (x, y) = batch(9);
             let lib = library_grads(rule, &net, &fb, &x, &y);
             let want =
@@ -385,7 +389,7 @@ fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
 
 #[test]
 fn a_rule_per_layer_equals_the_formulas_written_out() {
-    let mixes: [&[Rule]; 8] = [
+    let mixes: [&[Rule]; 9] = [
         &[Rule::DFA, Rule::BP, Rule::BP],
         &[Rule::BP, Rule::FA, Rule::DFA],
         &[Rule::FA, Rule::DFA, Rule::BP],
@@ -394,17 +398,18 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
         &[Rule::FA, Rule::DRTP, Rule::DRTP],
         &[Rule::SDFA, Rule::BDFA, Rule::TDFA],
         &[Rule::USF, Rule::FRSF, Rule::DFA],
+        &[Rule::BRSF, Rule::BP, Rule::BRSF],
     ];
     for rules in mixes {
         for act in ACTIVATIONS {
             let net = random_net(act, true, 31);
             let mut fb = Feedback::per_layer(rules, &SIZES, false, None, &mut DfaRng::new(4, Stream::Feedback));
-            RuleSet::new(None, rules.to_vec()).refresh_feedback(&net, &mut fb);
+            RuleSet::new(None, rules.to_vec()).refresh_feedback(&net, &mut fb, &mut DfaRng::new(1, Stream::Refresh));
             // feedback exactly where a layer's rule needs it, in the paper's shapes
             for (l, rule) in rules.iter().enumerate() {
                 let want = match rule.name() {
                     "bp" => None,
-                    "fa" | "usf" | "frsf" => Some((SIZES[l + 1], SIZES[l + 2])),
+                    "fa" | "usf" | "frsf" | "brsf" => Some((SIZES[l + 1], SIZES[l + 2])),
                     _ => Some((SIZES[l + 1], 3)),
                 };
                 assert_eq!(fb.for_layer(l).map(|b| (b.rows, b.cols)), want, "{rules:?} layer {l}");
@@ -594,7 +599,11 @@ fn sign_symmetry_feedback_is_the_signs_of_the_weights_above() {
     let fa = Feedback::new(Rule::FA, &SIZES, false, None, &mut DfaRng::new(6, Stream::Feedback));
     for rule in [Rule::USF, Rule::FRSF] {
         let mut fb = Feedback::new(rule, &SIZES, false, None, &mut DfaRng::new(6, Stream::Feedback));
-        RuleSet::new(Some(rule), vec![rule; SIZES.len() - 2]).refresh_feedback(&net, &mut fb);
+        RuleSet::new(Some(rule), vec![rule; SIZES.len() - 2]).refresh_feedback(
+            &net,
+            &mut fb,
+            &mut DfaRng::new(1, Stream::Refresh),
+        );
         for l in 0..SIZES.len() - 2 {
             let (b, u, w) = (fb.for_layer(l).unwrap(), fa.for_layer(l).unwrap(), &net.layers[l + 1]);
             assert_eq!((b.rows, b.cols), (w.fan_in, w.fan_out), "{rule} layer {l}: the shape of W_l+1 transposed");
@@ -606,5 +615,32 @@ fn sign_symmetry_feedback_is_the_signs_of_the_weights_above() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn brsf_redraws_its_magnitudes_at_every_refresh() {
+    let net = random_net(Activation::Tanh, true, 43);
+    let rules = RuleSet::new(Some(Rule::BRSF), vec![Rule::BRSF; SIZES.len() - 2]);
+    let mut fb = Feedback::new(Rule::BRSF, &SIZES, false, None, &mut DfaRng::new(7, Stream::Feedback));
+    let mut rng = DfaRng::new(7, Stream::Refresh);
+    rules.refresh_feedback(&net, &mut fb, &mut rng);
+    let first = fb.clone();
+    rules.refresh_feedback(&net, &mut fb, &mut rng);
+    for l in 0..SIZES.len() - 2 {
+        let (a, b, w) = (first.for_layer(l).unwrap(), fb.for_layer(l).unwrap(), &net.layers[l + 1]);
+        let bound = 1.0 / (b.rows as f32).sqrt();
+        let mut changed = 0;
+        for i in 0..b.rows {
+            for j in 0..b.cols {
+                let s = sign(w.weight[j * w.fan_in + i] as f64) as f32;
+                for m in [a, b] {
+                    let v = m.values[i * b.cols + j];
+                    assert!(v.signum() == s && v.abs() <= bound, "layer {l} ({i}, {j}): {v} for sign {s}");
+                }
+                changed += (a.values[i * b.cols + j] != b.values[i * b.cols + j]) as usize;
+            }
+        }
+        assert_eq!(changed, b.rows * b.cols, "layer {l}: every magnitude redrawn");
     }
 }

@@ -51,8 +51,9 @@ fn train(config: &TrainConfig) -> (Trainer, Vec<EpochMetrics>) {
 /// images (first 2000 test images), paper's init and protocol, seed 1, 2 threads. Measured
 /// after 8 epochs (train / test): BP 8.16 / 15.25, FA 8.30 / 14.55, DFA 8.42 / 14.40 (2x200),
 /// IFA 12.06 / 18.00 (3x100), DRTP 10.50 / 15.90 (2x200; with its hidden layers frozen it stays
-/// at 89.3 / 89.2), binary DFA 8.66 / 15.10, ternary DFA 8.50 / 14.25, sparse DFA 10.08 / 15.30;
-/// the PyTorch reference gives BP 5.94 / 11.90 without the schedule.
+/// at 89.3 / 89.2), binary DFA 8.66 / 15.10, ternary DFA 8.50 / 14.25, sparse DFA 10.08 / 15.30,
+/// uSF 8.66 / 14.75, frSF 7.90 / 13.65, brSF 8.92 / 15.45 (sign symmetry from the uniform init, as
+/// BP); the PyTorch reference gives BP 5.94 / 11.90 without the schedule.
 #[test]
 fn every_rule_learns_real_mnist() {
     let table = [
@@ -66,6 +67,7 @@ fn every_rule_learns_real_mnist() {
         (Rule::SDFA, "2x200", 14.0),
         (Rule::USF, "2x200", 12.0),
         (Rule::FRSF, "2x200", 12.0),
+        (Rule::BRSF, "2x200", 12.0),
     ];
     // a rule registered without a line here fails this test
     for rule in Rule::all() {
@@ -131,7 +133,7 @@ fn same_seed_and_threads_give_identical_bits() {
 
 #[test]
 fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
-    for rule in [Rule::DFA, Rule::BP] {
+    for rule in [Rule::DFA, Rule::BP, Rule::BRSF] {
         let config = TrainConfig { train_subset: Some(1500), max_epochs: 4, ..small(rule) };
         let data = subset(&config);
         let tmp = tempfile::tempdir().unwrap();
@@ -633,7 +635,7 @@ fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
 
 #[test]
 fn sign_symmetry_feedback_follows_the_weights_after_every_step() {
-    for rule in [Rule::USF, Rule::FRSF] {
+    for rule in [Rule::USF, Rule::FRSF, Rule::BRSF] {
         let config = TrainConfig { model: "3x40".into(), train_subset: Some(640), max_epochs: 1, ..small(rule) };
         let (t, _) = train(&config);
         let (net, fb) = (&t.model.net, &t.model.feedback);

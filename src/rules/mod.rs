@@ -12,6 +12,7 @@
 //! | sparse DFA | DFA's, one non-zero per row of `B_i` | [`sdfa`] |
 //! | uSF | `(sign(W_{i+1})ᵀ δa_{i+1}) ⊙ f'(a_i)` | [`usf`] |
 //! | frSF | `((M_i ⊙ sign(W_{i+1}))ᵀ δa_{i+1}) ⊙ f'(a_i)`, `M_i` fixed random | [`frsf`] |
+//! | brSF | frSF's, `M_i` redrawn after every step | [`brsf`] |
 //!
 //! A rule is one file implementing [`LearningRule`] ([`api`]), registered in [`ALL`]; the
 //! drivers ([`drive`]) compute the directions from what the rule says, and [`feedback`] draws
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod bdfa;
 pub mod bp;
+pub mod brsf;
 pub mod dfa;
 pub mod draw;
 pub mod drive;
@@ -41,8 +43,19 @@ pub use feedback::{Feedback, FeedbackMatrix};
 pub use set::RuleSet;
 
 /// Every rule, in the order `--help` lists them. Registering a rule is one line here.
-pub const ALL: &[Rule] =
-    &[Rule::BP, Rule::FA, Rule::DFA, Rule::IFA, Rule::DRTP, Rule::BDFA, Rule::TDFA, Rule::SDFA, Rule::USF, Rule::FRSF];
+pub const ALL: &[Rule] = &[
+    Rule::BP,
+    Rule::FA,
+    Rule::DFA,
+    Rule::IFA,
+    Rule::DRTP,
+    Rule::BDFA,
+    Rule::TDFA,
+    Rule::SDFA,
+    Rule::USF,
+    Rule::FRSF,
+    Rule::BRSF,
+];
 
 impl Rule {
     pub const BP: Rule = Rule(&bp::Bp);
@@ -55,6 +68,7 @@ impl Rule {
     pub const SDFA: Rule = Rule(&sdfa::Sdfa);
     pub const USF: Rule = Rule(&usf::Usf);
     pub const FRSF: Rule = Rule(&frsf::Frsf);
+    pub const BRSF: Rule = Rule(&brsf::Brsf);
 
     /// Every registered rule.
     pub fn all() -> &'static [Rule] {
