@@ -584,6 +584,15 @@ fn binary_ternary_and_sparse_feedback_are_drawn_as_documented() {
         heard[nonzero[0]] += 1;
     }
     assert!(heard.iter().all(|&h| (320..480).contains(&h)), "sparse: units per output {heard:?}");
+    // --feedback-density k: k non-zeros per row, the variance kept
+    for k in [3, 10] {
+        let options = rules::FeedbackOptions { bound: None, nonzeros: k };
+        let fb = Feedback::new(Rule::SDFA, &sizes, false, options, &mut DfaRng::new(5, Stream::Feedback));
+        let v = &fb.for_layer(0).unwrap().values;
+        assert!(v.chunks_exact(10).all(|row| row.iter().filter(|&&x| x != 0.0).count() == k), "density {k}");
+        let var = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!((var / (b * b / 3.0) - 1.0).abs() < 0.03, "density {k}: variance {var:e}");
+    }
     // the uniform draw is unchanged: the same bits as every earlier version's DFA
     let dfa = Feedback::new(Rule::DFA, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
     let mut rng = DfaRng::new(5, Stream::Feedback);

@@ -289,6 +289,9 @@ pub struct TrainArgs {
     /// Bound of the uniform feedback matrices [default: 1/√n_i, n_i = receiving width].
     #[arg(long)]
     pub feedback_bound: Option<f32>,
+    /// Non-zeros per row of sparse feedback (`--rule sdfa`: each hidden unit hears this many outputs) [default: 1].
+    #[arg(long)]
+    pub feedback_density: Option<usize>,
     /// Optimiser [default: rmsprop].
     #[arg(long, value_parser = choice::<OptimiserKind>())]
     pub optimiser: Option<OptimiserKind>,
@@ -392,6 +395,9 @@ impl TrainArgs {
         }
         if self.feedback_bound.is_some() {
             c.feedback_bound = self.feedback_bound;
+        }
+        if let Some(k) = self.feedback_density {
+            c.feedback_density = k;
         }
         if !self.layer_rules.is_empty() {
             c.layer_rules = self.layer_rules.clone();

@@ -138,8 +138,8 @@ pub enum Draw {
     /// `−s`, `0`, `+s` with equal odds, `s = b/√2` (ternary DFA).
     Ternary,
     /// `k` non-zeros per row at distinct random columns, uniform in `±b·√(cols/k)` (sparse DFA:
-    /// each unit hears `k` of the outputs).
-    Sparse(usize),
+    /// each unit hears `k` of the outputs); `k` is the run's `--feedback-density` (1 by default).
+    Sparse,
 }
 
 /// A learning rule. One file under `src/rules/` implements it; `rules::ALL` registers it.

@@ -11,12 +11,33 @@ use crate::layers::Network;
 use crate::rules::api::{Draw, FeedbackShape, Flow, Place, Rule, Signal};
 use crate::rules::feedback::{Feedback, FeedbackMatrix};
 
+/// What a run sets about its feedback draws: the uniform bound (`--feedback-bound`; default
+/// `1/√fan`) and the non-zeros per row of sparse feedback (`--feedback-density`; default 1). An
+/// `Option<f32>` is the bound alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FeedbackOptions {
+    pub bound: Option<f32>,
+    pub nonzeros: usize,
+}
+
+impl From<Option<f32>> for FeedbackOptions {
+    fn from(bound: Option<f32>) -> Self {
+        FeedbackOptions { bound, nonzeros: 1 }
+    }
+}
+
 impl Feedback {
     /// Draws the feedback for `rule` on a dense network of `sizes = [n_in, n_1, …, n_out]`,
-    /// uniform in `[-bound, bound]` with `bound = 1/√n_i` unless `bound_override` is given.
-    pub fn new(rule: Rule, sizes: &[usize], share: bool, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
+    /// uniform in `[-bound, bound]` with `bound = 1/√n_i` unless `options` set the bound.
+    pub fn new(
+        rule: Rule,
+        sizes: &[usize],
+        share: bool,
+        options: impl Into<FeedbackOptions>,
+        rng: &mut DfaRng,
+    ) -> Self {
         let rules = vec![rule; sizes.len().saturating_sub(2)];
-        let mut feedback = Self::per_layer(&rules, sizes, share, bound_override, rng);
+        let mut feedback = Self::per_layer(&rules, sizes, share, options, rng);
         feedback.direct = rule.flow() == Flow::Direct;
         feedback.signal = rule.signal();
         feedback.restack();
@@ -29,7 +50,7 @@ impl Feedback {
         rules: &[Rule],
         sizes: &[usize],
         share: bool,
-        bound_override: Option<f32>,
+        options: impl Into<FeedbackOptions>,
         rng: &mut DfaRng,
     ) -> Self {
         let n_out = *sizes.last().expect("sizes has an output layer");
@@ -39,13 +60,13 @@ impl Feedback {
             let place = Place { l, width, above: sizes[l + 2], above_kernels: None, n_out };
             rule.feedback_shape(&place).map(|s| (s, share && rule.shares_feedback(), rule.feedback_draw()))
         });
-        Self::draw(shapes, bound_override, rng)
+        Self::draw(shapes, options.into(), rng)
     }
 
     /// Draws the feedback of any network (dense layers and convolutional blocks), hidden layer
     /// `l` following `rules[l]`; nothing is shared. On a dense network the draws are those of
     /// [`Feedback::per_layer`].
-    pub fn for_network(rules: &[Rule], net: &Network, bound_override: Option<f32>, rng: &mut DfaRng) -> Self {
+    pub fn for_network(rules: &[Rule], net: &Network, options: impl Into<FeedbackOptions>, rng: &mut DfaRng) -> Self {
         assert_eq!(rules.len(), net.depth() - 1, "one rule per hidden layer");
         let shapes = rules.iter().enumerate().map(|(l, &rule)| {
             let above = &net.layers[l + 1];
@@ -58,15 +79,15 @@ impl Feedback {
             };
             rule.feedback_shape(&place).map(|s| (s, false, rule.feedback_draw()))
         });
-        Self::draw(shapes, bound_override, rng)
+        Self::draw(shapes, options.into(), rng)
     }
 
     /// One matrix per hidden layer and whether it may be shared (`None`: no feedback), uniform in `±1/√fan` (or
-    /// `±bound_override`), drawn bottom to top; a shareable layer reuses an earlier matrix of its
+    /// `±options.bound`), drawn bottom to top; a shareable layer reuses an earlier matrix of its
     /// shape instead of drawing one.
     fn draw(
         shapes: impl Iterator<Item = Option<(FeedbackShape, bool, Draw)>>,
-        bound_override: Option<f32>,
+        options: FeedbackOptions,
         rng: &mut DfaRng,
     ) -> Self {
         let mut matrices: Vec<FeedbackMatrix> = Vec::new();
@@ -81,8 +102,8 @@ impl Feedback {
                 layer_matrix.push(Some(k));
                 continue;
             }
-            let bound = bound_override.unwrap_or(1.0 / (fan as f32).sqrt());
-            let values = draw_values(kind, (rows, cols), bound, rng);
+            let bound = options.bound.unwrap_or(1.0 / (fan as f32).sqrt());
+            let values = draw_values(kind, (rows, cols), (bound, options.nonzeros), rng);
             matrices.push(FeedbackMatrix { rows, cols, values });
             layer_matrix.push(Some(matrices.len() - 1));
         }
@@ -101,7 +122,12 @@ impl Feedback {
 /// is the paper's and the draws of every earlier version; binary and ternary entries are read
 /// off the same uniform draws (the same random stream), sparse rows draw their columns and then
 /// their values.
-fn draw_values(kind: Draw, (rows, cols): (usize, usize), bound: f32, rng: &mut DfaRng) -> Vec<f32> {
+fn draw_values(
+    kind: Draw,
+    (rows, cols): (usize, usize),
+    (bound, nonzeros): (f32, usize),
+    rng: &mut DfaRng,
+) -> Vec<f32> {
     let mut values = vec![0.0; rows * cols];
     match kind {
         Draw::Uniform => rng.fill_symmetric(&mut values, bound),
@@ -124,8 +150,8 @@ fn draw_values(kind: Draw, (rows, cols): (usize, usize), bound: f32, rng: &mut D
                 }
             });
         }
-        Draw::Sparse(k) => {
-            let k = k.clamp(1, cols.max(1));
+        Draw::Sparse => {
+            let k = nonzeros.clamp(1, cols.max(1));
             let b = bound * (cols as f32 / k as f32).sqrt();
             let mut columns: Vec<usize> = (0..cols).collect();
             for row in values.chunks_exact_mut(cols.max(1)) {

@@ -38,6 +38,7 @@ pub mod tdfa;
 pub mod usf;
 
 pub use api::{Flow, Layers, LearningRule, Matrix, Rule, Signal, Source};
+pub use draw::FeedbackOptions;
 pub use drive::{chain_step, direct_delta, gradients, hidden_deltas, hidden_deltas_per_layer};
 pub use feedback::{Feedback, FeedbackMatrix};
 pub use set::RuleSet;

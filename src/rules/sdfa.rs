@@ -1,7 +1,7 @@
 //! Sparse DFA (Crafton, Parihar, Gebhardt & Raychowdhury 2019, "Direct feedback alignment with
 //! sparse connections for local learning"): direct feedback alignment (`δa_i = (B_i e) ⊙ f'(a_i)`)
-//! whose `B_i` has one non-zero per row, so each hidden unit hears one output's error: the
-//! single scalar per neuron of the paper. The non-zero sits at a random column, uniform in
+//! whose `B_i` has one non-zero per row (`--feedback-density k`: k), so each hidden unit hears
+//! one output's error: the single scalar per neuron of the paper. The non-zero sits at a random column, uniform in
 //! `±√(n_out/n_i)` (the row's variance of DFA's uniform draw; [`Draw::Sparse`]). The matrix is
 //! stored dense for now.
 
@@ -33,7 +33,7 @@ impl LearningRule for Sdfa {
     }
 
     fn feedback_draw(&self) -> Draw {
-        Draw::Sparse(1)
+        Draw::Sparse
     }
 
     fn shares_feedback(&self) -> bool {

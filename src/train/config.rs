@@ -9,7 +9,7 @@ use crate::layers::Init;
 use crate::layers::activation::Activation;
 use crate::layers::spec::{LayerSpec, hidden_layers, parse_layers};
 use crate::optim::OptimiserKind;
-use crate::rules::{Rule, RuleSet};
+use crate::rules::{FeedbackOptions, Rule, RuleSet};
 use crate::train::parallel::Plan;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -49,6 +49,9 @@ pub struct TrainConfig {
     /// Bound of the uniform feedback matrices; default `1/√n_i` (`n_i`: the receiving width).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback_bound: Option<f32>,
+    /// Non-zeros per row of sparse feedback (`sdfa`); 1 by default.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub feedback_density: usize,
     pub optimiser: OptimiserKind,
     pub learning_rate: f32,
     /// RMSprop's decay `ρ` of the running mean of squared gradients.
@@ -124,6 +127,7 @@ impl Default for TrainConfig {
             bias: true,
             init: Init::Auto,
             feedback_bound: None,
+            feedback_density: 1,
             optimiser: OptimiserKind::Rmsprop,
             learning_rate: DEFAULT_LEARNING_RATE,
             rms_decay: 0.99,
@@ -246,6 +250,9 @@ impl TrainConfig {
         if let Some(b) = self.feedback_bound {
             positive("feedback_bound", b)?;
         }
+        if self.feedback_density == 0 {
+            return Err(Error::config("feedback_density", "0; expected at least 1 non-zero per row"));
+        }
         if !(0.0..1.0).contains(&self.rms_decay) {
             return Err(Error::config("rms_decay", format!("{}; expected a number in [0, 1)", self.rms_decay)));
         }
@@ -339,6 +346,11 @@ impl TrainConfig {
         }
     }
 
+    /// The feedback draws' settings (`--feedback-bound`, `--feedback-density`).
+    pub fn feedback_options(&self) -> FeedbackOptions {
+        FeedbackOptions { bound: self.feedback_bound, nonzeros: self.feedback_density }
+    }
+
     /// The rules of the hidden layers, as the trainer uses them.
     pub fn rule_set(&self) -> RuleSet {
         RuleSet::new(self.layer_rules.is_empty().then_some(self.rule), self.hidden_rules())
@@ -405,6 +417,15 @@ impl TrainConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a TrainConfig always serialises")
     }
+}
+
+/// Serde's default and `skip_serializing_if` for fields that default to 1.
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// Serde's `skip_serializing_if` for fields that default to true.

@@ -109,7 +109,7 @@ impl Model {
                 net.layers[k - 1].frozen = true;
             }
             let feedback =
-                Feedback::for_network(&config.hidden_rules(), &net, config.feedback_bound, &mut feedback_rng);
+                Feedback::for_network(&config.hidden_rules(), &net, config.feedback_options(), &mut feedback_rng);
             let optimiser = optimiser(&net);
             let mut model = Model { net, feedback, optimiser };
             // the construction's refresh continues the feedback stream
@@ -124,7 +124,7 @@ impl Model {
         for &k in &config.freeze {
             net.layers[k - 1].frozen = true;
         }
-        let (share, bound) = (config.shared_feedback, config.feedback_bound);
+        let (share, bound) = (config.shared_feedback, config.feedback_options());
         let feedback = if config.layer_rules.is_empty() {
             Feedback::new(config.rule, &sizes, share, bound, &mut feedback_rng)
         } else {
