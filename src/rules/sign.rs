@@ -52,11 +52,18 @@ pub fn follow_signs(
     if layers.is_block(l + 1) {
         b.values.iter_mut().zip(w).for_each(|(v, &w)| set(v, w));
     } else {
-        // b is n_l × n_{l+1}, W_{l+1} is n_{l+1} × n_l: b[i][j] follows W[j][i]
+        // b is n_l × n_{l+1}, W_{l+1} is n_{l+1} × n_l: b[i][j] follows W[j][i]; in tiles, so
+        // that the reads and the writes both stay in cache (the order of the entries does not
+        // matter, except to brSF's random stream, which then follows the tiles)
+        const TILE: usize = 32;
         let (rows, cols) = (b.rows, b.cols);
-        for i in 0..rows {
-            for j in 0..cols {
-                set(&mut b.values[i * cols + j], w[j * rows + i]);
+        for i0 in (0..rows).step_by(TILE) {
+            for j0 in (0..cols).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(rows) {
+                    for j in j0..(j0 + TILE).min(cols) {
+                        set(&mut b.values[i * cols + j], w[j * rows + i]);
+                    }
+                }
             }
         }
     }
