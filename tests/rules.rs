@@ -146,7 +146,7 @@ impl Plain {
                     for i in (0..depth - 1).rev() {
                         d[i] = match rules[i].name() {
                             "bp" => fp(i, matvec(&transpose(&self.w[i + 1]), &d[i + 1])),
-                            "fa" | "frsf" | "brsf" => fp(i, matvec(&fb[i], &d[i + 1])),
+                            "fa" | "frsf" | "brsf" | "kp" => fp(i, matvec(&fb[i], &d[i + 1])),
                             "usf" => {
                                 let signs: Vec<Vec<f64>> =
                                     self.w[i + 1].iter().map(|row| row.iter().map(|&w| sign(w)).collect()).collect();
@@ -170,7 +170,8 @@ impl Plain {
                         d[i] = fp(i, matvec(&transpose(&signs), &d[i + 1]));
                     }
                 }
-                Plan::Whole(r) if [Rule::FA, Rule::FRSF, Rule::BRSF].contains(&r) => {
+                // KP's directions are FA's through its current B (its learning: tests/kp.rs)
+                Plan::Whole(r) if [Rule::FA, Rule::FRSF, Rule::BRSF, Rule::KP].contains(&r) => {
                     for i in (0..depth - 1).rev() {
                         d[i] = fp(i, matvec(&fb[i], &d[i + 1]));
                     }
@@ -389,7 +390,7 @@ fn feedback_rules_differ_from_bp_in_every_hidden_layer() {
 
 #[test]
 fn a_rule_per_layer_equals_the_formulas_written_out() {
-    let mixes: [&[Rule]; 9] = [
+    let mixes: [&[Rule]; 10] = [
         &[Rule::DFA, Rule::BP, Rule::BP],
         &[Rule::BP, Rule::FA, Rule::DFA],
         &[Rule::FA, Rule::DFA, Rule::BP],
@@ -399,6 +400,7 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
         &[Rule::SDFA, Rule::BDFA, Rule::TDFA],
         &[Rule::USF, Rule::FRSF, Rule::DFA],
         &[Rule::BRSF, Rule::BP, Rule::BRSF],
+        &[Rule::KP, Rule::DFA, Rule::KP],
     ];
     for rules in mixes {
         for act in ACTIVATIONS {
@@ -409,7 +411,7 @@ fn a_rule_per_layer_equals_the_formulas_written_out() {
             for (l, rule) in rules.iter().enumerate() {
                 let want = match rule.name() {
                     "bp" => None,
-                    "fa" | "usf" | "frsf" | "brsf" => Some((SIZES[l + 1], SIZES[l + 2])),
+                    "fa" | "usf" | "frsf" | "brsf" | "kp" => Some((SIZES[l + 1], SIZES[l + 2])),
                     _ => Some((SIZES[l + 1], 3)),
                 };
                 assert_eq!(fb.for_layer(l).map(|b| (b.rows, b.cols)), want, "{rules:?} layer {l}");

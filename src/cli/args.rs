@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dfa::data::preprocess::Preprocess;
 use dfa::data::{self, DatasetKind};
+use dfa::experiments::shard::Shard;
 use dfa::layers::Init;
 use dfa::layers::activation::Activation;
 use dfa::optim::OptimiserKind;
@@ -195,6 +196,33 @@ pub struct ReproduceArgs {
     /// Data folder (default: $DFA_DATA, else ./data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Train only share i of n of the runs (1 ≤ i ≤ n; balanced by expected cost, see docs/cluster.md), and write no table.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// Train nothing: build the table and figures from the finished runs in --out (after the shards).
+    #[arg(long, conflicts_with = "shard")]
+    pub collect: bool,
+    /// Write a Slurm job array (one task per shard) and a collect job under OUT/<experiment>/slurm/ instead of training.
+    #[arg(long, conflicts_with_all = ["shard", "collect"])]
+    pub slurm: bool,
+    /// With --slurm: submit both scripts with sbatch (the collect job after the array, afterok) and print the job ids.
+    #[arg(long, requires = "slurm")]
+    pub submit: bool,
+    /// With --slurm: array tasks [default: one per run, or per chain of runs that continue each other].
+    #[arg(long, requires = "slurm")]
+    pub shards: Option<usize>,
+    /// With --slurm: the partition (#SBATCH --partition).
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// With --slurm: each task's time limit (#SBATCH --time), e.g. 02:00:00.
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+    /// With --slurm: CPUs per task (#SBATCH --cpus-per-task), also each run's threads.
+    #[arg(long, requires = "slurm", default_value_t = 1)]
+    pub cpus_per_task: usize,
+    /// With --slurm: an extra #SBATCH line for your site, e.g. --slurm-extra=--account=lab (repeatable).
+    #[arg(long, requires = "slurm", allow_hyphen_values = true)]
+    pub slurm_extra: Vec<String>,
 }
 
 #[derive(Args)]
@@ -292,6 +320,9 @@ pub struct TrainArgs {
     /// Non-zeros per row of sparse feedback (`--rule sdfa`: each hidden unit hears this many outputs) [default: 1].
     #[arg(long)]
     pub feedback_density: Option<usize>,
+    /// Decoupled weight decay λ of the weights, θ ← θ − u − lr·λ·θ [default: the rule's: 0.01 for kp, else 0].
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
     /// Optimiser [default: rmsprop].
     #[arg(long, value_parser = choice::<OptimiserKind>())]
     pub optimiser: Option<OptimiserKind>,
@@ -395,6 +426,9 @@ impl TrainArgs {
         }
         if self.feedback_bound.is_some() {
             c.feedback_bound = self.feedback_bound;
+        }
+        if self.weight_decay.is_some() {
+            c.weight_decay = self.weight_decay;
         }
         if let Some(k) = self.feedback_density {
             c.feedback_density = k;

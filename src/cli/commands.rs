@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use dfa::data::{self, Dataset, download};
 use dfa::experiments::bench::{BenchOptions, run_bench};
 use dfa::experiments::reproduce::{ReproduceOptions, reproduce_table};
+use dfa::experiments::slurm::SlurmOptions;
 use dfa::report::features;
 use dfa::report::plots::{RunCurves, plot as draw_curves};
 use dfa::train::config::TrainConfig;
@@ -140,6 +141,17 @@ pub fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
         out: args.out,
         results: args.results,
         data_dir: args.data_dir,
+        shard: args.shard,
+        collect: args.collect,
+        slurm: args.slurm.then_some(SlurmOptions {
+            shards: args.shards,
+            partition: args.partition,
+            time: args.time,
+            cpus_per_task: args.cpus_per_task,
+            extra: args.slurm_extra,
+            submit: args.submit,
+            sbatch: None,
+        }),
     };
     reproduce_table(&options, &ReproduceConsole)?;
     Ok(ExitCode::SUCCESS)

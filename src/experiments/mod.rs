@@ -10,6 +10,8 @@
 
 pub mod bench;
 pub mod reproduce;
+pub mod shard;
+pub mod slurm;
 pub mod tables;
 
 use crate::base::error::{Error, Result};
@@ -37,8 +39,11 @@ pub enum BracketError {
 pub struct Experiment {
     pub name: String,
     pub title: String,
-    /// Seeds per cell unless `--seeds` says otherwise (seeds are 1, 2, …).
+    /// Seeds per cell unless the cell or `--seeds` says otherwise (seeds are 1, 2, …).
     pub seeds: usize,
+    /// Epochs a run is expected to take (for balancing `--shard`s; default: `max_epochs`).
+    #[serde(default)]
+    pub expected_epochs: Option<usize>,
     /// Training error (%) above which a cell shows it in brackets.
     pub bracket_above: f64,
     /// Which training error the brackets show (`train`: the full pass after the last epoch;
@@ -120,6 +125,12 @@ pub struct Cell {
     /// Configuration fields of this cell, over the defaults.
     #[serde(default)]
     pub config: toml::Table,
+    /// Seeds of this cell (default: the experiment's; `--seeds` overrides both).
+    #[serde(default)]
+    pub seeds: Option<usize>,
+    /// Epochs its runs are expected to take (for balancing `--shard`s).
+    #[serde(default)]
+    pub expected_epochs: Option<usize>,
     /// The id of a cell whose run (same seed) this cell continues (`init_from`): it runs after
     /// that cell, and selecting this cell selects that one too.
     #[serde(default)]
@@ -215,12 +226,17 @@ impl Experiment {
         Ok(cells)
     }
 
-    /// The runs of `cells` for seeds `1..=seeds` under `runs_dir`, grouped in stages: a stage's
-    /// runs start from those of the stages before it (`after`).
+    /// The seeds of a cell: `--seeds` if given, else the cell's, else the experiment's.
+    pub fn seeds_of(&self, cell: &Cell, seeds: Option<usize>) -> usize {
+        seeds.or(cell.seeds).unwrap_or(self.seeds)
+    }
+
+    /// The runs of `cells` for their seeds (`1..=`[`Experiment::seeds_of`]) under `runs_dir`,
+    /// grouped in stages: a stage's runs start from those of the stages before it (`after`).
     pub fn tasks(
         &self,
         cells: &[&Cell],
-        seeds: usize,
+        seeds: Option<usize>,
         max_epochs: Option<usize>,
         runs_dir: &Path,
     ) -> Result<Vec<Vec<Task>>> {
@@ -230,7 +246,7 @@ impl Experiment {
             if stages.len() <= stage {
                 stages.resize_with(stage + 1, Vec::new);
             }
-            for seed in 1..=seeds as u64 {
+            for seed in 1..=self.seeds_of(cell, seeds) as u64 {
                 let mut config = self.cell_config(cell, seed, max_epochs)?;
                 if let Some(source) = &cell.after {
                     config.init_from = Some(runs_dir.join(source).join(format!("seed{seed}")));

@@ -4,6 +4,8 @@
 use crate::base::error::{Error, Result};
 use crate::base::io::write_atomically;
 use crate::data;
+use crate::experiments::shard::{self, Shard};
+use crate::experiments::slurm::SlurmOptions;
 use crate::experiments::tables::{Aggregate, RunOutcome, TableResults};
 use crate::experiments::{BracketError, Experiment, FigureKind, ReproduceObserver};
 use crate::report::plots::{RunCurves, plot};
@@ -29,6 +31,12 @@ pub struct ReproduceOptions {
     pub out: PathBuf,
     pub results: PathBuf,
     pub data_dir: Option<PathBuf>,
+    /// Only this share of the runs, and no table (`--shard i/n`, see `experiments::shard`).
+    pub shard: Option<Shard>,
+    /// No training: the table and figures from the finished runs only.
+    pub collect: bool,
+    /// Write (and maybe submit) Slurm scripts instead of running (`--slurm`).
+    pub slurm: Option<SlurmOptions>,
 }
 
 /// Runs the experiment's selected cells (reusing finished runs, resuming interrupted ones), then
@@ -41,28 +49,48 @@ pub fn reproduce_table(opts: &ReproduceOptions, observer: &dyn ReproduceObserver
         opts.experiments.join(format!("{}.toml", opts.table))
     };
     let exp = Experiment::load(&path)?;
-    let seeds = opts.seeds.unwrap_or(exp.seeds);
-    if seeds == 0 || opts.jobs == 0 || opts.max_epochs == Some(0) {
+    if opts.seeds == Some(0) || opts.jobs == 0 || opts.max_epochs == Some(0) {
         return Err(Error::Usage("--seeds, --jobs and --max-epochs must be at least 1".into()));
     }
     let selected = exp.select(&opts.cells)?;
+    if let Some(cell) = selected.iter().find(|c| exp.seeds_of(c, opts.seeds) == 0) {
+        return Err(Error::config(format!("{}: cell '{}'", path.display(), cell.id), "0 seeds; expected at least 1"));
+    }
     let runs_dir = exp.runs_dir(&opts.out, opts.max_epochs);
     let threads = opts.threads.unwrap_or_else(|| (resolve_threads(0) / opts.jobs).max(1));
-    let stages = exp.tasks(&selected, seeds, opts.max_epochs, &runs_dir)?;
+    let stages = exp.tasks(&selected, opts.seeds, opts.max_epochs, &runs_dir)?;
+    if let Some(slurm) = &opts.slurm {
+        return crate::experiments::slurm::write_scripts(opts, &path, &exp, &stages, slurm, observer);
+    }
+    let stages = match opts.shard {
+        Some(shard) => shard::select(&exp, stages, shard)?,
+        None => stages,
+    };
     let runs: usize = stages.iter().map(Vec::len).sum();
     let data_dir = data::resolve_data_dir(opts.data_dir.as_deref());
-    observer.message(&format!(
-        "{}: {} cells × {seeds} seeds = {} runs, {} at a time with {threads} threads each{}",
-        exp.name,
-        selected.len(),
-        runs,
-        opts.jobs,
-        opts.max_epochs.map_or(String::new(), |n| format!(", SHORTENED PROTOCOL: at most {n} epochs"))
-    ));
-    for tasks in stages {
-        crate::experiments::reproduce(tasks, &data_dir, opts.jobs, threads, observer)?;
+    if !opts.collect {
+        observer.message(&format!(
+            "{}{}: {} runs of {} cells, {} at a time with {threads} threads each{}",
+            exp.name,
+            opts.shard.map_or(String::new(), |s| format!(" shard {s}")),
+            runs,
+            selected.len(),
+            opts.jobs,
+            opts.max_epochs.map_or(String::new(), |n| format!(", SHORTENED PROTOCOL: at most {n} epochs"))
+        ));
+        for tasks in stages {
+            crate::experiments::reproduce(tasks, &data_dir, opts.jobs, threads, observer)?;
+        }
     }
-    let table = table(&exp, &runs_dir, seeds, opts.max_epochs, &data_dir)?;
+    if let Some(shard) = opts.shard {
+        observer.message(&format!(
+            "shard {shard} done: its runs are in {}; the table comes from all shards' runs (dfa reproduce {} --collect)",
+            runs_dir.display(),
+            exp.name
+        ));
+        return Ok(());
+    }
+    let table = table(&exp, &runs_dir, opts.seeds, opts.max_epochs, &data_dir)?;
     let markdown = table.markdown();
     observer.message(&format!("\n{markdown}"));
     let stem = match opts.max_epochs {
@@ -82,14 +110,14 @@ pub fn reproduce_table(opts: &ReproduceOptions, observer: &dyn ReproduceObserver
 fn table<'a>(
     exp: &'a Experiment,
     runs_dir: &Path,
-    seeds: usize,
+    seeds: Option<usize>,
     max_epochs: Option<usize>,
     data_dir: &Path,
 ) -> Result<TableResults<'a>> {
     let mut cells = Vec::new();
     for cell in &exp.cells {
         let mut outcomes = Vec::new();
-        for seed in 1..=seeds as u64 {
+        for seed in 1..=exp.seeds_of(cell, seeds) as u64 {
             let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
             if dir.join(SUMMARY_FILE).is_file() {
                 let run = RunDir::open(&dir)?;

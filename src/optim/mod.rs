@@ -10,6 +10,18 @@
 //! ```
 //!
 //! SGD: `θ ← θ − lr · g`.
+//!
+//! Weight decay `λ` (`--weight-decay`, 0 unless set or a rule asks for it: Kolen–Pollack) is
+//! decoupled (Loshchilov & Hutter 2019, as `torch.optim.AdamW` does it) and acts on the weights,
+//! not the biases: `θ ← θ − (u + lr·λ·θ)` with `u` the step above (`lr·g/(√v+ε)` or `lr·g`).
+//! Decoupled, the decay is the same fraction `lr·λ` of every weight whatever its gradient's
+//! history; that is what makes Kolen–Pollack's `B − Wᵀ` shrink by exactly `(1 − lr·λ)` per step
+//! (see `rules::kp`). With `λ = 0` the update is the one above, bit for bit.
+//!
+//! A feedback matrix that learns (Kolen–Pollack's `B_l`) is updated with the transposed gradient
+//! of the forward weights it stands for, through the same rule with its own state
+//! ([`UpdateRule::apply_feedback`]): its mean squares are those of `W_{l+1}` transposed, bit for
+//! bit, so that `B_l` receives exactly `W_{l+1}`'s step `u`, transposed.
 
 use crate::layers::{Dense, Gradients, Network};
 use rayon::prelude::*;
@@ -35,6 +47,11 @@ pub struct Optimiser {
     pub epsilon: f32,
     /// RMSprop's running mean of squared gradients, per layer (empty for SGD).
     pub mean_square: Vec<Gradients>,
+    /// Decoupled weight decay `λ` of the weights (0: none).
+    pub weight_decay: f32,
+    /// RMSprop's mean squares of each feedback matrix that learns (Kolen–Pollack), by matrix
+    /// index; empty for fixed matrices and under SGD.
+    pub feedback_mean_square: Vec<Vec<f32>>,
 }
 
 impl Optimiser {
@@ -46,7 +63,21 @@ impl Optimiser {
             .iter()
             .map(|l| Gradients { weight: vec![0.0; size(l.weight.len())], bias: vec![0.0; size(l.bias.len())] })
             .collect();
-        Optimiser { kind, decay, epsilon, mean_square }
+        Optimiser { kind, decay, epsilon, mean_square, weight_decay: 0.0, feedback_mean_square: Vec::new() }
+    }
+
+    /// With decoupled weight decay `λ` on the weights.
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// With a state for each feedback matrix that learns: `sizes[k]` entries for matrix `k`
+    /// (0 for a fixed one).
+    pub fn with_feedback_states(mut self, sizes: &[usize]) -> Self {
+        let rmsprop = self.kind == OptimiserKind::Rmsprop;
+        self.feedback_mean_square = sizes.iter().map(|&n| vec![0.0; if rmsprop { n } else { 0 }]).collect();
+        self
     }
 
     /// Applies one update at `learning_rate` to every layer.
@@ -60,8 +91,18 @@ impl Optimiser {
     /// The hyper-parameters of an update at `learning_rate` (the schedule's, passed per step)
     /// and the per-layer states, split so that each layer's update can run on its own thread.
     pub fn layer_states(&mut self, learning_rate: f32) -> (UpdateRule, &mut [Gradients]) {
-        let rule = UpdateRule { kind: self.kind, learning_rate, decay: self.decay, epsilon: self.epsilon };
-        (rule, &mut self.mean_square)
+        (self.rule(learning_rate), &mut self.mean_square)
+    }
+
+    /// The hyper-parameters of an update at `learning_rate`.
+    pub fn rule(&self, learning_rate: f32) -> UpdateRule {
+        UpdateRule {
+            kind: self.kind,
+            learning_rate,
+            decay: self.decay,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+        }
     }
 }
 
@@ -72,6 +113,8 @@ pub struct UpdateRule {
     pub learning_rate: f32,
     pub decay: f32,
     pub epsilon: f32,
+    /// Decoupled weight decay of the weights (not the biases).
+    pub weight_decay: f32,
 }
 
 impl UpdateRule {
@@ -85,11 +128,78 @@ impl UpdateRule {
     pub fn apply_parts(&self, layer: &mut Dense, gw: &[f32], gb: &[f32], state: &mut Gradients, threads: usize) {
         update(self, layer, (gw, gb), state, threads);
     }
+
+    /// Updates a feedback matrix `b` that learns (Kolen–Pollack) with the gradient `gw` of the
+    /// forward weights it stands for, decayed like them; `state`: its RMSprop mean squares
+    /// (empty under SGD). `transposed`: `b` is `rows × cols` and `gw` is `cols × rows` (a dense
+    /// layer's `W_{l+1}` and its `B_l`); else the two share one layout (a block's kernels).
+    pub fn apply_feedback(
+        &self,
+        b: &mut [f32],
+        (rows, cols): (usize, usize),
+        gw: &[f32],
+        state: &mut [f32],
+        transposed: bool,
+    ) {
+        assert!(b.len() == rows * cols && gw.len() == b.len(), "one gradient per feedback entry");
+        let rmsprop = self.kind == OptimiserKind::Rmsprop;
+        assert!(!rmsprop || state.len() == b.len(), "one mean square per feedback entry");
+        let one = |b: &mut f32, g: f32, v: &mut f32| self.step_one(b, g, v, self.weight_decay);
+        let mut unused = 0.0;
+        if !transposed {
+            for (i, (b, &g)) in b.iter_mut().zip(gw).enumerate() {
+                one(b, g, if rmsprop { &mut state[i] } else { &mut unused });
+            }
+            return;
+        }
+        // b[i][j] receives gw[j][i]; in tiles, so that both stay in cache
+        const TILE: usize = 32;
+        for i0 in (0..rows).step_by(TILE) {
+            for j0 in (0..cols).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(rows) {
+                    for j in j0..(j0 + TILE).min(cols) {
+                        let at = i * cols + j;
+                        one(&mut b[at], gw[j * rows + i], if rmsprop { &mut state[at] } else { &mut unused });
+                    }
+                }
+            }
+        }
+    }
+
+    /// One parameter's update with decoupled decay `wd`, written as the vectorised loops compute
+    /// it (the same operations in the same order, hence the same bits).
+    fn step_one(&self, t: &mut f32, g: f32, v: &mut f32, wd: f32) {
+        let UpdateRule { kind, learning_rate: lr, decay: rho, epsilon: eps, .. } = *self;
+        let u = match kind {
+            OptimiserKind::Rmsprop => {
+                *v = rho * *v + (1.0 - rho) * g * g;
+                lr * g / (v.sqrt() + eps)
+            }
+            OptimiserKind::Sgd => lr * g,
+        };
+        *t -= u + (lr * wd) * *t;
+    }
 }
 
 fn update(rule: &UpdateRule, layer: &mut Dense, (gw, gb): (&[f32], &[f32]), ms: &mut Gradients, threads: usize) {
-    let UpdateRule { kind, learning_rate: lr, decay: rho, epsilon: eps } = *rule;
+    let UpdateRule { kind, learning_rate: lr, decay: rho, epsilon: eps, weight_decay: wd } = *rule;
     assert!(gw.len() == layer.weight.len() && gb.len() == layer.bias.len(), "one gradient per parameter");
+    if wd != 0.0 {
+        // decoupled decay of the weights, the biases as without it
+        match kind {
+            OptimiserKind::Rmsprop => {
+                rmsprop_decayed(&mut layer.weight, gw, &mut ms.weight, (lr, rho, eps, lr * wd), threads);
+                rmsprop(&mut layer.bias, gb, &mut ms.bias, lr, rho, eps, threads);
+            }
+            OptimiserKind::Sgd => {
+                for (t, g) in layer.weight.iter_mut().zip(gw) {
+                    *t -= lr * g + (lr * wd) * *t;
+                }
+                sgd(&mut layer.bias, gb, lr);
+            }
+        }
+        return;
+    }
     match kind {
         OptimiserKind::Rmsprop => {
             rmsprop(&mut layer.weight, gw, &mut ms.weight, lr, rho, eps, threads);
@@ -120,6 +230,34 @@ fn rmsprop(theta: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, rho: f32, eps: 
             .for_each(|((t, g), v)| rmsprop_chunk(t, g, v, lr, rho, eps));
     } else {
         rmsprop_chunk(theta, g, v, lr, rho, eps);
+    }
+}
+
+crate::multiversion! {
+    fn rmsprop_decayed_chunk(theta: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, rho: f32, eps: f32, d: f32) {
+        for ((t, &g), v) in theta.iter_mut().zip(g).zip(v.iter_mut()) {
+            *v = rho * *v + (1.0 - rho) * g * g;
+            *t -= lr * g / (v.sqrt() + eps) + d * *t;
+        }
+    }
+}
+
+/// RMSprop with decoupled decay `d = lr·λ`: `θ ← θ − (lr·g/(√v+ε) + d·θ)`.
+fn rmsprop_decayed(
+    theta: &mut [f32],
+    g: &[f32],
+    v: &mut [f32],
+    (lr, rho, eps, d): (f32, f32, f32, f32),
+    threads: usize,
+) {
+    if threads > 1 && theta.len() > 2 * CHUNK {
+        theta
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|((t, g), v)| rmsprop_decayed_chunk(t, g, v, lr, rho, eps, d));
+    } else {
+        rmsprop_decayed_chunk(theta, g, v, lr, rho, eps, d);
     }
 }
 

@@ -182,6 +182,18 @@ pub trait LearningRule: Send + Sync {
     /// from the forward weights in `layers`, after a step and when the model is built.
     /// `rng`: the run's stream for random values drawn at a refresh (saved in checkpoints).
     fn refresh_feedback(&self, _l: usize, _layers: &dyn Layers, _b: &mut FeedbackMatrix, _rng: &mut DfaRng) {}
+    /// Whether its feedback matrix `B_l` learns (Kolen–Pollack): after every step it receives
+    /// the transposed update of the forward weights `W_{l+1}` it stands for, through the
+    /// optimiser (with its own state, saved in checkpoints) and the run's weight decay. The
+    /// engine then does not overlap a step's updates with the next step's directions.
+    fn learns_feedback(&self) -> bool {
+        false
+    }
+    /// The decoupled weight decay `λ` a run with this rule gets unless it sets one
+    /// (`--weight-decay`); 0 for most rules.
+    fn weight_decay(&self) -> f32 {
+        0.0
+    }
     /// Whether it can be one of several rules in a net (`--layer-rules`) and run on conv nets.
     fn per_layer(&self) -> bool {
         true

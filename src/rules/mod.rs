@@ -13,6 +13,7 @@
 //! | uSF | `(sign(W_{i+1})ᵀ δa_{i+1}) ⊙ f'(a_i)` | [`usf`] |
 //! | frSF | `((M_i ⊙ sign(W_{i+1}))ᵀ δa_{i+1}) ⊙ f'(a_i)`, `M_i` fixed random | [`frsf`] |
 //! | brSF | frSF's, `M_i` redrawn after every step | [`brsf`] |
+//! | KP | FA's, `B_i` receiving `W_{i+1}`'s transposed updates, both decayed | [`kp`] |
 //!
 //! A rule is one file implementing [`LearningRule`] ([`api`]), registered in [`ALL`]; the
 //! drivers ([`drive`]) compute the directions from what the rule says, and [`feedback`] draws
@@ -31,6 +32,7 @@ pub mod fa;
 pub mod feedback;
 pub mod frsf;
 pub mod ifa;
+pub mod kp;
 pub mod sdfa;
 pub mod set;
 pub mod sign;
@@ -56,6 +58,7 @@ pub const ALL: &[Rule] = &[
     Rule::USF,
     Rule::FRSF,
     Rule::BRSF,
+    Rule::KP,
 ];
 
 impl Rule {
@@ -70,6 +73,7 @@ impl Rule {
     pub const USF: Rule = Rule(&usf::Usf);
     pub const FRSF: Rule = Rule(&frsf::Frsf);
     pub const BRSF: Rule = Rule(&brsf::Brsf);
+    pub const KP: Rule = Rule(&kp::Kp);
 
     /// Every registered rule.
     pub fn all() -> &'static [Rule] {

@@ -48,6 +48,33 @@ impl RuleSet {
         self.hidden.iter().any(|r| r.refreshes_feedback())
     }
 
+    /// Whether a layer's feedback learns (Kolen–Pollack).
+    pub fn learns_feedback(&self) -> bool {
+        self.hidden.iter().any(|r| r.learns_feedback())
+    }
+
+    /// Whether some feedback changes between steps (it follows the weights or learns): the
+    /// engine then finishes each step before the next one's directions.
+    pub fn feedback_changes(&self) -> bool {
+        self.refreshes_feedback() || self.learns_feedback()
+    }
+
+    /// The size of each feedback matrix that learns, 0 for the fixed ones (by matrix index).
+    pub fn learning_feedback(&self, feedback: &Feedback) -> Vec<usize> {
+        let mut sizes = vec![0; feedback.matrices.len()];
+        for (l, _) in self.hidden.iter().enumerate().filter(|(_, r)| r.learns_feedback()) {
+            if let Some(k) = feedback.layer_matrix.get(l).copied().flatten() {
+                sizes[k] = feedback.matrices[k].values.len();
+            }
+        }
+        sizes
+    }
+
+    /// The weight decay the rules ask for when the run sets none: the largest of theirs.
+    pub fn weight_decay(&self) -> f32 {
+        self.hidden.iter().map(|r| r.weight_decay()).fold(0.0, f32::max)
+    }
+
     /// Recomputes the feedback of every layer whose rule follows the forward weights (after a
     /// step, and when the model is built).
     pub fn refresh_feedback(&self, net: &Network, feedback: &mut Feedback, rng: &mut DfaRng) {

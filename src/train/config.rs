@@ -58,6 +58,10 @@ pub struct TrainConfig {
     pub rms_decay: f32,
     /// RMSprop's `ε`, added after the square root.
     pub rms_epsilon: f32,
+    /// Decoupled weight decay `λ` of the weights (`θ ← θ − u − lr·λ·θ`; see `optim`); unset:
+    /// the rule's (0.01 for Kolen–Pollack, else 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f32>,
     pub batch_size: usize,
     /// Epochs of this run (a run started with `init_from` counts its own epochs, not the source's).
     pub max_epochs: usize,
@@ -132,6 +136,7 @@ impl Default for TrainConfig {
             learning_rate: DEFAULT_LEARNING_RATE,
             rms_decay: 0.99,
             rms_epsilon: 1e-8,
+            weight_decay: None,
             batch_size: 64,
             max_epochs: 300,
             stop_train_error: 0.01,
@@ -250,6 +255,9 @@ impl TrainConfig {
         if let Some(b) = self.feedback_bound {
             positive("feedback_bound", b)?;
         }
+        if let Some(wd) = self.weight_decay.filter(|wd| !(wd.is_finite() && *wd >= 0.0)) {
+            return Err(Error::config("weight_decay", format!("{wd}; expected a finite number ≥ 0")));
+        }
         if self.feedback_density == 0 {
             return Err(Error::config("feedback_density", "0; expected at least 1 non-zero per row"));
         }
@@ -349,6 +357,11 @@ impl TrainConfig {
     /// The feedback draws' settings (`--feedback-bound`, `--feedback-density`).
     pub fn feedback_options(&self) -> FeedbackOptions {
         FeedbackOptions { bound: self.feedback_bound, nonzeros: self.feedback_density }
+    }
+
+    /// The decoupled weight decay of the run: `weight_decay`, or the rules' when unset.
+    pub fn resolved_weight_decay(&self) -> f32 {
+        self.weight_decay.unwrap_or_else(|| self.rule_set().weight_decay())
     }
 
     /// The rules of the hidden layers, as the trainer uses them.

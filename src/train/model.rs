@@ -88,7 +88,11 @@ impl Model {
     pub fn new(config: &TrainConfig, n_in: usize, n_out: usize) -> Result<Self> {
         let mut weights_rng = DfaRng::new(config.seed, Stream::Weights);
         let mut feedback_rng = DfaRng::new(config.seed, Stream::Feedback);
-        let optimiser = |net: &Network| Optimiser::new(config.optimiser, config.rms_decay, config.rms_epsilon, net);
+        let optimiser = |net: &Network, feedback: &Feedback| {
+            Optimiser::new(config.optimiser, config.rms_decay, config.rms_epsilon, net)
+                .with_weight_decay(config.resolved_weight_decay())
+                .with_feedback_states(&config.rule_set().learning_feedback(feedback))
+        };
         if config.is_conv() {
             let shape = config.dataset.image_shape();
             if shape.len() != n_in {
@@ -110,7 +114,7 @@ impl Model {
             }
             let feedback =
                 Feedback::for_network(&config.hidden_rules(), &net, config.feedback_options(), &mut feedback_rng);
-            let optimiser = optimiser(&net);
+            let optimiser = optimiser(&net, &feedback);
             let mut model = Model { net, feedback, optimiser };
             // the construction's refresh continues the feedback stream
             config.rule_set().refresh_feedback(&model.net, &mut model.feedback, &mut feedback_rng);
@@ -130,7 +134,7 @@ impl Model {
         } else {
             Feedback::per_layer(&config.layer_rules, &sizes, share, bound, &mut feedback_rng)
         };
-        let optimiser = optimiser(&net);
+        let optimiser = optimiser(&net, &feedback);
         let mut model = Model { net, feedback, optimiser };
         // the construction's refresh continues the feedback stream
         config.rule_set().refresh_feedback(&model.net, &mut model.feedback, &mut feedback_rng);

@@ -17,6 +17,9 @@ impl Trainer {
     /// asks for) the alignment measurement, then the updates.
     pub(super) fn step(&mut self, rows: usize) -> (f64, usize) {
         let result = self.update(rows);
+        if self.rules.learns_feedback() {
+            self.learn_feedback(rows);
+        }
         if self.rules.refreshes_feedback() {
             self.rules.refresh_feedback(&self.model.net, &mut self.model.feedback, &mut self.refresh_rng);
         }
@@ -53,6 +56,36 @@ impl Trainer {
         }
         engine.update(model.learner(rules, lr), Batch { ws, x, rows }, Mode::STEP);
         (loss, errors)
+    }
+
+    /// The update of every feedback matrix that learns (Kolen–Pollack's `B_l`, see `rules::kp`):
+    /// the transposed gradient of `W_{l+1}` of this step through the optimiser (`B_l`'s own
+    /// state) and the decay. The gradient is the one `W_{l+1}` was updated with: adversarial
+    /// training's two passes leave it in the layer's buffer; otherwise it is computed again from
+    /// the same direction and input (the same product, the same bits), since the update wrote it
+    /// to a thread's scratch buffer.
+    fn learn_feedback(&mut self, rows: usize) {
+        let threads = self.threads();
+        let kept = self.config.adversarial();
+        let Trainer { model, ws, x, rules, progress, .. } = self;
+        let update = model.optimiser.rule(progress.learning_rate);
+        let mut grads = std::mem::take(&mut ws.grads);
+        for (l, _) in rules.hidden().iter().enumerate().filter(|(_, r)| r.learns_feedback()) {
+            let (Some(k), above) = (model.feedback.layer_matrix[l], &model.net.layers[l + 1]) else { continue };
+            if above.frozen {
+                continue;
+            }
+            let g = &mut grads[l + 1];
+            let (gw, gb) = (&mut g.weight[..above.weight.len()], &mut g.bias[..above.bias.len()]);
+            if !kept {
+                let input = ws.gradient_input(x, l + 1);
+                above.gradients_into((&ws.deltas[l + 1], input, rows), (gw, gb), false, threads);
+            }
+            let b = &mut model.feedback.matrices[k];
+            let state = &mut model.optimiser.feedback_mean_square[k];
+            update.apply_feedback(&mut b.values, (b.rows, b.cols), gw, state, above.block.is_none());
+        }
+        ws.grads = grads;
     }
 
     /// Fresh dropout masks for a batch of `rows` samples (runs with dropout only).

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// path. Either way the numbers are the same.
 pub fn overlaps_chain(plan: &Plan, net: &Network, threads: usize) -> bool {
     plan.rules.chain().is_some()
-        && !plan.rules.refreshes_feedback()
+        && !plan.rules.feedback_changes()
         && !plan.adversarial
         && !net.has_blocks()
         && threads == 2

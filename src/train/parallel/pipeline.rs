@@ -27,7 +27,7 @@ const PIPELINE_DEPTH: usize = 16;
 /// balance over the threads (see [`update_layers`]).
 pub fn pipelines(plan: &Plan, net: &Network, threads: usize) -> bool {
     !net.has_blocks()
-        && !plan.rules.refreshes_feedback()
+        && !plan.rules.feedback_changes()
         && !plan.dropout
         && !plan.adversarial
         && !plan.measures_alignment

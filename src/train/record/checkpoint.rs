@@ -41,6 +41,11 @@ fn tensors(model: &Model) -> Vec<(String, Vec<usize>, &[f32])> {
         t.push((format!("optimiser.layers.{l}.weight.mean_square"), weight_shape(layer), &ms.weight));
         t.push((format!("optimiser.layers.{l}.bias.mean_square"), vec![layer.bias.len()], &ms.bias));
     }
+    // the states of feedback matrices that learn (Kolen–Pollack under RMSprop)
+    for (k, ms) in model.optimiser.feedback_mean_square.iter().enumerate().filter(|(_, ms)| !ms.is_empty()) {
+        let b = &model.feedback.matrices[k];
+        t.push((format!("optimiser.feedback.{k}.mean_square"), vec![b.rows, b.cols], ms));
+    }
     t
 }
 
@@ -109,6 +114,10 @@ pub fn load_checkpoint_bytes(
     {
         fill(&format!("optimiser.layers.{l}.weight.mean_square"), &shape, weight)?;
         fill(&format!("optimiser.layers.{l}.bias.mean_square"), &[n_bias], bias)?;
+    }
+    for (k, ms) in model.optimiser.feedback_mean_square.iter_mut().enumerate().filter(|(_, ms)| !ms.is_empty()) {
+        let b = &model.feedback.matrices[k];
+        fill(&format!("optimiser.feedback.{k}.mean_square"), &[b.rows, b.cols], ms)?;
     }
     model.feedback.restack();
     Ok((model, progress))
