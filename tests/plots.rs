@@ -1,6 +1,6 @@
 //! Pictures are produced, non-empty, and labelled.
 
-use dfa::report::plots::{Curves, RunCurves, plot};
+use dfa::report::plots::{Curves, RunCurves, ScatterPoint, alignment_scatter, plot};
 use dfa::train::EpochMetrics;
 use dfa::train::alignment::{AlignmentRecord, LayerAlignment};
 
@@ -90,4 +90,30 @@ fn a_short_run_gets_one_epoch_label_per_epoch() {
         .filter(|t| matches!(*t, "1" | "2" | "3"))
         .collect();
     assert_eq!(labels, ["1", "2", "3"], "epoch labels of a 3-epoch run");
+}
+
+/// The rule benchmark's figure: one panel per net, a labelled point per rule.
+#[test]
+fn the_alignment_scatter_has_a_panel_per_net_and_a_label_per_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let point = |panel: &str, label: &str, angle: f64, error: f64| ScatterPoint {
+        panel: panel.into(),
+        label: label.into(),
+        angle,
+        error,
+    };
+    let points = [
+        point("MNIST 2x800", "BP", 0.0, 1.6),
+        point("MNIST 2x800", "DFA", 60.0, 1.7),
+        point("CIFAR-10 3x1000", "DRTP", 85.0, 52.0),
+    ];
+    let svg = tmp.path().join("angles.svg");
+    alignment_scatter(&points, &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for want in ["MNIST 2x800", "CIFAR-10 3x1000", "BP", "DFA", "DRTP", "width=\"1040\""] {
+        assert!(text.contains(want), "{want} missing");
+    }
+    let png = tmp.path().join("angles.png");
+    alignment_scatter(&points, &png).unwrap();
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
 }

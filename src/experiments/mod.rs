@@ -54,6 +54,9 @@ pub struct Experiment {
     pub nonconvergence_train_error: f64,
     /// Column order of the table.
     pub columns: Vec<String>,
+    /// A paragraph printed under the title (sources of the paper numbers, the protocol).
+    #[serde(default)]
+    pub caption: Option<String>,
     /// Configuration fields shared by every cell.
     #[serde(default)]
     pub defaults: toml::Table,
@@ -99,6 +102,9 @@ pub enum FigureKind {
     #[default]
     Curves,
     Tsne,
+    /// Each cell's final test error (mean over its finished seeds) against the mean alignment
+    /// angle of its hidden layers (first seed, last epoch's measurements), one panel per column.
+    Alignment,
 }
 
 fn tsne_points() -> usize {
@@ -125,6 +131,9 @@ pub struct Cell {
     /// Configuration fields of this cell, over the defaults.
     #[serde(default)]
     pub config: toml::Table,
+    /// This cell's `nonconvergence_train_error` (default: the experiment's).
+    #[serde(default)]
+    pub nonconvergence_train_error: Option<f64>,
     /// Seeds of this cell (default: the experiment's; `--seeds` overrides both).
     #[serde(default)]
     pub seeds: Option<usize>,

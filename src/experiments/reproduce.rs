@@ -136,11 +136,30 @@ fn table<'a>(
                 });
             }
         }
-        cells.push((cell, Aggregate::of(&outcomes, exp.nonconvergence_train_error)));
+        let threshold = cell.nonconvergence_train_error.unwrap_or(exp.nonconvergence_train_error);
+        cells.push((cell, Aggregate::of(&outcomes, threshold)));
     }
-    let dataset = exp.cell_config(&exp.cells[0], 1, None)?.dataset;
-    let notes = data::notes(dataset, data_dir);
+    // what the reader must know of every data set the cells use
+    let mut notes = Vec::new();
+    let mut datasets = Vec::new();
+    for cell in &exp.cells {
+        let dataset = exp.cell_config(cell, 1, None)?.dataset;
+        if !datasets.contains(&dataset) {
+            datasets.push(dataset);
+            notes.extend(data::notes(dataset, data_dir));
+        }
+    }
     Ok(TableResults { experiment: exp, cells, max_epochs, notes })
+}
+
+/// The mean over the hidden layers of `delta_angle_mean` in the last epoch that measured the
+/// alignment of the run in `dir` (each of that epoch's measurements weighs the same).
+pub fn mean_angle(dir: &Path) -> Result<Option<f64>> {
+    let metrics = RunDir::open(dir)?.read_metrics()?;
+    let Some(last) = metrics.iter().rfind(|m| !m.alignment.is_empty()) else { return Ok(None) };
+    let angles: Vec<f64> =
+        last.alignment.iter().flat_map(|r| r.layers.iter().filter_map(|l| l.delta_angle_mean)).collect();
+    Ok((!angles.is_empty()).then(|| angles.iter().sum::<f64>() / angles.len() as f64))
 }
 
 /// The figures of an experiment, drawn from the first seed's runs.
@@ -167,13 +186,44 @@ impl Figures<'_> {
             let out = results.join(file);
             let drawn = match figure.kind {
                 FigureKind::Tsne => self.tsne(figure, &out)?,
-                _ => self.curves(figure, &out)?,
+                FigureKind::Alignment => self.alignment(figure, &out)?,
+                FigureKind::Curves => self.curves(figure, &out)?,
             };
             if drawn {
                 self.observer.message(&format!("wrote {}", out.display()));
             }
         }
         Ok(())
+    }
+
+    /// Test error against mean alignment angle (see [`FigureKind::Alignment`]); cells without a
+    /// finished run or without angles are left out.
+    fn alignment(&self, figure: &crate::experiments::Figure, out: &Path) -> Result<bool> {
+        let mut points = Vec::new();
+        for (i, id) in figure.cells.iter().enumerate() {
+            let Some(cell) = self.exp.cells.iter().find(|c| &c.id == id) else { continue };
+            let mut errors = Vec::new();
+            for seed in 1.. {
+                let dir = self.runs_dir.join(id).join(format!("seed{seed}"));
+                if !dir.join(SUMMARY_FILE).is_file() {
+                    break;
+                }
+                errors.push(RunDir::open(&dir)?.read_json::<Summary>(SUMMARY_FILE)?.final_test_error);
+            }
+            let first = self.runs_dir.join(id).join("seed1");
+            let Some(angle) = errors.first().map(|_| mean_angle(&first)).transpose()?.flatten() else { continue };
+            points.push(crate::report::plots::ScatterPoint {
+                panel: cell.column.clone(),
+                label: figure.labels.get(i).cloned().unwrap_or_else(|| cell.row.clone()),
+                angle,
+                error: errors.iter().sum::<f64>() / errors.len() as f64,
+            });
+        }
+        if points.is_empty() {
+            return Ok(false);
+        }
+        crate::report::plots::alignment_scatter(&points, out)?;
+        Ok(true)
     }
 
     fn tsne(&self, figure: &crate::experiments::Figure, out: &Path) -> Result<bool> {

@@ -121,6 +121,9 @@ impl TableResults<'_> {
     pub fn markdown(&self) -> String {
         let e = self.experiment;
         let mut out = format!("### {}\n\n", e.title);
+        if let Some(caption) = &e.caption {
+            out += &format!("{}\n\n", caption.trim());
+        }
         if let Some(n) = self.max_epochs {
             out += &format!(
                 "**Shortened protocol: at most {n} epochs per run** (the paper trains to 0.01 % training error or 300 epochs); not comparable to the paper's numbers.\n\n"
@@ -162,7 +165,10 @@ impl TableResults<'_> {
             .cells
             .iter()
             .filter_map(|(c, a)| {
-                a.as_ref().map(|a| format!("{}: {} runs, {:.0} epochs on average", c.id, a.runs, a.epochs_mean))
+                a.as_ref().map(|a| match a.epochs_mean.is_finite() {
+                    true => format!("{}: {} runs, {:.0} epochs on average", c.id, a.runs, a.epochs_mean),
+                    false => format!("{}: {} runs, none converged", c.id, a.runs),
+                })
             })
             .collect();
         out += &format!("\nRuns: {}.\n", seeds.join("; "));

@@ -307,6 +307,77 @@ fn draw_legend<DB: DrawingBackend>(
     Ok(())
 }
 
+/// A run's point in [`alignment_scatter`]: its final test error against its mean alignment angle.
+pub struct ScatterPoint {
+    /// The panel it belongs to (a net and data set).
+    pub panel: String,
+    /// Its label beside the point (a rule).
+    pub label: String,
+    /// Mean over the hidden layers of the angle between the rule's `δa` and BP's (degrees).
+    pub angle: f64,
+    /// Final test error (%).
+    pub error: f64,
+}
+
+/// Final test error against mean alignment angle, one panel per `panel` in order of first
+/// appearance, each point labelled, to `out` (`.png` or `.svg`).
+pub fn alignment_scatter(points: &[ScatterPoint], out: &Path) -> Result<()> {
+    register_font();
+    let mut panels: Vec<&str> = Vec::new();
+    for p in points {
+        if !panels.contains(&p.panel.as_str()) {
+            panels.push(&p.panel);
+        }
+    }
+    let size = (520 * panels.len().max(1) as u32, 520);
+    render!(out, size, |root: &DrawingArea<_, Shift>| {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        for (area, panel) in areas.iter().zip(&panels) {
+            scatter_panel(area, panel, points.iter().filter(|p| p.panel == *panel))?;
+        }
+        Ok::<(), String>(())
+    })
+}
+
+fn scatter_panel<'a, DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    points: impl Iterator<Item = &'a ScatterPoint> + Clone,
+) -> std::result::Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    let (lo, hi) =
+        points.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.error), hi.max(p.error)));
+    let pad = ((hi - lo) * 0.12).max(0.1);
+    let (lo, hi) = if lo.is_finite() { ((lo - pad).max(0.0), hi + pad) } else { (0.0, 100.0) };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..100f64, lo..hi)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("mean angle to BP's δa, hidden layers (degrees)")
+        .y_desc("test error (%)")
+        .light_line_style(RGBColor(242, 242, 242))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(e)?;
+    chart.draw_series(LineSeries::new(vec![(90.0, lo), (90.0, hi)], BLACK.mix(0.3))).map_err(e)?;
+    for (i, p) in points.enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let font = ("sans-serif", 14).into_font().color(&color);
+        let mark = EmptyElement::at((p.angle, p.error))
+            + Circle::new((0, 0), 5, color.filled())
+            + Text::new(p.label.clone(), (8, -8), font);
+        chart.draw_series(std::iter::once(mark)).map_err(e)?;
+    }
+    Ok(())
+}
+
 /// Ten distinguishable colours for the classes of a t-SNE picture (matplotlib's `tab10`).
 const CLASS_COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
