@@ -37,10 +37,9 @@ fn batch() -> (Vec<f32>, Vec<u8>) {
 /// The library's step up to the weight gradients.
 fn library(rules_: &[Rule], net: &Network, fb: &Feedback, x: &[f32], y: &[u8]) -> Vec<dfa::layers::Gradients> {
     let mut ws = Workspace::new(net, ROWS);
-    let depth = net.depth();
     net.forward(x, ROWS, &mut ws, 1);
-    let logits = ws.outputs[depth - 1].clone();
-    output_error(&logits, y, N_OUT, &mut ws.deltas[depth - 1]);
+    // the error and the target (DRTP's signal)
+    ws.output_error(y);
     rules::hidden_deltas_per_layer(rules_, net, fb, &mut ws, ROWS, 1);
     rules::gradients(net, x, &mut ws, ROWS, 1);
     ws.grads
@@ -198,9 +197,23 @@ fn bp_through_conv_blocks_matches_finite_differences_in_f64() {
 #[test]
 #[allow(clippy::needless_range_loop)]
 fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
-    for rule in [Rule::DFA, Rule::FA] {
+    // every rule that runs on conv nets: FA's chain (FA, KP, sign symmetry: the matrix after its
+    // refresh), DFA's projection (DFA, binary, ternary, sparse) and DRTP's of the target
+    for &rule in Rule::all().iter().filter(|r| r.per_layer() && **r != Rule::BP) {
         let net = net(5);
-        let fb = Feedback::for_network(&[rule; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
+        let mut fb = Feedback::for_network(&[rule; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
+        dfa::rules::RuleSet::new(None, vec![rule; 3]).refresh_feedback(
+            &net,
+            &mut fb,
+            &mut DfaRng::new(1, Stream::Refresh),
+        );
+        if rule == Rule::USF {
+            // below a block, uSF's feedback kernels are the signs of the block's kernels
+            for l in (0..2).filter(|&l| net.layers[l + 1].block.is_some()) {
+                let (b, w) = (&fb.for_layer(l).unwrap().values, &net.layers[l + 1].weight);
+                assert!(b.iter().zip(w).all(|(b, w)| *b == if *w == 0.0 { 0.0 } else { w.signum() }), "layer {l}");
+            }
+        }
         let (x, y) = batch();
         let lib = library(&[rule; 3], &net, &fb, &x, &y);
         let p = params(&net);
@@ -223,8 +236,12 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
                 let b = fb.for_layer(l).unwrap();
                 let bm = |r: usize, c: usize| b.values[r * b.cols + c] as f64;
                 // the signal at layer l's output
+                let target: Vec<f64> = (0..N_OUT).map(|k| (k == label as usize) as i32 as f64 / ROWS as f64).collect();
                 let signal: Vec<f64> = match (rule.name(), &above.block) {
-                    ("dfa", _) => (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * e[k]).sum()).collect(),
+                    ("dfa" | "bdfa" | "tdfa" | "sdfa", _) => {
+                        (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * e[k]).sum()).collect()
+                    }
+                    ("drtp", _) => (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * target[k]).sum()).collect(),
                     (_, None) => (0..layer.fan_out)
                         .map(|i| (0..above.fan_out).map(|k| bm(i, k) * deltas[l + 1][k]).sum())
                         .collect(),
@@ -286,9 +303,11 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
         let shapes: Vec<(usize, usize)> = fb.matrices.iter().map(|m| (m.rows, m.cols)).collect();
         let widths: Vec<usize> = net.layers.iter().map(|l| l.fan_out).collect();
         let k1 = net.layers[1].block.unwrap().conv.k();
-        match rule.name() {
-            "dfa" => assert_eq!(shapes, [(widths[0], N_OUT), (widths[1], N_OUT), (widths[2], N_OUT)]),
-            _ => assert_eq!(shapes, [(2, k1), (widths[1], widths[2]), (widths[2], N_OUT)]),
+        match rule.flow() {
+            dfa::rules::Flow::Direct => {
+                assert_eq!(shapes, [(widths[0], N_OUT), (widths[1], N_OUT), (widths[2], N_OUT)], "{rule}")
+            }
+            _ => assert_eq!(shapes, [(2, k1), (widths[1], widths[2]), (widths[2], N_OUT)], "{rule}"),
         }
     }
 }
