@@ -234,7 +234,8 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
                 let layer = &net.layers[l];
                 let above = &net.layers[l + 1];
                 let b = fb.for_layer(l).unwrap();
-                let bm = |r: usize, c: usize| b.values[r * b.cols + c] as f64;
+                let dense = b.to_dense();
+                let bm = |r: usize, c: usize| dense[r * b.cols + c] as f64;
                 // the signal at layer l's output
                 let target: Vec<f64> = (0..N_OUT).map(|k| (k == label as usize) as i32 as f64 / ROWS as f64).collect();
                 let signal: Vec<f64> = match (rule.name(), &above.block) {

@@ -223,7 +223,10 @@ fn sign(w: f64) -> f64 {
 fn plain_feedback(fb: &Feedback, hidden: usize) -> Vec<Vec<Vec<f64>>> {
     (0..hidden)
         .map(|l| match fb.for_layer(l) {
-            Some(m) => (0..m.rows).map(|r| (0..m.cols).map(|c| m.values[r * m.cols + c] as f64).collect()).collect(),
+            Some(m) => {
+                let dense = m.to_dense();
+                (0..m.rows).map(|r| (0..m.cols).map(|c| dense[r * m.cols + c] as f64).collect()).collect()
+            }
             None => Vec::new(),
         })
         .collect()
@@ -553,7 +556,8 @@ fn binary_ternary_and_sparse_feedback_are_drawn_as_documented() {
         let fb = Feedback::new(rule, &sizes, false, None, &mut DfaRng::new(5, Stream::Feedback));
         let m = fb.for_layer(0).unwrap();
         assert_eq!((m.rows, m.cols), (4000, 10), "{rule}");
-        let v: Vec<f64> = m.values.iter().map(|&x| x as f64).collect();
+        // written out densely: the statistics are those of the whole matrix
+        let v: Vec<f64> = m.to_dense().iter().map(|&x| x as f64).collect();
         let var = v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64;
         (v, var)
     };
@@ -590,7 +594,13 @@ fn binary_ternary_and_sparse_feedback_are_drawn_as_documented() {
     for k in [3, 10] {
         let options = rules::FeedbackOptions { bound: None, nonzeros: k };
         let fb = Feedback::new(Rule::SDFA, &sizes, false, options, &mut DfaRng::new(5, Stream::Feedback));
-        let v = &fb.for_layer(0).unwrap().values;
+        let m = fb.for_layer(0).unwrap();
+        // stored sparse: k values and k distinct columns per row, memory ∝ the non-zeros
+        assert!(m.is_sparse() && m.per_row() == k && m.bytes() == 4000 * k * 8, "density {k}");
+        for c in m.columns.chunks_exact(k) {
+            assert!(c.iter().all(|&c| c < 10) && (1..k).all(|i| !c[..i].contains(&c[i])), "density {k}: {c:?}");
+        }
+        let v = &m.to_dense();
         assert!(v.chunks_exact(10).all(|row| row.iter().filter(|&&x| x != 0.0).count() == k), "density {k}");
         let var = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len() as f64;
         assert!((var / (b * b / 3.0) - 1.0).abs() < 0.03, "density {k}: variance {var:e}");

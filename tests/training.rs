@@ -135,7 +135,8 @@ fn same_seed_and_threads_give_identical_bits() {
 #[test]
 fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
     // KP: its feedback and the feedback's optimiser state come back from the checkpoint
-    for rule in [Rule::DFA, Rule::BP, Rule::BRSF, Rule::KP] {
+    // SDFA: a checkpoint with sparse feedback (non-zeros and their columns)
+    for rule in [Rule::DFA, Rule::BP, Rule::BRSF, Rule::KP, Rule::SDFA] {
         let config = TrainConfig { train_subset: Some(1500), max_epochs: 4, ..small(rule) };
         let data = subset(&config);
         let tmp = tempfile::tempdir().unwrap();
@@ -178,6 +179,12 @@ fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
         assert_eq!(mw.feedback, mc.feedback, "{rule:?}: final feedback differs");
         assert_eq!(mw.optimiser.feedback_mean_square, mc.optimiser.feedback_mean_square);
         assert_eq!(mw.optimiser.feedback_mean_square.iter().any(|m| !m.is_empty()), rule == Rule::KP);
+        let file = std::fs::read(cut.file(record::CHECKPOINT_FILE)).unwrap();
+        let n = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&file[8..8 + n]).unwrap();
+        let columns = &header["feedback.0.columns"];
+        assert_eq!(columns["dtype"] == "U32" && columns["shape"] == serde_json::json!([200, 1]), rule == Rule::SDFA);
+        assert_eq!(header["feedback.0"]["shape"][1] == 1, rule == Rule::SDFA, "{rule}: B stored with its non-zeros");
     }
 }
 

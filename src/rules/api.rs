@@ -28,13 +28,16 @@ pub enum Flow {
 }
 
 /// A product with a matrix stored row-major `rows × cols`: `input · M` (`input` is `N × rows`),
-/// or with `transposed`, `input · Mᵀ` (`input` is `N × cols`).
+/// or with `transposed`, `input · Mᵀ` (`input` is `N × cols`). A sparse feedback matrix
+/// (`columns` not empty, see [`FeedbackMatrix`]) is only used transposed.
 #[derive(Clone, Copy, Debug)]
 pub struct Matrix<'a> {
     pub values: &'a [f32],
     pub rows: usize,
     pub cols: usize,
     pub transposed: bool,
+    /// The columns of a sparse matrix's values; empty for a dense one.
+    pub columns: &'a [u32],
 }
 
 impl<'a> Matrix<'a> {
@@ -42,7 +45,7 @@ impl<'a> Matrix<'a> {
     /// multiplied as stored: `δa_i · W_i` sends a direction down through them (BP).
     pub fn weights(layer: &'a Dense) -> Self {
         let (_, rows, cols) = layer.gemm_dims(1);
-        Matrix { values: &layer.weight, rows, cols, transposed: false }
+        Matrix { values: &layer.weight, rows, cols, transposed: false, columns: &[] }
     }
 
     /// A layer's forward weights transposed: `δa_{i-1} · W_iᵀ` sends a direction up (IFA).
@@ -53,13 +56,14 @@ impl<'a> Matrix<'a> {
     /// A feedback matrix `B` (`n_l × k`, the paper's shape) applied as `x · Bᵀ` (the batch along
     /// the rows of `x`): `B δ` for every sample.
     pub fn feedback(b: &'a FeedbackMatrix) -> Self {
-        Matrix { values: &b.values, rows: b.rows, cols: b.cols, transposed: true }
+        Matrix { values: &b.values, rows: b.rows, cols: b.cols, transposed: true, columns: &b.columns }
     }
 
     /// A feedback matrix stored in the shape of the forward weights it stands for (FA below a
     /// convolutional block: kernels `C_out × kh·kw·C_in`), multiplied as stored.
     pub fn feedback_as_weights(b: &'a FeedbackMatrix) -> Self {
-        Matrix { values: &b.values, rows: b.rows, cols: b.cols, transposed: false }
+        assert!(!b.is_sparse(), "a sparse feedback matrix is not a set of kernels");
+        Matrix { values: &b.values, rows: b.rows, cols: b.cols, transposed: false, columns: &[] }
     }
 
     /// `(k, n)`: the width of the input and of the product.

@@ -103,8 +103,7 @@ impl Feedback {
                 continue;
             }
             let bound = options.bound.unwrap_or(1.0 / (fan as f32).sqrt());
-            let values = draw_values(kind, (rows, cols), (bound, options.nonzeros), rng);
-            matrices.push(FeedbackMatrix { rows, cols, values });
+            matrices.push(draw_matrix(kind, (rows, cols), (bound, options.nonzeros), rng));
             layer_matrix.push(Some(matrices.len() - 1));
         }
         Feedback {
@@ -121,13 +120,31 @@ impl Feedback {
 /// A `rows × cols` matrix of `kind` with uniform bound `bound` (see [`Draw`]). The uniform draw
 /// is the paper's and the draws of every earlier version; binary and ternary entries are read
 /// off the same uniform draws (the same random stream), sparse rows draw their columns and then
-/// their values.
-fn draw_values(
+/// their values, and keep only those (`k` values and columns per row).
+fn draw_matrix(
     kind: Draw,
     (rows, cols): (usize, usize),
     (bound, nonzeros): (f32, usize),
     rng: &mut DfaRng,
-) -> Vec<f32> {
+) -> FeedbackMatrix {
+    if kind == Draw::Sparse {
+        let k = nonzeros.clamp(1, cols.max(1));
+        let b = bound * (cols as f32 / k as f32).sqrt();
+        let mut order: Vec<usize> = (0..cols).collect();
+        let (mut values, mut columns) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
+        for _ in 0..rows {
+            // the first k of a partial Fisher–Yates shuffle: k distinct columns
+            for i in 0..k {
+                let j = i + rng.below((cols - i) as u32) as usize;
+                order.swap(i, j);
+            }
+            for &c in &order[..k] {
+                columns.push(c as u32);
+                values.push(rng.symmetric(b));
+            }
+        }
+        return FeedbackMatrix { rows, cols, values, columns };
+    }
     let mut values = vec![0.0; rows * cols];
     match kind {
         Draw::Uniform => rng.fill_symmetric(&mut values, bound),
@@ -150,21 +167,7 @@ fn draw_values(
                 }
             });
         }
-        Draw::Sparse => {
-            let k = nonzeros.clamp(1, cols.max(1));
-            let b = bound * (cols as f32 / k as f32).sqrt();
-            let mut columns: Vec<usize> = (0..cols).collect();
-            for row in values.chunks_exact_mut(cols.max(1)) {
-                // the first k of a partial Fisher–Yates shuffle: k distinct columns
-                for i in 0..k {
-                    let j = i + rng.below((cols - i) as u32) as usize;
-                    columns.swap(i, j);
-                }
-                for &c in &columns[..k] {
-                    row[c] = rng.symmetric(b);
-                }
-            }
-        }
+        Draw::Sparse => unreachable!("drawn above"),
     }
-    values
+    FeedbackMatrix::dense(rows, cols, values)
 }

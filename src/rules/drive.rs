@@ -23,7 +23,9 @@ const PARALLEL_PROJECTION: usize = 1 << 22;
 /// `out = input · M` (or `· Mᵀ`) for `rows` samples, plain (the matrix is in cache).
 pub fn product(out: &mut [f32], input: &[f32], m: Matrix<'_>, rows: usize, threads: usize) {
     let (k, n) = m.dims();
-    if m.transposed {
+    if !m.columns.is_empty() {
+        sparse_product(out, input, m, rows);
+    } else if m.transposed {
         gemm_nt(out, input, m.values, (rows, k, n), false, threads);
     } else {
         gemm_nn(out, input, m.values, (rows, k, n), false, threads);
@@ -34,10 +36,25 @@ pub fn product(out: &mut [f32], input: &[f32], m: Matrix<'_>, rows: usize, threa
 /// `streamed` (see `base::linalg`). The same bits.
 fn product_streamed(out: &mut [f32], input: &[f32], m: Matrix<'_>, rows: usize, threads: usize, streamed: bool) {
     let (k, n) = m.dims();
-    if m.transposed {
+    if !m.columns.is_empty() {
+        sparse_product(out, input, m, rows);
+    } else if m.transposed {
         gemm_nt_weights(out, input, m.values, (rows, k, n), threads, streamed);
     } else {
         gemm_nn_weights(out, input, m.values, (rows, k, n), threads, streamed);
+    }
+}
+
+/// `out = input · Bᵀ` for a sparse `B` (`m.columns` given): `out[r][i] = Σ_t v_{i,t}
+/// input[r][c_{i,t}]` over row `i`'s `k` non-zeros, in their stored order.
+fn sparse_product(out: &mut [f32], input: &[f32], m: Matrix<'_>, rows: usize) {
+    assert!(m.transposed, "a sparse feedback matrix is used transposed");
+    let (n, cols) = (m.rows, m.cols);
+    let k = m.values.len() / n.max(1);
+    for (o, x) in out[..rows * n].chunks_exact_mut(n).zip(input.chunks_exact(cols)) {
+        for ((o, v), c) in o.iter_mut().zip(m.values.chunks_exact(k)).zip(m.columns.chunks_exact(k)) {
+            *o = v.iter().zip(c).fold(0.0, |acc, (&v, &c)| v.mul_add(x[c as usize], acc));
+        }
     }
 }
 
@@ -94,13 +111,8 @@ pub fn hidden_deltas(rule: Rule, net: &Network, feedback: &Feedback, ws: &mut Wo
             let delta = |l: usize, d: &mut Vec<f32>| {
                 direct_delta(feedback, (f, outputs, masks), (e, target), (n_out, rows), l, net.layers[l].fan_out, d)
             };
-            let (stacked, _) = feedback.stacked(0);
-            assert_eq!(
-                stacked.len(),
-                n_out * net.layers[..depth - 1].iter().map(|l| l.fan_out).sum::<usize>(),
-                "direct feedback not stacked"
-            );
-            if threads > 1 && rows * stacked.len() >= PARALLEL_PROJECTION {
+            let work: usize = (0..depth - 1).filter_map(|l| feedback.for_layer(l)).map(|b| b.values.len()).sum();
+            if threads > 1 && rows * work >= PARALLEL_PROJECTION {
                 use rayon::prelude::*;
                 hidden.par_iter_mut().enumerate().for_each(|(l, d)| delta(l, d));
             } else {
@@ -144,9 +156,18 @@ pub fn direct_delta(
     d: &mut [f32],
 ) {
     let e = if feedback.signal == Signal::Target { target } else { e };
+    let d = &mut d[..rows * width];
+    if let Some(b) = feedback.for_layer(l).filter(|b| b.is_sparse()) {
+        // sparse B: each unit's few non-zeros, then ⊙ f'
+        sparse_product(d, &e[..rows * n_out], Matrix::feedback(b), rows);
+        f.scale_by_derivative(d, &outputs[l]);
+        if let Some(masks) = masks {
+            mask(d, &masks[l + 1]);
+        }
+        return;
+    }
     let (stacked, offset) = feedback.stacked(l);
     let total = stacked.len() / n_out.max(1);
-    let d = &mut d[..rows * width];
     let h = &outputs[l][..rows * width];
     let columns = Columns { values: stacked, stride: total, offset };
     f.project_by_derivative(d, (&e[..rows * n_out], n_out), columns, (h, width));

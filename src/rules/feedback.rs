@@ -9,13 +9,55 @@ pub enum Signal {
     Target,
 }
 
-/// A fixed random feedback matrix `B`, stored row-major `rows × cols` in the paper's shape
-/// (`rows` = the width `n_i` of the layer that receives the feedback).
+/// A fixed random feedback matrix `B` in the paper's shape `rows × cols` (`rows` = the width
+/// `n_i` of the layer that receives the feedback): dense and row-major, or — sparse DFA —
+/// only its non-zeros, `k` per row, with their columns, so that its memory scales with them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedbackMatrix {
     pub rows: usize,
     pub cols: usize,
+    /// Dense: `rows × cols` values. Sparse: `rows × k`, row `i`'s non-zeros at `i·k..(i+1)·k`.
     pub values: Vec<f32>,
+    /// Sparse: the column of each value (`rows × k`); empty for a dense matrix.
+    pub columns: Vec<u32>,
+}
+
+impl FeedbackMatrix {
+    /// A dense matrix (`values`: `rows × cols`, row-major).
+    pub fn dense(rows: usize, cols: usize, values: Vec<f32>) -> Self {
+        assert_eq!(values.len(), rows * cols, "a dense feedback matrix has rows × cols values");
+        FeedbackMatrix { rows, cols, values, columns: Vec::new() }
+    }
+
+    /// Whether only the non-zeros are stored.
+    pub fn is_sparse(&self) -> bool {
+        !self.columns.is_empty()
+    }
+
+    /// Stored values per row (`cols` for a dense matrix, `k` for a sparse one).
+    pub fn per_row(&self) -> usize {
+        self.values.len() / self.rows.max(1)
+    }
+
+    /// The matrix written out densely (`rows × cols`, row-major).
+    pub fn to_dense(&self) -> Vec<f32> {
+        if !self.is_sparse() {
+            return self.values.clone();
+        }
+        let mut dense = vec![0.0; self.rows * self.cols];
+        let k = self.per_row();
+        for (i, (values, columns)) in self.values.chunks_exact(k).zip(self.columns.chunks_exact(k)).enumerate() {
+            for (&v, &c) in values.iter().zip(columns) {
+                dense[i * self.cols + c as usize] = v;
+            }
+        }
+        dense
+    }
+
+    /// The bytes it occupies (values and columns).
+    pub fn bytes(&self) -> usize {
+        4 * (self.values.len() + self.columns.len())
+    }
 }
 
 /// The feedback of a network: the matrices and, per hidden layer, which matrix it uses
@@ -31,7 +73,8 @@ pub struct Feedback {
     pub layer_matrix: Vec<Option<usize>>,
     /// A direct rule (DFA): every hidden layer's `B_i` stacked along the rows and transposed
     /// (`n_out × Σ n_i`, row-major), so that one pass projects `e` onto every layer (`B_i e` in
-    /// the columns of layer `i`). Derived from `matrices` by [`Feedback::restack`].
+    /// the columns of layer `i`). Derived from `matrices` by [`Feedback::restack`]; empty when
+    /// the matrices are sparse (each layer's projection then reads its own non-zeros).
     pub(crate) stacked: Vec<f32>,
     /// Where each hidden layer's columns start in `stacked`.
     pub(crate) offsets: Vec<usize>,
@@ -41,7 +84,7 @@ impl Feedback {
     /// Rebuilds the stacked matrix of a direct rule after `matrices` changed (e.g. loaded from a
     /// checkpoint).
     pub fn restack(&mut self) {
-        let direct = self.direct;
+        let direct = self.direct && !self.matrices.iter().any(FeedbackMatrix::is_sparse);
         let layers: Vec<&FeedbackMatrix> =
             (0..self.layer_matrix.len()).filter(|_| direct).filter_map(|l| self.for_layer(l)).collect();
         let total: usize = layers.iter().map(|b| b.rows).sum();

@@ -5,7 +5,6 @@ use crate::base::error::{Error, Result};
 use crate::base::io::{f32_bytes, write_atomically};
 use crate::layers::Gradients;
 use crate::optim::OptimiserKind;
-use crate::rules::FeedbackMatrix;
 use crate::train::config::TrainConfig;
 use crate::train::model::Model;
 use crate::train::protocol::{Progress, Trainer};
@@ -33,7 +32,8 @@ fn tensors(model: &Model) -> Vec<(String, Vec<usize>, &[f32])> {
         t.push((format!("layers.{l}.bias"), vec![layer.bias.len()], &layer.bias));
     }
     for (k, b) in model.feedback.matrices.iter().enumerate() {
-        t.push((format!("feedback.{k}"), vec![b.rows, b.cols], &b.values));
+        // a sparse matrix: its rows × k non-zeros (their columns in `feedback.{k}.columns`)
+        t.push((format!("feedback.{k}"), vec![b.rows, b.per_row()], &b.values));
     }
     // SGD keeps no state: its empty buffers are not written
     let rmsprop = model.optimiser.kind == OptimiserKind::Rmsprop;
@@ -51,11 +51,15 @@ fn tensors(model: &Model) -> Vec<(String, Vec<usize>, &[f32])> {
 
 pub fn checkpoint_bytes(model: &Model, progress: &Progress, config: &TrainConfig) -> Result<Vec<u8>> {
     let list = tensors(model);
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> =
-        list.into_iter().map(|(name, shape, v)| (name, shape, f32_bytes(v))).collect();
+    let mut data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        list.into_iter().map(|(name, shape, v)| (name, Dtype::F32, shape, f32_bytes(v))).collect();
+    for (k, b) in model.feedback.matrices.iter().enumerate().filter(|(_, b)| b.is_sparse()) {
+        let bytes = b.columns.iter().flat_map(|c| c.to_le_bytes()).collect();
+        data.push((format!("feedback.{k}.columns"), Dtype::U32, vec![b.rows, b.per_row()], bytes));
+    }
     let views = data
         .iter()
-        .map(|(name, shape, bytes)| TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v)))
+        .map(|(name, dtype, shape, bytes)| TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::checkpoint("(memory)", e.to_string()))?;
     let mut meta = HashMap::new();
@@ -104,8 +108,22 @@ pub fn load_checkpoint_bytes(
         fill(&format!("layers.{l}.weight"), &shape, &mut layer.weight)?;
         fill(&format!("layers.{l}.bias"), &[layer.bias.len()], &mut layer.bias)?;
     }
-    for (k, FeedbackMatrix { rows, cols, values }) in model.feedback.matrices.iter_mut().enumerate() {
-        fill(&format!("feedback.{k}"), &[*rows, *cols], values)?;
+    for (k, b) in model.feedback.matrices.iter_mut().enumerate() {
+        let shape = [b.rows, b.per_row()];
+        fill(&format!("feedback.{k}"), &shape, &mut b.values)?;
+        if b.is_sparse() {
+            let name = format!("feedback.{k}.columns");
+            let t = st.tensor(&name).map_err(|_| bad(format!("tensor '{name}' is missing")))?;
+            if t.dtype() != Dtype::U32 || t.shape() != shape {
+                return Err(bad(format!("tensor '{name}' is {:?} {:?}, expected U32 {shape:?}", t.dtype(), t.shape())));
+            }
+            for (o, c) in b.columns.iter_mut().zip(t.data().chunks_exact(4)) {
+                *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            if let Some(&c) = b.columns.iter().find(|&&c| c as usize >= b.cols) {
+                return Err(bad(format!("tensor '{name}' holds column {c}, expected < {}", b.cols)));
+            }
+        }
     }
     let layers = model.net.layers.iter().map(|l| (weight_shape(l), l.bias.len()));
     let rmsprop = model.optimiser.kind == OptimiserKind::Rmsprop;
