@@ -5,7 +5,7 @@ use crate::base::error::{Error, Result};
 use crate::base::io::write_atomically;
 use crate::data;
 use crate::experiments::shard::{self, Shard};
-use crate::experiments::slurm::SlurmOptions;
+use crate::experiments::slurm::{Invocation, SlurmOptions};
 use crate::experiments::tables::{Aggregate, RunOutcome, TableResults};
 use crate::experiments::{BracketError, Experiment, FigureKind, ReproduceObserver};
 use crate::report::plots::{RunCurves, plot};
@@ -60,7 +60,15 @@ pub fn reproduce_table(opts: &ReproduceOptions, observer: &dyn ReproduceObserver
     let threads = opts.threads.unwrap_or_else(|| (resolve_threads(0) / opts.jobs).max(1));
     let stages = exp.tasks(&selected, opts.seeds, opts.max_epochs, &runs_dir)?;
     if let Some(slurm) = &opts.slurm {
-        return crate::experiments::slurm::write_scripts(opts, &path, &exp, &stages, slurm, observer);
+        let invocation = Invocation {
+            out: &opts.out,
+            results: &opts.results,
+            data_dir: opts.data_dir.as_deref(),
+            seeds: opts.seeds,
+            max_epochs: opts.max_epochs,
+            cells: &opts.cells,
+        };
+        return crate::experiments::slurm::write_scripts(invocation, &path, &exp, &stages, slurm, observer);
     }
     let stages = match opts.shard {
         Some(shard) => shard::select(&exp, stages, shard)?,

@@ -10,7 +10,6 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::io::write_atomically;
-use crate::experiments::reproduce::ReproduceOptions;
 use crate::experiments::{Experiment, ReproduceObserver, Task, shard};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +29,18 @@ pub struct SlurmOptions {
     pub submit: bool,
     /// The `sbatch` to call (default: `sbatch` on the PATH).
     pub sbatch: Option<PathBuf>,
+}
+
+/// What every job of a submission passes on from the invocation that wrote it: the same
+/// selection, seeds and folders.
+#[derive(Clone, Copy, Debug)]
+pub struct Invocation<'a> {
+    pub out: &'a Path,
+    pub results: &'a Path,
+    pub data_dir: Option<&'a Path>,
+    pub seeds: Option<usize>,
+    pub max_epochs: Option<usize>,
+    pub cells: &'a [String],
 }
 
 /// The job ids of a submission.
@@ -70,7 +81,7 @@ fn common_lines(slurm: &SlurmOptions) -> Result<String> {
 /// Writes `array.sbatch` and `collect.sbatch` under `RUNS/<experiment>/slurm/` and, with
 /// `--submit`, submits them.
 pub fn write_scripts(
-    opts: &ReproduceOptions,
+    opts: Invocation<'_>,
     experiment_file: &Path,
     exp: &Experiment,
     stages: &[Vec<Task>],
@@ -85,18 +96,18 @@ pub fn write_scripts(
     if count == 0 || slurm.cpus_per_task == 0 {
         return Err(Error::config("--shards/--cpus-per-task", "0; expected at least 1"));
     }
-    let runs_dir = absolute(&exp.runs_dir(&opts.out, opts.max_epochs))?;
+    let runs_dir = absolute(&exp.runs_dir(opts.out, opts.max_epochs))?;
     let dir = runs_dir.join("slurm");
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
     let exe = std::env::current_exe().map_err(|e| Error::io("(this program)", e))?;
-    let data_dir = absolute(&crate::data::resolve_data_dir(opts.data_dir.as_deref()))?;
+    let data_dir = absolute(&crate::data::resolve_data_dir(opts.data_dir))?;
     // what every job passes on: the same experiment, selection, seeds and folders
     let mut args = vec![
         "reproduce".to_string(),
         absolute(experiment_file)?.display().to_string(),
         "--out".into(),
-        absolute(&opts.out)?.display().to_string(),
+        absolute(opts.out)?.display().to_string(),
         "--data-dir".into(),
         data_dir.display().to_string(),
         "--threads".into(),
@@ -108,7 +119,7 @@ pub fn write_scripts(
     if let Some(n) = opts.max_epochs {
         args.extend(["--max-epochs".into(), n.to_string()]);
     }
-    for c in &opts.cells {
+    for c in opts.cells {
         args.extend(["--cells".into(), c.clone()]);
     }
     // the command line, quoted, with `raw` (bash words, unquoted) at its end
@@ -135,7 +146,7 @@ pub fn write_scripts(
         log = logs.join(format!("{name}-shard-%a-of-{count}.log")).display(),
         cmd = command(&[], &format!(" --shard \"${{SLURM_ARRAY_TASK_ID}}/{count}\"")),
     );
-    let collect_args = ["--collect".to_string(), "--results".into(), absolute(&opts.results)?.display().to_string()];
+    let collect_args = ["--collect".to_string(), "--results".into(), absolute(opts.results)?.display().to_string()];
     let collect = format!(
         "#!/bin/bash\n\
          # dfa reproduce {name}: the table and figures from every shard's runs. Submitted with\n\
