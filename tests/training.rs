@@ -132,6 +132,35 @@ fn same_seed_and_threads_give_identical_bits() {
     assert_eq!(a.model.net, d.model.net);
 }
 
+/// Every registered rule, on a dense net and a deeper one (which the two-thread engine overlaps
+/// or pipelines where the rule allows), gives the same bits twice on two threads and on one.
+#[test]
+fn every_rule_gives_the_same_bits_again_and_on_one_thread() {
+    for &rule in Rule::all() {
+        for model in ["2x64", "7x32"] {
+            let config = TrainConfig {
+                model: model.into(),
+                train_subset: Some(960),
+                test_subset: Some(200),
+                max_epochs: 1,
+                ..small(rule)
+            };
+            let (a, ma) = train(&config);
+            let (b, mb) = train(&config);
+            let (c, mc) = train(&TrainConfig { threads: 1, ..config });
+            let key =
+                |m: &[EpochMetrics]| m.iter().map(|m| (m.loss.to_bits(), m.test_error.to_bits())).collect::<Vec<_>>();
+            assert_eq!(key(&ma), key(&mb), "{rule} {model}: two runs");
+            assert_eq!(key(&ma), key(&mc), "{rule} {model}: one thread");
+            assert!(a.model.net == b.model.net && a.model.net == c.model.net, "{rule} {model}: weights");
+            assert!(
+                a.model.feedback == b.model.feedback && a.model.feedback == c.model.feedback,
+                "{rule} {model}: feedback"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
     // KP: its feedback and the feedback's optimiser state come back from the checkpoint
