@@ -132,52 +132,49 @@ impl UpdateRule {
     /// Updates a feedback matrix `b` that learns (Kolen–Pollack) with the gradient `gw` of the
     /// forward weights it stands for, decayed like them; `state`: its RMSprop mean squares
     /// (empty under SGD). `transposed`: `b` is `rows × cols` and `gw` is `cols × rows` (a dense
-    /// layer's `W_{l+1}` and its `B_l`); else the two share one layout (a block's kernels).
+    /// layer's `W_{l+1}` and its `B_l`; `gw` is then transposed into `scratch`, at least as long
+    /// as `b`); else the two share one layout (a block's kernels). The update is the weights'
+    /// vectorised one ([`rmsprop_decayed`]), the same operations per entry, hence `B`'s step is
+    /// `W`'s transposed bit for bit.
     pub fn apply_feedback(
         &self,
         b: &mut [f32],
         (rows, cols): (usize, usize),
-        gw: &[f32],
+        (gw, scratch): (&[f32], &mut [f32]),
         state: &mut [f32],
-        transposed: bool,
+        (transposed, threads): (bool, usize),
     ) {
-        assert!(b.len() == rows * cols && gw.len() == b.len(), "one gradient per feedback entry");
-        let rmsprop = self.kind == OptimiserKind::Rmsprop;
-        assert!(!rmsprop || state.len() == b.len(), "one mean square per feedback entry");
-        let one = |b: &mut f32, g: f32, v: &mut f32| self.step_one(b, g, v, self.weight_decay);
-        let mut unused = 0.0;
-        if !transposed {
-            for (i, (b, &g)) in b.iter_mut().zip(gw).enumerate() {
-                one(b, g, if rmsprop { &mut state[i] } else { &mut unused });
-            }
-            return;
-        }
-        // b[i][j] receives gw[j][i]; in tiles, so that both stay in cache
-        const TILE: usize = 32;
-        for i0 in (0..rows).step_by(TILE) {
-            for j0 in (0..cols).step_by(TILE) {
-                for i in i0..(i0 + TILE).min(rows) {
-                    for j in j0..(j0 + TILE).min(cols) {
-                        let at = i * cols + j;
-                        one(&mut b[at], gw[j * rows + i], if rmsprop { &mut state[at] } else { &mut unused });
+        let n = b.len();
+        assert!(n == rows * cols && gw.len() == n, "one gradient per feedback entry");
+        let g: &[f32] = if transposed {
+            // g[i][j] = gw[j][i], in tiles so that reads and writes stay in cache
+            let g = &mut scratch[..n];
+            const TILE: usize = 32;
+            for i0 in (0..rows).step_by(TILE) {
+                for j0 in (0..cols).step_by(TILE) {
+                    for i in i0..(i0 + TILE).min(rows) {
+                        for j in j0..(j0 + TILE).min(cols) {
+                            g[i * cols + j] = gw[j * rows + i];
+                        }
                     }
                 }
             }
-        }
-    }
-
-    /// One parameter's update with decoupled decay `wd`, written as the vectorised loops compute
-    /// it (the same operations in the same order, hence the same bits).
-    fn step_one(&self, t: &mut f32, g: f32, v: &mut f32, wd: f32) {
-        let UpdateRule { kind, learning_rate: lr, decay: rho, epsilon: eps, .. } = *self;
-        let u = match kind {
-            OptimiserKind::Rmsprop => {
-                *v = rho * *v + (1.0 - rho) * g * g;
-                lr * g / (v.sqrt() + eps)
-            }
-            OptimiserKind::Sgd => lr * g,
+            g
+        } else {
+            gw
         };
-        *t -= u + (lr * wd) * *t;
+        let UpdateRule { kind, learning_rate: lr, decay: rho, epsilon: eps, weight_decay: wd } = *self;
+        match kind {
+            OptimiserKind::Rmsprop => {
+                assert!(state.len() == n, "one mean square per feedback entry");
+                rmsprop_decayed(b, g, state, (lr, rho, eps, lr * wd), threads);
+            }
+            OptimiserKind::Sgd => {
+                for (t, g) in b.iter_mut().zip(g) {
+                    *t -= lr * g + (lr * wd) * *t;
+                }
+            }
+        }
     }
 }
 

@@ -70,6 +70,7 @@ impl Trainer {
         let Trainer { model, ws, x, rules, progress, .. } = self;
         let update = model.optimiser.rule(progress.learning_rate);
         let mut grads = std::mem::take(&mut ws.grads);
+        let mut scratch = std::mem::take(&mut ws.scratch);
         for (l, _) in rules.hidden().iter().enumerate().filter(|(_, r)| r.learns_feedback()) {
             let (Some(k), above) = (model.feedback.layer_matrix[l], &model.net.layers[l + 1]) else { continue };
             if above.frozen {
@@ -83,9 +84,12 @@ impl Trainer {
             }
             let b = &mut model.feedback.matrices[k];
             let state = &mut model.optimiser.feedback_mean_square[k];
-            update.apply_feedback(&mut b.values, (b.rows, b.cols), gw, state, above.block.is_none());
+            let transposed = above.block.is_none();
+            let t = &mut scratch[0].weight;
+            update.apply_feedback(&mut b.values, (b.rows, b.cols), (gw, t), state, (transposed, threads));
         }
         ws.grads = grads;
+        ws.scratch = scratch;
     }
 
     /// Fresh dropout masks for a batch of `rows` samples (runs with dropout only).
