@@ -198,6 +198,37 @@ fn sigkill_at_twenty_random_moments_resumes_bit_for_bit() {
 }
 
 #[test]
+fn a_start_killed_before_its_configuration_leaves_its_name_free() {
+    use dfa::train::record::RunDir;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    // what a kill between creating the folder and writing config.toml leaves: a folder with a lock
+    std::fs::create_dir(base.join("r")).unwrap();
+    std::fs::write(base.join("r/.lock"), "12345").unwrap();
+    std::fs::write(base.join("r/.config.toml.tmp-12345"), "half").unwrap();
+    let (dir, lock) = RunDir::create_locked(base, "r").unwrap();
+    assert_eq!(dir.path, base.join("r"), "the abandoned folder is taken over");
+    assert!(!base.join("r/.config.toml.tmp-12345").exists(), "its temporary file is removed");
+    // held by a writer (this process): the next name
+    let (other, _other_lock) = RunDir::create_locked(base, "r").unwrap();
+    assert_eq!(other.path, base.join("r-2"));
+    drop(lock);
+    // a folder with its configuration is never taken over
+    std::fs::write(base.join("r/config.toml"), "").unwrap();
+    let (third, _third_lock) = RunDir::create_locked(base, "r").unwrap();
+    assert_eq!(third.path, base.join("r-3"));
+
+    // on the command line: the same command run again trains in the folder of its name
+    let out = base.join("runs");
+    std::fs::create_dir_all(out.join("small")).unwrap();
+    std::fs::write(out.join("small/.lock"), "12345").unwrap();
+    let o = train_small(&out, "small", None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("small/summary.json").is_file(), "{}", text(&o));
+    assert!(!out.join("small-2").exists());
+}
+
+#[test]
 fn a_run_folder_has_one_writer() {
     // in the library: a second lock fails at once, naming the holder
     let tmp = tempfile::tempdir().unwrap();

@@ -48,8 +48,7 @@ pub fn create_run(
     config.data_dir = Some(std::path::absolute(&data_dir).unwrap_or(data_dir));
     // built first: a net that cannot be built (or does not fit) leaves no folder behind
     let trainer = Trainer::new(config.clone(), data)?;
-    let dir = RunDir::create_unique(out, &name)?;
-    let lock = dir.lock()?;
+    let (dir, lock) = RunDir::create_locked(out, &name)?;
     dir.write_config(&config)?;
     let meta = Meta::new(&trainer, data, &config);
     dir.write_json(META_FILE, &meta)?;

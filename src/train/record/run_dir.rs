@@ -111,6 +111,40 @@ impl RunDir {
         unreachable!()
     }
 
+    /// Creates `base/name` (or `-2`, `-3`… when taken) and takes its lock, in one step that a kill
+    /// cannot leave half done: a folder that holds no `config.toml` and whose lock is free is what
+    /// a start killed before writing its configuration left behind, and is taken over instead of
+    /// being skipped (so that the same command run again gets the same name). A folder whose lock
+    /// another process holds, or that has its configuration, is taken.
+    pub fn create_locked(base: &Path, name: &str) -> Result<(Self, RunLock)> {
+        std::fs::create_dir_all(base).map_err(|e| Error::io(base, e))?;
+        for k in 1.. {
+            let path = if k == 1 { base.join(name) } else { base.join(format!("{name}-{k}")) };
+            let created = match std::fs::create_dir(&path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !path.is_dir() || path.join(CONFIG_FILE).exists() {
+                        continue;
+                    }
+                    false
+                }
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            let dir = RunDir { path };
+            let lock = match dir.lock() {
+                Ok(lock) => lock,
+                Err(e) if created => return Err(e),
+                Err(_) => continue,
+            };
+            // under the lock: a folder another start completed meanwhile is not ours
+            if dir.file(CONFIG_FILE).exists() {
+                continue;
+            }
+            return Ok((dir, lock));
+        }
+        unreachable!()
+    }
+
     /// An existing, empty folder that is to become a run folder.
     pub fn open_new(path: &Path) -> Result<Self> {
         Ok(RunDir { path: path.to_path_buf() })
