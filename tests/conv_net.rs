@@ -313,17 +313,24 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
     }
 }
 
+const CIFAR: dfa::base::shape::Shape = dfa::base::shape::Shape { h: 32, w: 32, c: 3 };
+
 #[test]
 fn conv_models_parse_train_and_checkpoint() {
     let config =
         TrainConfig { model: "conv-tanh".into(), dataset: dfa::data::DatasetKind::Cifar10, ..Default::default() };
-    let model = dfa::train::Model::new(&config, 3072, 10).unwrap();
+    let model = dfa::train::Model::new(&config, CIFAR, 10).unwrap();
     let sizes: Vec<usize> = model.net.layers.iter().map(|l| l.fan_out).collect();
     // 32 → conv 5×5 pad 2 → 32 → pool 3/2 → 15 → 7 → 3; 96, 128, 256 filters; 2048, 2048, 10
     assert_eq!(sizes, [15 * 15 * 96, 7 * 7 * 128, 3 * 3 * 256, 2048, 2048, 10]);
     assert_eq!(model.net.layers[0].weight.len(), 96 * 5 * 5 * 3);
-    let e = dfa::train::Model::new(&TrainConfig { model: "conv-tanh".into(), ..Default::default() }, 784, 10);
+    let mnist = dfa::base::shape::Shape { h: 28, w: 28, c: 1 };
+    let e = dfa::train::Model::new(&TrainConfig { model: "conv-tanh".into(), ..Default::default() }, mnist, 10);
     assert!(e.is_ok(), "MNIST images are 28×28×1: conv nets accept them");
+    let flat = dfa::base::shape::Shape::flat(784);
+    let e = dfa::train::Model::new(&TrainConfig { model: "conv-tanh".into(), ..Default::default() }, flat, 10);
+    let e = e.expect_err("flat vectors are no images").to_string();
+    assert!(e.contains("model") && e.contains("flat vectors of 784 values"), "{e}");
     for (field, bad) in [
         ("rule", TrainConfig { model: "conv-small".into(), rule: Rule::IFA, ..Default::default() }),
         (
@@ -340,7 +347,7 @@ fn conv_models_parse_train_and_checkpoint() {
     let small =
         TrainConfig { model: "conv-small".into(), dataset: dfa::data::DatasetKind::Cifar10, ..Default::default() };
     let m =
-        dfa::train::Model::new(&TrainConfig { init: dfa::layers::Init::Uniform, ..small.clone() }, 3072, 10).unwrap();
+        dfa::train::Model::new(&TrainConfig { init: dfa::layers::Init::Uniform, ..small.clone() }, CIFAR, 10).unwrap();
     let progress = dfa::train::Progress {
         epoch: 0,
         first_epoch: 0,
@@ -357,7 +364,7 @@ fn conv_models_parse_train_and_checkpoint() {
     };
     let bytes = dfa::train::record::checkpoint_bytes(&m, &progress, &small).unwrap();
     let path = tmp.path().join("c.safetensors");
-    let (back, _) = dfa::train::record::load_checkpoint_bytes(&bytes, &path, &small, 3072, 10).unwrap();
+    let (back, _) = dfa::train::record::load_checkpoint_bytes(&bytes, &path, &small, CIFAR, 10).unwrap();
     assert!(back.net.layers.iter().zip(&m.net.layers).all(|(a, b)| a.weight == b.weight && a.bias == b.bias));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("layers.0.weight").unwrap().shape(), [16, 5, 5, 3]);

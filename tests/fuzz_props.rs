@@ -2,6 +2,7 @@
 //! runs in CI: mutated IDX files (raw and gzip), CIFAR records, checkpoints and configurations
 //! give a value or an error that names the input, never a panic.
 
+use dfa::base::shape::Shape;
 use dfa::data::DatasetKind;
 use dfa::data::idx::{encode, maybe_gunzip, parse_stored};
 use dfa::train::config::TrainConfig;
@@ -88,7 +89,7 @@ proptest! {
             match dfa::data::cifar::parse(&bytes, kind, Path::new("mutated.bin")) {
                 Ok((labels, pixels)) => {
                     prop_assert_eq!(pixels.len(), labels.len() * dfa::data::cifar::PIXELS);
-                    prop_assert!(labels.iter().all(|&l| (l as usize) < kind.n_classes()));
+                    prop_assert!(labels.iter().all(|&l| (l as usize) < kind.n_classes().unwrap()));
                 }
                 Err(e) => prop_assert!(e.to_string().contains("mutated.bin"), "{}", e),
             }
@@ -98,7 +99,7 @@ proptest! {
 
 fn checkpoint_seed() -> (TrainConfig, Vec<u8>) {
     let config = TrainConfig::from_toml("model = \"2x8\"\nrule = \"dfa\"\ninit = \"uniform\"\n", "test").unwrap();
-    let model = Model::new(&config, 12, 3).unwrap();
+    let model = Model::new(&config, Shape::flat(12), 3).unwrap();
     let bytes = checkpoint_bytes(&model, &Progress::start(&config, 0), &config).unwrap();
     (config, bytes)
 }
@@ -110,7 +111,7 @@ proptest! {
     fn checkpoints_load_or_name_the_file(ms in mutations()) {
         let (config, seed) = checkpoint_seed();
         let bytes = mutate(seed, &ms);
-        match load_checkpoint_bytes(&bytes, Path::new("mutated.safetensors"), &config, 12, 3) {
+        match load_checkpoint_bytes(&bytes, Path::new("mutated.safetensors"), &config, Shape::flat(12), 3) {
             Ok((model, _)) => prop_assert_eq!(model.net.n_inputs(), 12),
             Err(e) => prop_assert!(e.to_string().contains("mutated.safetensors"), "{}", e),
         }
@@ -126,8 +127,11 @@ proptest! {
         match TrainConfig::from_toml(&text, "mutated.toml") {
             Ok(config) => {
                 let _ = config.warnings();
-                let n_in = if config.is_conv() { config.dataset.image_shape().len() } else { 784 };
-                if let Err(e) = Model::new(&config, n_in, config.dataset.n_classes()) {
+                let input = match config.dataset.image_shape() {
+                    Some(shape) if config.is_conv() => shape,
+                    _ => Shape::flat(784),
+                };
+                if let Err(e) = Model::new(&config, input, config.dataset.n_classes().unwrap_or(10)) {
                     prop_assert!(!e.to_string().is_empty());
                 }
             }

@@ -4,6 +4,7 @@
 mod common;
 
 use dfa::base::rng::{DfaRng, Stream};
+use dfa::base::shape::Shape;
 use dfa::data::{self, Dataset, DatasetKind};
 use dfa::layers::Network;
 use dfa::layers::activation::Activation;
@@ -187,7 +188,7 @@ fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
 
         let config = cut.read_config().unwrap();
         let resumed_config = config.clone();
-        let (model, progress) = cut.load_checkpoint(&config, data.train.dim, data.n_classes).unwrap();
+        let (model, progress) = cut.load_checkpoint(&config, data.shape, data.n_classes).unwrap();
         assert_eq!(progress.epoch, 2);
         cut.truncate_metrics(progress.epoch).unwrap();
         let mut t = Trainer::resume(resumed_config, &data, model, progress).unwrap();
@@ -199,8 +200,8 @@ fn an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers() {
         assert_eq!(mw.len(), 4);
         assert_eq!(mw, mc, "{rule:?}");
         assert_eq!(s_whole.final_test_error.to_bits(), s_cut.final_test_error.to_bits());
-        let (mw, pw) = whole.load_checkpoint(&config, 784, 10).unwrap();
-        let (mc, pc) = cut.load_checkpoint(&config, 784, 10).unwrap();
+        let (mw, pw) = whole.load_checkpoint(&config, Shape::flat(784), 10).unwrap();
+        let (mc, pc) = cut.load_checkpoint(&config, Shape::flat(784), 10).unwrap();
         assert_eq!(mw.net, mc.net, "{rule:?}: final weights differ");
         assert_eq!(pw, pc);
         for (a, b) in mw.optimiser.mean_square.iter().zip(&mc.optimiser.mean_square) {
@@ -227,7 +228,7 @@ fn checkpoint_round_trip_restores_everything() {
     let mut t = Trainer::new(config.clone(), &data).unwrap();
     t.run_epoch(&mut |_, _| {});
     dir.save_checkpoint(&t).unwrap();
-    let (model, progress) = dir.load_checkpoint(&config, 784, 10).unwrap();
+    let (model, progress) = dir.load_checkpoint(&config, Shape::flat(784), 10).unwrap();
     assert_eq!(model.net, t.model.net);
     assert_eq!(model.feedback, t.model.feedback);
     assert_eq!(model.optimiser.mean_square.len(), 3);
@@ -237,7 +238,7 @@ fn checkpoint_round_trip_restores_everything() {
     assert_eq!(progress, t.progress);
     // a checkpoint of another shape is refused with the tensor's name
     let other = TrainConfig { model: "2x100".into(), ..config };
-    let e = dir.load_checkpoint(&other, 784, 10).unwrap_err().to_string();
+    let e = dir.load_checkpoint(&other, Shape::flat(784), 10).unwrap_err().to_string();
     assert!(e.contains("layers.0.weight") && e.contains("expected F32 [100, 784]"), "{e}");
 }
 
@@ -641,7 +642,7 @@ fn gradients_in_per_thread_buffers_give_the_bits_of_per_layer_ones() {
 fn nets_that_read_their_weights_ahead_give_the_bits_of_one_thread() {
     let streams = |model: &str| {
         let config = TrainConfig { model: model.into(), ..Default::default() };
-        dfa::train::Model::new(&config, 784, 10).unwrap().net.streams_weights()
+        dfa::train::Model::new(&config, Shape::flat(784), 10).unwrap().net.streams_weights()
     };
     assert!(streams("100x240"));
     assert!(!streams("7x240") && !streams("2x800"));

@@ -68,3 +68,10 @@ pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
         None => message,
     }
 }
+
+/// Reads a number that serde_json may have written as `null`: it writes NaN so (e.g. the test
+/// error of a run without a test set), and reads `null` back as NaN with this.
+pub fn f64_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    use serde::Deserialize;
+    Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
+}

@@ -9,6 +9,11 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// A flat vector of `n` values (`1×1×n`): the input of a dense net.
+    pub fn flat(n: usize) -> Self {
+        Shape { h: 1, w: n, c: 1 }
+    }
+
     pub fn len(&self) -> usize {
         self.h * self.w * self.c
     }

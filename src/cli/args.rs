@@ -281,6 +281,9 @@ pub struct TrainArgs {
     pub name: Option<String>,
     #[arg(long, value_parser = choice::<DatasetKind>())]
     pub dataset: Option<DatasetKind>,
+    /// Train on your own arrays: an .npz file (or a folder of .npy files) holding x_train, y_train and optionally x_test, y_test (float32/uint8 inputs, N×D or N×C×H×W; integer labels); implies --dataset file.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
     /// Input preprocessing [default: scale, i.e. [0, 1]]; gcn-zca: contrast-normalised and whitened (cached in $DFA_CACHE or ./cache).
     #[arg(long, value_parser = choice::<Preprocess>())]
     pub preprocess: Option<Preprocess>,
@@ -423,6 +426,12 @@ impl TrainArgs {
              max_halvings => max_halvings, seed => seed, threads => threads);
         if self.data_dir.is_some() {
             c.data_dir = self.data_dir.clone();
+        }
+        if let Some(path) = &self.data {
+            c.data = Some(std::path::absolute(path).unwrap_or(path.clone()));
+            if self.dataset.is_none() {
+                c.dataset = DatasetKind::File;
+            }
         }
         if self.feedback_bound.is_some() {
             c.feedback_bound = self.feedback_bound;

@@ -100,7 +100,7 @@ pub fn parse(bytes: &[u8], kind: DatasetKind, path: &Path) -> Result<(Vec<u8>, V
         ));
     }
     let n = bytes.len() / record;
-    let n_classes = kind.n_classes();
+    let n_classes = kind.n_classes().unwrap_or(10);
     let mut labels = Vec::with_capacity(n);
     let mut pixels = Vec::with_capacity(n * PIXELS);
     for (i, r) in bytes.chunks_exact(record).enumerate() {

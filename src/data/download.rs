@@ -66,7 +66,7 @@ pub fn archive(kind: DatasetKind) -> Option<Archive> {
             md5: "03b5dce01913d631647c71ecec9e9cb8",
             members: &["train.bin", "test.bin", "fine_label_names.txt", "coarse_label_names.txt"],
         }),
-        DatasetKind::Mnist | DatasetKind::FashionMnist => None,
+        DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::File | DatasetKind::Arrays => None,
     }
 }
 
@@ -85,6 +85,7 @@ pub fn default_mirrors(kind: DatasetKind) -> Vec<String> {
         DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Cifar100Coarse => {
             &["https://www.cs.toronto.edu/~kriz/", "https://cave.cs.toronto.edu/kriz/"]
         }
+        DatasetKind::File | DatasetKind::Arrays => &[],
     };
     m.iter().map(|s| s.to_string()).collect()
 }
@@ -123,6 +124,12 @@ pub fn download(
     mirrors: &[String],
     mut report: impl FnMut(&str),
 ) -> Result<Vec<Fetched>> {
+    if !kind.is_named() {
+        return Err(Error::config(
+            "dataset",
+            format!("'{}' is your own data: there is nothing to download", kind.name()),
+        ));
+    }
     if let Some(archive) = archive(kind) {
         return download_archive(kind, &archive, data_dir, mirrors, report);
     }

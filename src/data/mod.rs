@@ -7,6 +7,7 @@
 //! `cifar-100-binary/`), or directly in the folder given. Every file may be gzip-compressed
 //! (`.gz`) or raw.
 
+pub mod arrays;
 pub mod cifar;
 pub mod download;
 pub mod idx;
@@ -27,6 +28,10 @@ pub enum DatasetKind {
     Cifar100,
     /// CIFAR-100 with its 20 coarse labels (superclasses).
     Cifar100Coarse,
+    /// Your own arrays: the `.npz` file or folder of `.npy` files of the configuration's `data`.
+    File,
+    /// Arrays handed over from Python (`dfa.Net.fit`); such a run resumes from Python only.
+    Arrays,
 }
 
 crate::choices!(DatasetKind {
@@ -35,6 +40,8 @@ crate::choices!(DatasetKind {
     Cifar10 => "cifar10",
     Cifar100 => "cifar100": "CIFAR-100 with its 100 fine labels",
     Cifar100Coarse => "cifar100-coarse": "CIFAR-100 with its 20 coarse labels (superclasses)",
+    File => "file": "your own arrays: the .npz file (or folder of .npy files) given by --data",
+    Arrays => "arrays": "arrays passed from Python (dfa.Net.fit)",
 });
 
 /// The four IDX files, in the order train images, train labels, test images, test labels.
@@ -50,24 +57,34 @@ impl DatasetKind {
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
             DatasetKind::Cifar100Coarse => "cifar100-coarse",
+            DatasetKind::File => "file",
+            DatasetKind::Arrays => "arrays",
         }
     }
 
-    pub fn n_classes(self) -> usize {
+    /// The classes of a named data set; `None` for your own data (the labels decide).
+    pub fn n_classes(self) -> Option<usize> {
         match self {
-            DatasetKind::Cifar100 => 100,
-            DatasetKind::Cifar100Coarse => 20,
-            _ => 10,
+            DatasetKind::Cifar100 => Some(100),
+            DatasetKind::Cifar100Coarse => Some(20),
+            DatasetKind::Mnist | DatasetKind::FashionMnist | DatasetKind::Cifar10 => Some(10),
+            DatasetKind::File | DatasetKind::Arrays => None,
         }
     }
 
-    /// The shape of one image (channel-major in the loaded data).
-    pub fn image_shape(self) -> crate::base::shape::Shape {
-        if self.is_cifar() {
-            crate::base::shape::Shape { h: 32, w: 32, c: 3 }
-        } else {
-            crate::base::shape::Shape { h: 28, w: 28, c: 1 }
+    /// The shape of one image of a named data set (channel-major in the loaded data); `None`
+    /// for your own data (the arrays decide).
+    pub fn image_shape(self) -> Option<crate::base::shape::Shape> {
+        match self {
+            DatasetKind::File | DatasetKind::Arrays => None,
+            k if k.is_cifar() => Some(crate::base::shape::Shape { h: 32, w: 32, c: 3 }),
+            _ => Some(crate::base::shape::Shape { h: 28, w: 28, c: 1 }),
         }
+    }
+
+    /// Whether this is a data set of its own name (MNIST, CIFAR…), not your own arrays.
+    pub fn is_named(self) -> bool {
+        !matches!(self, DatasetKind::File | DatasetKind::Arrays)
     }
 
     pub fn is_cifar(self) -> bool {
@@ -138,6 +155,8 @@ pub struct Dataset {
     pub train: std::sync::Arc<Split>,
     pub test: std::sync::Arc<Split>,
     pub n_classes: usize,
+    /// The shape of one sample (`1×1×D` for flat vectors).
+    pub shape: crate::base::shape::Shape,
     pub files: Vec<DataFile>,
     /// What a user should know about this copy (e.g. an incomplete test set); recorded in every
     /// run's `meta.json` and printed.
@@ -243,10 +262,20 @@ pub fn load_prepared(kind: DatasetKind, preprocess: preprocess::Preprocess, dir:
 pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
     if kind.is_cifar() {
         let (train, test, files, notes) = cifar::load(kind, dir)?;
-        return Ok(Dataset { kind, train: train.into(), test: test.into(), n_classes: kind.n_classes(), files, notes });
+        let (n_classes, shape) = (kind.n_classes().unwrap_or(10), crate::base::shape::Shape { h: 32, w: 32, c: 3 });
+        return Ok(Dataset { kind, train: train.into(), test: test.into(), n_classes, shape, files, notes });
+    }
+    if !kind.is_named() {
+        return Err(Error::config(
+            "dataset",
+            format!(
+                "'{}' data are not in a data folder; they come with the run (--data FILE, or from Python)",
+                kind.name()
+            ),
+        ));
     }
     let paths = locate(kind, dir)?;
-    let n_classes = kind.n_classes();
+    let n_classes = kind.n_classes().unwrap_or(10);
     let mut files = Vec::new();
     let (train, train_size) = split(&paths[0], &paths[1], n_classes, &mut files)?;
     let (test, test_size) = split(&paths[2], &paths[3], n_classes, &mut files)?;
@@ -258,5 +287,6 @@ pub fn load(kind: DatasetKind, dir: &Path) -> Result<Dataset> {
             format!("test images are {sr}×{sc} pixels, training images ({}) {tr}×{tc}", paths[0].display()),
         ));
     }
-    Ok(Dataset { kind, train: train.into(), test: test.into(), n_classes, files, notes: Vec::new() })
+    let shape = crate::base::shape::Shape { h: train_size[0], w: train_size[1], c: 1 };
+    Ok(Dataset { kind, train: train.into(), test: test.into(), n_classes, shape, files, notes: Vec::new() })
 }

@@ -268,6 +268,7 @@ mod cache_tests {
             train: Arc::new(train),
             test: Arc::new(test),
             n_classes: 10,
+            shape: crate::base::shape::Shape::flat(16),
             files: vec![DataFile { path: "x".into(), sha256: format!("{seed:064}") }],
             notes: Vec::new(),
         }

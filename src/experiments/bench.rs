@@ -70,7 +70,16 @@ pub fn cases() -> Vec<Case> {
 /// The network of a case (the paper's initialisation for `rule`).
 pub fn case_network(case: &Case, rule: Rule) -> crate::Result<crate::layers::Network> {
     let config = TrainConfig { rule, model: case.model.clone(), dataset: case.dataset, ..Default::default() };
-    Ok(crate::train::Model::new(&config, case.inputs, 10)?.net)
+    Ok(crate::train::Model::new(&config, image_shape(case.inputs), 10)?.net)
+}
+
+/// The images of `inputs` values that the benchmarks feed: MNIST's or CIFAR's, else flat.
+fn image_shape(inputs: usize) -> crate::base::shape::Shape {
+    [DatasetKind::Mnist, DatasetKind::Cifar10]
+        .into_iter()
+        .filter_map(DatasetKind::image_shape)
+        .find(|s| s.len() == inputs)
+        .unwrap_or(crate::base::shape::Shape::flat(inputs))
 }
 
 /// FLOPs per training sample of any network (dense layers and convolutional blocks; see the
@@ -114,6 +123,7 @@ pub fn synthetic(samples: usize, inputs: usize, seed: u64) -> Dataset {
         train: train.into(),
         test: test.into(),
         n_classes: 10,
+        shape: image_shape(inputs),
         files: Vec::new(),
         notes: Vec::new(),
     }

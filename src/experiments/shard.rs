@@ -46,9 +46,10 @@ impl std::fmt::Display for Shard {
 }
 
 /// Forward multiply-adds per sample of the net of `config` (dense layers and convolutions; the
-/// output layer included).
+/// output layer included). Own data (`--data`) are costed as MNIST-sized images with 10 classes:
+/// the cost model reads no data.
 pub fn forward_macs(config: &TrainConfig) -> Result<u64> {
-    let shape = config.dataset.image_shape();
+    let shape = config.dataset.image_shape().unwrap_or(crate::base::shape::Shape { h: 28, w: 28, c: 1 });
     let specs = parse_layers(&config.model)?;
     let (mut c, mut h, mut w) = (shape.c, shape.h, shape.w);
     let mut width: Option<usize> = None;
@@ -70,7 +71,7 @@ pub fn forward_macs(config: &TrainConfig) -> Result<u64> {
             }
         }
     }
-    Ok(macs + (width.unwrap_or(c * h * w) * config.dataset.n_classes()) as u64)
+    Ok(macs + (width.unwrap_or(c * h * w) * config.dataset.n_classes().unwrap_or(10)) as u64)
 }
 
 /// The training samples of a run of `config`.

@@ -139,7 +139,12 @@ fn errors_panel<DB: DrawingBackend>(
     for (i, run) in runs.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let pick = |f: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
-            run.metrics.iter().map(|m| (m.epoch as f64, if log_scale { f(m).max(floor) } else { f(m) })).collect()
+            // a run without a test set has no test points (NaN)
+            run.metrics
+                .iter()
+                .filter(|m| f(m).is_finite())
+                .map(|m| (m.epoch as f64, if log_scale { f(m).max(floor) } else { f(m) }))
+                .collect()
         };
         if curves != Curves::Test {
             series.push((format!("{} train", run.label), color, Line::Train, pick(&|m| m.train_error)));

@@ -25,6 +25,11 @@ pub struct TrainConfig {
     /// The data folder (resolved from `--data-dir`, `DFA_DATA` or `./data` when a run starts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Your own data (`dataset = "file"`): an `.npz` file or a folder of `.npy` files with
+    /// `x_train`, `y_train` and optionally `x_test`, `y_test` (see `data::arrays`); recorded
+    /// absolute when a run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
     /// Hidden layers: `DxW` (`2x800`: two layers of 800) or a list of widths (`800,400,200`).
     pub model: String,
     pub activation: Activation,
@@ -121,6 +126,7 @@ impl Default for TrainConfig {
             dataset: DatasetKind::Mnist,
             preprocess: Default::default(),
             data_dir: None,
+            data: None,
             model: "2x800".into(),
             activation: Activation::Tanh,
             rule: Rule::DFA,
@@ -196,6 +202,22 @@ impl TrainConfig {
 
     /// The rules, frozen layers and what convolutional nets support, for `depth` hidden layers.
     fn validate_structure(&self, depth: usize) -> Result<()> {
+        match (self.dataset, &self.data) {
+            (crate::data::DatasetKind::File, None) => {
+                return Err(Error::config("data", "dataset 'file' needs the path of its arrays (--data my.npz)"));
+            }
+            (kind, Some(path)) if kind != crate::data::DatasetKind::File => {
+                return Err(Error::config(
+                    "data",
+                    format!(
+                        "{} is given with dataset '{}'; own data go with dataset 'file'",
+                        path.display(),
+                        kind.name()
+                    ),
+                ));
+            }
+            _ => {}
+        }
         let conv = self.is_conv();
         if conv {
             let refuse = |field: &str, what: &str| {

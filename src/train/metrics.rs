@@ -11,7 +11,8 @@ pub struct EpochMetrics {
     pub loss: f64,
     /// Training error (%) of the network after the epoch, over the whole training split.
     pub train_error: f64,
-    /// Test error (%) after the epoch.
+    /// Test error (%) after the epoch (NaN, written `null`, without a test set).
+    #[serde(deserialize_with = "crate::base::io::f64_or_null")]
     pub test_error: f64,
     /// Alignment diagnostics of the measured mini-batches (`--align-every`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

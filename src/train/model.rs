@@ -3,6 +3,7 @@
 use crate::base::error::{Error, Result};
 use crate::base::memory::check_fits;
 use crate::base::rng::{DfaRng, Stream};
+use crate::base::shape::Shape;
 use crate::layers::Network;
 use crate::layers::spec::{LayerSpec, parse_layers, parse_model};
 use crate::optim::Optimiser;
@@ -84,8 +85,10 @@ pub struct Model {
 }
 
 impl Model {
-    /// A fresh model for `config` with `n_in` inputs and `n_out` classes, drawn from the seed.
-    pub fn new(config: &TrainConfig, n_in: usize, n_out: usize) -> Result<Self> {
+    /// A fresh model for `config` with inputs of shape `input` (a flat vector, [`Shape::flat`],
+    /// serves a dense net) and `n_out` classes, drawn from the seed.
+    pub fn new(config: &TrainConfig, input: Shape, n_out: usize) -> Result<Self> {
+        let n_in = input.len();
         let mut weights_rng = DfaRng::new(config.seed, Stream::Weights);
         let mut feedback_rng = DfaRng::new(config.seed, Stream::Feedback);
         let optimiser = |net: &Network, feedback: &Feedback| {
@@ -94,13 +97,13 @@ impl Model {
                 .with_feedback_states(&config.rule_set().learning_feedback(feedback))
         };
         if config.is_conv() {
-            let shape = config.dataset.image_shape();
-            if shape.len() != n_in {
+            let shape = input;
+            if shape.h < 2 || shape.w < 2 {
                 return Err(Error::config(
                     "model",
                     format!(
-                        "a convolutional net needs {}×{}×{} images, the data have {n_in} values",
-                        shape.h, shape.w, shape.c
+                        "a convolutional net needs images (C×H×W), the data are flat vectors of {n_in} values; \
+                         give the inputs as N×H×W or N×C×H×W arrays"
                     ),
                 ));
             }

@@ -35,10 +35,10 @@ impl Trainer {
     /// A fresh run.
     pub fn new(config: TrainConfig, data: &Dataset) -> Result<Self> {
         config.validate()?;
-        let mut model = Model::new(&config, data.train.dim, data.n_classes)?;
+        let mut model = Model::new(&config, data.shape, data.n_classes)?;
         let first_epoch = match &config.init_from {
             Some(source) => {
-                crate::train::record::checkpoint::continue_from(source, &mut model, data.train.dim, data.n_classes)?
+                crate::train::record::checkpoint::continue_from(source, &mut model, data.shape, data.n_classes)?
             }
             None => 0,
         };
@@ -169,8 +169,12 @@ impl Trainer {
         }
     }
 
-    /// Classification error (%) of the current network on a split.
+    /// Classification error (%) of the current network on a split (NaN on an empty one: own
+    /// data without a test set).
     pub fn error_rate(&mut self, which: &Split) -> f64 {
+        if which.is_empty() {
+            return f64::NAN;
+        }
         let (net, ws, pool) = (&self.model.net, &mut self.eval_ws, self.engine.pool());
         let threads = pool.threads();
         let errors = pool.install(|| net.count_errors(&which.images, &which.labels, ws, threads));

@@ -79,7 +79,7 @@ pub fn load_checkpoint_bytes(
     bytes: &[u8],
     path: &Path,
     config: &TrainConfig,
-    n_in: usize,
+    input: crate::base::shape::Shape,
     n_out: usize,
 ) -> Result<(Model, Progress)> {
     let bad = |m: String| Error::checkpoint(path, m);
@@ -92,7 +92,7 @@ pub fn load_checkpoint_bytes(
     let progress: Progress =
         serde_json::from_str(meta.get("progress").ok_or_else(|| bad("no 'progress' metadata".into()))?)
             .map_err(|e| bad(format!("metadata 'progress': {e}")))?;
-    let mut model = Model::new(config, n_in, n_out)?;
+    let mut model = Model::new(config, input, n_out)?;
     let fill = |name: &str, shape: &[usize], out: &mut [f32]| -> Result<()> {
         let t = st.tensor(name).map_err(|_| bad(format!("tensor '{name}' is missing")))?;
         if t.dtype() != Dtype::F32 || t.shape() != shape {
@@ -144,13 +144,18 @@ pub fn load_checkpoint_bytes(
 /// Copies the forward weights, biases and optimiser state of the checkpoint in run folder
 /// `source` into `model` (a run that continues another: `init_from`). The shapes must match;
 /// the feedback stays `model`'s own. Returns the source's completed epochs.
-pub fn continue_from(source: &Path, model: &mut Model, n_in: usize, n_out: usize) -> Result<usize> {
+pub fn continue_from(
+    source: &Path,
+    model: &mut Model,
+    input: crate::base::shape::Shape,
+    n_out: usize,
+) -> Result<usize> {
     let named = |e: Error| Error::config("init_from", format!("{}: {e}", source.display()));
     let dir = RunDir::open(source).map_err(named)?;
     if !dir.file(CHECKPOINT_FILE).is_file() {
         return Err(Error::config("init_from", format!("{}: no {CHECKPOINT_FILE} to start from", source.display())));
     }
-    let (from, progress) = dir.load_checkpoint(&dir.read_config().map_err(named)?, n_in, n_out).map_err(named)?;
+    let (from, progress) = dir.load_checkpoint(&dir.read_config().map_err(named)?, input, n_out).map_err(named)?;
     let shapes = |m: &Model| m.net.layers.iter().map(|l| (l.fan_in, l.fan_out)).collect::<Vec<_>>();
     if shapes(&from) != shapes(model) {
         return Err(Error::config(
@@ -193,9 +198,14 @@ impl RunDir {
     }
 
     /// Loads a checkpoint into a model built for `config` (shapes are checked).
-    pub fn load_checkpoint(&self, config: &TrainConfig, n_in: usize, n_out: usize) -> Result<(Model, Progress)> {
+    pub fn load_checkpoint(
+        &self,
+        config: &TrainConfig,
+        input: crate::base::shape::Shape,
+        n_out: usize,
+    ) -> Result<(Model, Progress)> {
         let path = self.file(CHECKPOINT_FILE);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        load_checkpoint_bytes(&bytes, &path, config, n_in, n_out)
+        load_checkpoint_bytes(&bytes, &path, config, input, n_out)
     }
 }

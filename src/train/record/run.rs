@@ -17,21 +17,29 @@ use std::path::{Path, PathBuf};
 /// `./data`), preprocessed, its subsets applied. What a user should know about the data is in
 /// its `notes`.
 pub fn load_data(config: &TrainConfig) -> Result<Dataset> {
-    let dir = data::resolve_data_dir(config.data_dir.as_deref());
-    let data = data::load_prepared(config.dataset, config.preprocess, &dir)?;
+    let data = match (config.dataset, &config.data) {
+        (data::DatasetKind::File, Some(path)) => {
+            data::preprocess::prepare(data::arrays::load(path)?, config.preprocess, &data::preprocess::cache_dir())?
+        }
+        (data::DatasetKind::Arrays, _) => {
+            return Err(Error::config(
+                "dataset",
+                "this run trained on arrays passed from Python; go on from Python (dfa.Net.load(folder).fit(x, y))",
+            ));
+        }
+        (kind, _) => data::load_prepared(kind, config.preprocess, &data::resolve_data_dir(config.data_dir.as_deref()))?,
+    };
     Ok(apply_subsets(data, config))
 }
 
-/// The name `dfa train` gives a run folder: `dataset-model-act-rule-seedN`.
+/// The name `dfa train` gives a run folder: `dataset-model-act-rule-seedN` (own data: the file's
+/// name without its extension in place of the data set's).
 pub fn default_run_name(config: &TrainConfig) -> String {
-    format!(
-        "{}-{}-{}-{}-seed{}",
-        config.dataset.name(),
-        config.model,
-        config.activation.name(),
-        config.rule_name(),
-        config.seed
-    )
+    let data = match (config.dataset, &config.data) {
+        (data::DatasetKind::File, Some(path)) => path.file_stem().map_or("file".into(), |s| s.to_string_lossy()),
+        (kind, _) => kind.name().into(),
+    };
+    format!("{}-{}-{}-{}-seed{}", data, config.model, config.activation.name(), config.rule_name(), config.seed)
 }
 
 /// A new run: the folder `out/name` (`-2`, `-3`… if taken; `name` defaults to
@@ -73,7 +81,7 @@ pub fn open_run(dir: &RunDir, config: TrainConfig, data: &Dataset) -> Result<Ope
     }
     let written = config.clone();
     let (trainer, resumed_after) = if dir.file(CHECKPOINT_FILE).is_file() {
-        let (model, progress) = dir.load_checkpoint(&config, data.train.dim, data.n_classes)?;
+        let (model, progress) = dir.load_checkpoint(&config, data.shape, data.n_classes)?;
         dir.truncate_metrics(progress.epoch)?;
         let resumed_after = Some(progress.epoch);
         (Trainer::resume(config, data, model, progress)?, resumed_after)
@@ -250,7 +258,7 @@ pub fn load_run(path: &Path, reopen: &Reopen) -> Result<(TrainConfig, Model, Dat
     let (config, _) = reopen_config(&dir, reopen)?;
     let data = load_data(&config)?;
     verify_data(&dir, &data, reopen)?;
-    let (model, _) = dir.load_checkpoint(&config, data.train.dim, data.n_classes)?;
+    let (model, _) = dir.load_checkpoint(&config, data.shape, data.n_classes)?;
     Ok((config, model, data))
 }
 
@@ -283,7 +291,7 @@ pub fn evaluate_run(path: &Path, reopen: &Reopen, threads: Option<usize>) -> Res
     }
     let data = load_data(&config)?;
     let accepted_data = verify_data(&dir, &data, reopen)?;
-    let (model, progress) = dir.load_checkpoint(&config, data.train.dim, data.n_classes)?;
+    let (model, progress) = dir.load_checkpoint(&config, data.shape, data.n_classes)?;
     let mut trainer = Trainer::resume(config, &data, model, progress)?;
     let (train_error, test_error) = trainer.evaluate();
     Ok(Evaluation {

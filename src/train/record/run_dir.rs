@@ -68,8 +68,11 @@ pub struct Summary {
     pub stop: StopReason,
     pub diverged: bool,
     pub epochs: usize,
+    #[serde(deserialize_with = "crate::base::io::f64_or_null")]
     pub final_loss: f64,
+    #[serde(deserialize_with = "crate::base::io::f64_or_null")]
     pub final_train_error: f64,
+    #[serde(deserialize_with = "crate::base::io::f64_or_null")]
     pub final_test_error: f64,
     pub mean_epoch_seconds: f64,
     pub median_samples_per_s: f64,
