@@ -94,8 +94,9 @@ fn sample_shape(name: &str, shape: &[usize]) -> Result<Shape> {
     }
 }
 
-/// One split from a pair of arrays, checked; its per-sample shape.
-fn split(names: [&str; 2], pair: Pair) -> Result<(Split, Shape)> {
+/// One split from a pair of arrays, checked (shapes, lengths, label range, finite inputs) and
+/// converted to `f32` (the one copy); its per-sample shape.
+pub fn split(names: [&str; 2], pair: Pair) -> Result<(Split, Shape)> {
     let [xn, yn] = names;
     let shape = sample_shape(xn, pair.inputs.shape)?;
     let n = pair.inputs.shape[0];

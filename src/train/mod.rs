@@ -17,6 +17,7 @@
 pub mod adversarial;
 pub mod alignment;
 pub mod config;
+pub mod infer;
 pub mod metrics;
 pub mod model;
 pub mod parallel;

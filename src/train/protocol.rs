@@ -158,12 +158,25 @@ impl Trainer {
     /// and applies the schedule and stopping rule. Returns the epoch's metrics; afterwards
     /// `self.progress.stop` says whether the run is over.
     pub fn run_epoch(&mut self, on_batch: &mut (dyn FnMut(usize, usize) + Send)) -> EpochMetrics {
+        self.run_epoch_until(&mut |done, total| {
+            on_batch(done, total);
+            true
+        })
+        .expect("an epoch that is never asked to stop finishes")
+    }
+
+    /// [`Trainer::run_epoch`], with a callback that may stop the epoch after any mini-batch by
+    /// returning `false` (Ctrl-C in Python): then `None`, and the trainer is left in the middle
+    /// of the epoch (its weights updated by the batches done, its progress that of the epoch
+    /// before); the caller goes back to a copy of the model and progress taken before.
+    pub fn run_epoch_until(&mut self, on_batch: &mut (dyn FnMut(usize, usize) -> bool + Send)) -> Option<EpochMetrics> {
         let n = self.train.len();
         let batch = self.config.batch_size;
         let batches = n.div_ceil(batch);
         let start = Instant::now();
         let (mut loss_sum, mut errors, mut seen) = (0.0f64, 0usize, 0usize);
         let mut finite = true;
+        let mut stopped = false;
         let mut first_loss = None;
         self.in_pool(|t| {
             for (i, v) in t.order.iter_mut().enumerate() {
@@ -176,12 +189,15 @@ impl Trainer {
                 loss_sum += loss;
                 errors += err;
                 seen += rows;
-                on_batch(b + 1, batches);
+                stopped = !on_batch(b + 1, batches);
                 finite = loss.is_finite();
-                finite
+                finite && !stopped
             });
             t.order = order;
         });
+        if stopped {
+            return None;
+        }
         if self.progress.initial_loss.is_none() {
             self.progress.initial_loss = first_loss;
         }
@@ -210,7 +226,7 @@ impl Trainer {
             samples_per_s: seen as f64 / seconds,
         };
         self.finish_epoch(&metrics);
-        metrics
+        Some(metrics)
     }
 
     /// The stopping rule and the paper's learning-rate schedule, after an epoch.

@@ -40,6 +40,12 @@ pub struct Meta {
     /// serves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<TrainConfig>,
+    /// One sample's shape, `[channels, height, width]` (`[1, 1, D]` for flat vectors), and the
+    /// classes: what a model needs to be rebuilt without its data (`dfa.Net.load`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<[usize; 3]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_classes: Option<usize>,
 }
 
 impl Meta {
@@ -56,6 +62,8 @@ impl Meta {
             parameters: trainer.model.net.parameter_count(),
             warnings: trainer.config.warnings().into_iter().chain(data.notes.iter().cloned()).collect(),
             config: Some(config.clone()),
+            input_shape: Some([data.shape.c, data.shape.h, data.shape.w]),
+            n_classes: Some(data.n_classes),
         }
     }
 }
