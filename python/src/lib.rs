@@ -348,8 +348,7 @@ impl Net {
     #[pyo3(signature = (x_train, y_train, x_test=None, y_test=None, max_epochs=None, on_epoch=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
-        &mut self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         x_train: &Bound<'py, PyAny>,
         y_train: &Bound<'py, PyAny>,
         x_test: Option<&Bound<'py, PyAny>>,
@@ -357,18 +356,25 @@ impl Net {
         max_epochs: Option<usize>,
         on_epoch: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
         let test = match (x_test, y_test) {
             (Some(x), Some(y)) => Some((x, y)),
             (None, None) => None,
             _ => return Err(PyValueError::new_err("x_test and y_test: give both or neither")),
         };
         let data = dataset_from(x_train, y_train, test)?;
-        let mut config = self.config.clone();
+        // the net is borrowed only between epochs, never while training or calling back, so
+        // that on_epoch (and other threads) may use it: predict, evaluate, angles, save
+        let (mut config, state) = {
+            let me = slf.borrow();
+            (me.config.clone(), me.state.clone())
+        };
         if let Some(n) = max_epochs {
             config.max_epochs = n;
         }
         let data = apply_subsets(data, &config);
-        let mut trainer = match self.state.clone() {
+        let n_classes = state.as_ref().map_or(data.n_classes, |s| s.n_classes);
+        let mut trainer = match state {
             None => Trainer::new(config, &data).map_err(err)?,
             Some(state) => {
                 if check_shape(data.shape, &state).is_err() || state.n_classes < data.n_classes {
@@ -386,31 +392,37 @@ impl Net {
                 Trainer::resume(config, &data, state.model, progress).map_err(err)?
             }
         };
-        let n_classes = self.state.as_ref().map_or(data.n_classes, |s| s.n_classes);
-        let (shape, first) = (data.shape, self.history.len());
-        self.data_files = data.files.clone();
-        (self.n_train, self.n_test, self.notes) = (trainer.n_train(), trainer.n_test(), data.notes.clone());
+        let shape = data.shape;
         let keep = |t: &Trainer| State { model: t.model.clone(), progress: t.progress.clone(), shape, n_classes };
-        self.state = Some(keep(&trainer));
+        let first = {
+            let mut me = slf.borrow_mut();
+            me.data_files = data.files.clone();
+            (me.n_train, me.n_test, me.notes) = (trainer.n_train(), trainer.n_test(), data.notes.clone());
+            me.state = Some(keep(&trainer));
+            me.history.len()
+        };
         while trainer.progress.stop.is_none() {
             let (metrics, raised) =
                 run_released(py, |stop| trainer.run_epoch_until(&mut |_, _| !stop.load(Ordering::Acquire)));
-            match metrics {
-                Some(m) => {
-                    self.history.push(m);
-                    self.state = Some(keep(&trainer));
-                }
-                // stopped within the epoch: self.state is still the end of the epoch before
-                None => return Err(raised.unwrap_or_else(|| PyValueError::new_err("the epoch stopped"))),
+            // stopped within the epoch: the net is still at the end of the epoch before
+            let Some(m) = metrics else {
+                return Err(raised.unwrap_or_else(|| PyValueError::new_err("the epoch stopped")));
+            };
+            let line = to_py(py, &m)?;
+            {
+                let mut me = slf.borrow_mut();
+                me.history.push(m);
+                me.state = Some(keep(&trainer));
             }
             if let Some(e) = raised {
                 return Err(e);
             }
             if let Some(f) = &on_epoch {
-                f.call1((to_py(py, self.history.last().expect("just pushed"))?,))?;
+                f.call1((line,))?;
             }
         }
-        to_py(py, &self.history[first..])
+        let me = slf.borrow();
+        to_py(py, &me.history[first.min(me.history.len())..])
     }
 
     /// Class scores `σ(a_L)` of the net for the rows of `x` (float32, samples × classes).

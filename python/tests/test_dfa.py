@@ -64,9 +64,14 @@ def test_the_readme_api_learns_mnist(mnist, tmp_path):
     assert x_test.shape == (10000, 784) and 0.0 <= x_train.min() and x_train.max() <= 1.0
     net = dfa.Net(hidden=[200, 200], act="tanh", rule="dfa", seed=1, learning_rate=1e-3)
     seen = []
-    history = net.fit(x_train[:5000], y_train[:5000], x_test[:1000], y_test[:1000], max_epochs=3,
-                      on_epoch=lambda m: seen.append((m["epoch"], m["test_error"])))
-    assert [m["epoch"] for m in history] == [1, 2, 3] and [e for e, _ in seen] == [1, 2, 3]
+
+    def on_epoch(m):
+        # the callback may use the net: it holds the weights of the epoch just done
+        seen.append((m["epoch"], net.evaluate(x_test[:1000], y_test[:1000])["error"], m["test_error"]))
+
+    history = net.fit(x_train[:5000], y_train[:5000], x_test[:1000], y_test[:1000], max_epochs=3, on_epoch=on_epoch)
+    assert [m["epoch"] for m in history] == [1, 2, 3] and [e for e, _, _ in seen] == [1, 2, 3]
+    assert all(a == pytest.approx(b) for _, a, b in seen), seen
     assert history[-1]["test_error"] < 20.0, history  # chance: 90 %
     scores = net.predict(x_test[:7])
     assert scores.shape == (7, 10) and scores.dtype == np.float32 and ((0 <= scores) & (scores <= 1)).all()
