@@ -579,25 +579,7 @@ impl Net {
     }
 
     fn summary(&self, state: &State, stop: StopReason) -> Summary {
-        let last = self.history.last();
-        let mut rates: Vec<f64> = self.history.iter().map(|m| m.samples_per_s).collect();
-        rates.sort_by(f64::total_cmp);
-        Summary {
-            dfa_version: VERSION.into(),
-            git_commit: GIT_COMMIT.into(),
-            stop,
-            diverged: stop == StopReason::Diverged,
-            epochs: state.progress.epoch,
-            final_loss: last.map_or(f64::NAN, |m| m.loss),
-            final_train_error: last.map_or(f64::NAN, |m| m.train_error),
-            final_test_error: last.map_or(f64::NAN, |m| m.test_error),
-            mean_epoch_seconds: self.history.iter().map(|m| m.seconds).sum::<f64>() / self.history.len().max(1) as f64,
-            median_samples_per_s: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
-            total_seconds: self.history.iter().map(|m| m.seconds + m.eval_seconds).sum(),
-            seed: self.config.seed,
-            threads: self.config.threads,
-            config: self.config.clone(),
-        }
+        record::summary_of(stop, state.progress.epoch, (&self.config, self.config.threads), &self.history)
     }
 }
 

@@ -354,24 +354,35 @@ pub fn run(
 }
 
 pub fn summarise(trainer: &Trainer, metrics: &[EpochMetrics]) -> Summary {
+    let stop = trainer.progress.stop.unwrap_or(StopReason::MaxEpochs);
+    summary_of(stop, trainer.progress.epoch, (&trainer.config, trainer.threads()), metrics)
+}
+
+/// The summary of a run that stopped for `stop` after `epochs` epochs with these metrics, under
+/// `config` with `threads` threads (what [`summarise`] writes; the Python bindings too).
+pub fn summary_of(
+    stop: StopReason,
+    epochs: usize,
+    (config, threads): (&TrainConfig, usize),
+    metrics: &[EpochMetrics],
+) -> Summary {
     let last = metrics.last();
     let mut rates: Vec<f64> = metrics.iter().map(|m| m.samples_per_s).collect();
     rates.sort_by(f64::total_cmp);
-    let stop = trainer.progress.stop.unwrap_or(StopReason::MaxEpochs);
     Summary {
         dfa_version: VERSION.to_string(),
         git_commit: GIT_COMMIT.to_string(),
         stop,
         diverged: stop == StopReason::Diverged,
-        epochs: trainer.progress.epoch,
+        epochs,
         final_loss: last.map_or(f64::NAN, |m| m.loss),
         final_train_error: last.map_or(f64::NAN, |m| m.train_error),
         final_test_error: last.map_or(f64::NAN, |m| m.test_error),
         mean_epoch_seconds: metrics.iter().map(|m| m.seconds).sum::<f64>() / metrics.len().max(1) as f64,
         median_samples_per_s: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
         total_seconds: metrics.iter().map(|m| m.seconds + m.eval_seconds).sum(),
-        seed: trainer.config.seed,
-        threads: trainer.threads(),
-        config: trainer.config.clone(),
+        seed: config.seed,
+        threads,
+        config: config.clone(),
     }
 }
