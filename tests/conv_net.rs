@@ -8,6 +8,7 @@ use dfa::base::rng::{DfaRng, Stream};
 use dfa::layers::activation::Activation;
 use dfa::layers::conv::Shape;
 use dfa::layers::spec::LayerSpec;
+use dfa::layers::winograd::Winograd;
 use dfa::layers::{Network, Workspace, output_error};
 use dfa::rules::{self, Feedback, Rule};
 use dfa::train::config::TrainConfig;
@@ -20,13 +21,28 @@ fn specs() -> Vec<LayerSpec> {
     vec![
         LayerSpec::Conv { filters: 3, size: 3, stride: 1, pad: 1 },
         LayerSpec::Pool { size: 3, stride: 2 },
-        LayerSpec::Conv { filters: 2, size: 2, stride: 1, pad: 0 },
+        LayerSpec::Conv { filters: 2, size: 3, stride: 1, pad: 1 },
         LayerSpec::Dense(4),
     ]
 }
 
 fn net(seed: u64) -> Network {
     Network::from_specs(INPUT, &specs(), N_OUT, Activation::Tanh, true, true, &mut DfaRng::new(seed, Stream::Weights))
+}
+
+/// The convolution algorithms the net-level checks run under: im2col, and Winograd `F(2, 3)`,
+/// `F(4, 3)` and `F(6, 3)` on the second block (the first reads channel-major input: im2col).
+const TILES: [Option<usize>; 4] = [None, Some(2), Some(4), Some(6)];
+
+/// [`net`] with its second block's convolution by Winograd `F(m, 3)` (`None`: im2col).
+fn net_with(seed: u64, tile: Option<usize>) -> Network {
+    let mut net = net(seed);
+    let block = net.layers[1].block.as_mut().expect("the second layer is a block");
+    block.fast = tile.map(|m| {
+        assert!(Winograd::serves(m, &block.conv), "F({m}, 3) serves the second block");
+        Winograd { m, r: 3 }
+    });
+    net
 }
 
 fn batch() -> (Vec<f32>, Vec<u8>) {
@@ -159,34 +175,36 @@ fn rel_err(got: &dfa::layers::Gradients, want: &(Vec<f64>, Vec<f64>)) -> f64 {
 
 #[test]
 fn bp_through_conv_blocks_matches_finite_differences_in_f64() {
-    let net = net(3);
-    assert_eq!(net.depth(), 4);
-    assert!(net.layers[0].block.is_some() && net.layers[1].block.is_some() && net.layers[2].block.is_none());
-    let fb = Feedback::for_network(&[Rule::BP; 3], &net, None, &mut DfaRng::new(1, Stream::Feedback));
-    let (x, y) = batch();
-    let lib = library(&[Rule::BP; 3], &net, &fb, &x, &y);
-    let p = params(&net);
-    let xs = xs(&x);
-    let h = 1e-6;
-    for (l, got) in lib.iter().enumerate() {
-        let mut want = (vec![0.0; p[l].0.len()], vec![0.0; p[l].1.len()]);
-        for which in 0..2 {
-            let n = if which == 0 { p[l].0.len() } else { p[l].1.len() };
-            for k in 0..n {
-                let (mut plus, mut minus) = (p.clone(), p.clone());
-                if which == 0 {
-                    plus[l].0[k] += h;
-                    minus[l].0[k] -= h;
-                } else {
-                    plus[l].1[k] += h;
-                    minus[l].1[k] -= h;
+    for tile in TILES {
+        let net = net_with(3, tile);
+        assert_eq!(net.depth(), 4);
+        assert!(net.layers[0].block.is_some() && net.layers[1].block.is_some() && net.layers[2].block.is_none());
+        let fb = Feedback::for_network(&[Rule::BP; 3], &net, None, &mut DfaRng::new(1, Stream::Feedback));
+        let (x, y) = batch();
+        let lib = library(&[Rule::BP; 3], &net, &fb, &x, &y);
+        let p = params(&net);
+        let xs = xs(&x);
+        let h = 1e-6;
+        for (l, got) in lib.iter().enumerate() {
+            let mut want = (vec![0.0; p[l].0.len()], vec![0.0; p[l].1.len()]);
+            for which in 0..2 {
+                let n = if which == 0 { p[l].0.len() } else { p[l].1.len() };
+                for k in 0..n {
+                    let (mut plus, mut minus) = (p.clone(), p.clone());
+                    if which == 0 {
+                        plus[l].0[k] += h;
+                        minus[l].0[k] -= h;
+                    } else {
+                        plus[l].1[k] += h;
+                        minus[l].1[k] -= h;
+                    }
+                    let d = (loss(&net, &plus, &xs, &y) - loss(&net, &minus, &xs, &y)) / (2.0 * h);
+                    if which == 0 { want.0[k] = d } else { want.1[k] = d }
                 }
-                let d = (loss(&net, &plus, &xs, &y) - loss(&net, &minus, &xs, &y)) / (2.0 * h);
-                if which == 0 { want.0[k] = d } else { want.1[k] = d }
             }
+            let err = rel_err(got, &want);
+            assert!(err < 1e-3, "Winograd {tile:?}, layer {l}: BP vs finite differences, rel err {err:.2e}");
         }
-        let err = rel_err(got, &want);
-        assert!(err < 1e-3, "layer {l}: BP vs finite differences, rel err {err:.2e}");
     }
 }
 
@@ -200,115 +218,120 @@ fn fa_and_dfa_on_conv_blocks_equal_the_formulas_written_out() {
     // every rule that runs on conv nets: FA's chain (FA, KP, sign symmetry: the matrix after its
     // refresh), DFA's projection (DFA, binary, ternary, sparse) and DRTP's of the target
     for &rule in Rule::all().iter().filter(|r| r.per_layer() && **r != Rule::BP) {
-        let net = net(5);
-        let mut fb = Feedback::for_network(&[rule; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
-        dfa::rules::RuleSet::new(None, vec![rule; 3]).refresh_feedback(
-            &net,
-            &mut fb,
-            &mut DfaRng::new(1, Stream::Refresh),
-        );
-        if rule == Rule::USF {
-            // below a block, uSF's feedback kernels are the signs of the block's kernels
-            for l in (0..2).filter(|&l| net.layers[l + 1].block.is_some()) {
-                let (b, w) = (&fb.for_layer(l).unwrap().values, &net.layers[l + 1].weight);
-                assert!(b.iter().zip(w).all(|(b, w)| *b == if *w == 0.0 { 0.0 } else { w.signum() }), "layer {l}");
+        for tile in TILES {
+            let net = net_with(5, tile);
+            let mut fb = Feedback::for_network(&[rule; 3], &net, None, &mut DfaRng::new(2, Stream::Feedback));
+            dfa::rules::RuleSet::new(None, vec![rule; 3]).refresh_feedback(
+                &net,
+                &mut fb,
+                &mut DfaRng::new(1, Stream::Refresh),
+            );
+            if rule == Rule::USF {
+                // below a block, uSF's feedback kernels are the signs of the block's kernels
+                for l in (0..2).filter(|&l| net.layers[l + 1].block.is_some()) {
+                    let (b, w) = (&fb.for_layer(l).unwrap().values, &net.layers[l + 1].weight);
+                    assert!(b.iter().zip(w).all(|(b, w)| *b == if *w == 0.0 { 0.0 } else { w.signum() }), "layer {l}");
+                }
             }
-        }
-        let (x, y) = batch();
-        let lib = library(&[rule; 3], &net, &fb, &x, &y);
-        let p = params(&net);
-        let depth = net.depth();
-        let mut want: Params = p.iter().map(|(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()])).collect();
-        for (xv, &label) in xs(&x).iter().zip(&y) {
-            let t = forward(&net, &p, xv);
-            let e: Vec<f64> = t
-                .logits
-                .iter()
-                .enumerate()
-                .map(|(k, &a)| (1.0 / (1.0 + (-a).exp()) - (k == label as usize) as i32 as f64) / ROWS as f64)
-                .collect();
-            // δa per layer, top down
-            let mut deltas: Vec<Vec<f64>> = vec![Vec::new(); depth];
-            deltas[depth - 1] = e.clone();
-            for l in (0..depth - 1).rev() {
-                let layer = &net.layers[l];
-                let above = &net.layers[l + 1];
-                let b = fb.for_layer(l).unwrap();
-                let dense = b.to_dense();
-                let bm = |r: usize, c: usize| dense[r * b.cols + c] as f64;
-                // the signal at layer l's output
-                let target: Vec<f64> = (0..N_OUT).map(|k| (k == label as usize) as i32 as f64 / ROWS as f64).collect();
-                let signal: Vec<f64> = match (rule.name(), &above.block) {
-                    ("dfa" | "bdfa" | "tdfa" | "sdfa", _) => {
-                        (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * e[k]).sum()).collect()
-                    }
-                    ("drtp", _) => (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * target[k]).sum()).collect(),
-                    (_, None) => (0..layer.fan_out)
-                        .map(|i| (0..above.fan_out).map(|k| bm(i, k) * deltas[l + 1][k]).sum())
-                        .collect(),
-                    (_, Some(blk)) => {
-                        // transposed convolution of δa_{l+1} with the feedback kernels
-                        let (c, o) = (blk.conv, blk.conv.output());
-                        let mut s = vec![0.0; c.input.len()];
-                        for (pos, kidx, at) in common::conv_taps(&c) {
-                            for co in 0..o.c {
-                                s[at] += deltas[l + 1][pos * o.c + co] * bm(co, kidx);
+            let (x, y) = batch();
+            let lib = library(&[rule; 3], &net, &fb, &x, &y);
+            let p = params(&net);
+            let depth = net.depth();
+            let mut want: Params = p.iter().map(|(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()])).collect();
+            for (xv, &label) in xs(&x).iter().zip(&y) {
+                let t = forward(&net, &p, xv);
+                let e: Vec<f64> = t
+                    .logits
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &a)| (1.0 / (1.0 + (-a).exp()) - (k == label as usize) as i32 as f64) / ROWS as f64)
+                    .collect();
+                // δa per layer, top down
+                let mut deltas: Vec<Vec<f64>> = vec![Vec::new(); depth];
+                deltas[depth - 1] = e.clone();
+                for l in (0..depth - 1).rev() {
+                    let layer = &net.layers[l];
+                    let above = &net.layers[l + 1];
+                    let b = fb.for_layer(l).unwrap();
+                    let dense = b.to_dense();
+                    let bm = |r: usize, c: usize| dense[r * b.cols + c] as f64;
+                    // the signal at layer l's output
+                    let target: Vec<f64> =
+                        (0..N_OUT).map(|k| (k == label as usize) as i32 as f64 / ROWS as f64).collect();
+                    let signal: Vec<f64> = match (rule.name(), &above.block) {
+                        ("dfa" | "bdfa" | "tdfa" | "sdfa", _) => {
+                            (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * e[k]).sum()).collect()
+                        }
+                        ("drtp", _) => {
+                            (0..layer.fan_out).map(|i| (0..N_OUT).map(|k| bm(i, k) * target[k]).sum()).collect()
+                        }
+                        (_, None) => (0..layer.fan_out)
+                            .map(|i| (0..above.fan_out).map(|k| bm(i, k) * deltas[l + 1][k]).sum())
+                            .collect(),
+                        (_, Some(blk)) => {
+                            // transposed convolution of δa_{l+1} with the feedback kernels
+                            let (c, o) = (blk.conv, blk.conv.output());
+                            let mut s = vec![0.0; c.input.len()];
+                            for (pos, kidx, at) in common::conv_taps(&c) {
+                                for co in 0..o.c {
+                                    s[at] += deltas[l + 1][pos * o.c + co] * bm(co, kidx);
+                                }
+                            }
+                            s
+                        }
+                    };
+                    let fp = |a: f64| 1.0 - a.tanh().powi(2);
+                    deltas[l] = match &layer.block {
+                        Some(_) => {
+                            let mut d = vec![0.0; t.pre[l].len()];
+                            for (o, &at) in t.argmax[l].iter().enumerate() {
+                                d[at] += signal[o];
+                            }
+                            d.iter().zip(&t.pre[l]).map(|(d, &a)| d * fp(a)).collect()
+                        }
+                        None => signal.iter().zip(&t.pre[l]).map(|(s, &a)| s * fp(a)).collect(),
+                    };
+                }
+                // ∂W = Σ δa ⊗ input (dense) or ⊗ patch (block)
+                for (l, layer) in net.layers.iter().enumerate() {
+                    let input = &t.inputs[l];
+                    match &layer.block {
+                        None => {
+                            for o in 0..layer.fan_out {
+                                want[l].1[o] += deltas[l][o];
+                                for i in 0..layer.fan_in {
+                                    want[l].0[o * layer.fan_in + i] += deltas[l][o] * input[i];
+                                }
                             }
                         }
-                        s
-                    }
-                };
-                let fp = |a: f64| 1.0 - a.tanh().powi(2);
-                deltas[l] = match &layer.block {
-                    Some(_) => {
-                        let mut d = vec![0.0; t.pre[l].len()];
-                        for (o, &at) in t.argmax[l].iter().enumerate() {
-                            d[at] += signal[o];
-                        }
-                        d.iter().zip(&t.pre[l]).map(|(d, &a)| d * fp(a)).collect()
-                    }
-                    None => signal.iter().zip(&t.pre[l]).map(|(s, &a)| s * fp(a)).collect(),
-                };
-            }
-            // ∂W = Σ δa ⊗ input (dense) or ⊗ patch (block)
-            for (l, layer) in net.layers.iter().enumerate() {
-                let input = &t.inputs[l];
-                match &layer.block {
-                    None => {
-                        for o in 0..layer.fan_out {
-                            want[l].1[o] += deltas[l][o];
-                            for i in 0..layer.fan_in {
-                                want[l].0[o * layer.fan_in + i] += deltas[l][o] * input[i];
+                        Some(blk) => {
+                            let (c, o) = (blk.conv, blk.conv.output());
+                            for d in deltas[l].chunks_exact(o.c) {
+                                want[l].1.iter_mut().zip(d).for_each(|(g, d)| *g += d);
                             }
-                        }
-                    }
-                    Some(blk) => {
-                        let (c, o) = (blk.conv, blk.conv.output());
-                        for d in deltas[l].chunks_exact(o.c) {
-                            want[l].1.iter_mut().zip(d).for_each(|(g, d)| *g += d);
-                        }
-                        for (pos, kidx, at) in common::conv_taps(&c) {
-                            for co in 0..o.c {
-                                want[l].0[co * c.k() + kidx] += deltas[l][pos * o.c + co] * input[at];
+                            for (pos, kidx, at) in common::conv_taps(&c) {
+                                for co in 0..o.c {
+                                    want[l].0[co * c.k() + kidx] += deltas[l][pos * o.c + co] * input[at];
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        for (l, got) in lib.iter().enumerate() {
-            let err = rel_err(got, &want[l]);
-            assert!(err < 1e-5, "{rule:?} layer {l}: rel err {err:.2e}");
-        }
-        // the feedback has the shapes SPEC §1 asks for
-        let shapes: Vec<(usize, usize)> = fb.matrices.iter().map(|m| (m.rows, m.cols)).collect();
-        let widths: Vec<usize> = net.layers.iter().map(|l| l.fan_out).collect();
-        let k1 = net.layers[1].block.unwrap().conv.k();
-        match rule.flow() {
-            dfa::rules::Flow::Direct => {
-                assert_eq!(shapes, [(widths[0], N_OUT), (widths[1], N_OUT), (widths[2], N_OUT)], "{rule}")
+            for (l, got) in lib.iter().enumerate() {
+                let err = rel_err(got, &want[l]);
+                assert!(err < 1e-5, "{rule:?}, Winograd {tile:?}, layer {l}: rel err {err:.2e}");
             }
-            _ => assert_eq!(shapes, [(2, k1), (widths[1], widths[2]), (widths[2], N_OUT)], "{rule}"),
+            // the feedback has the shapes SPEC §1 asks for
+            let shapes: Vec<(usize, usize)> = fb.matrices.iter().map(|m| (m.rows, m.cols)).collect();
+            let widths: Vec<usize> = net.layers.iter().map(|l| l.fan_out).collect();
+            let k1 = net.layers[1].block.unwrap().conv.k();
+            match rule.flow() {
+                dfa::rules::Flow::Direct => {
+                    assert_eq!(shapes, [(widths[0], N_OUT), (widths[1], N_OUT), (widths[2], N_OUT)], "{rule}")
+                }
+                _ => assert_eq!(shapes, [(2, k1), (widths[1], widths[2]), (widths[2], N_OUT)], "{rule}"),
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use dfa::layers::activation::Activation;
 use dfa::optim::OptimiserKind;
 use dfa::report::plots::Curves;
 use dfa::rules::Rule;
-use dfa::train::config::{ScheduleOn, TrainConfig};
+use dfa::train::config::{ConvAlgo, ScheduleOn, TrainConfig};
 use dfa::train::resolve_threads;
 use std::path::PathBuf;
 
@@ -245,6 +245,9 @@ pub struct BenchArgs {
     /// Only the GEMM measurements, no training.
     #[arg(long)]
     pub gemm_only: bool,
+    /// How the conv nets' convolutions are computed (im2col, or Winograd where it serves).
+    #[arg(long, default_value = "auto", value_parser = choice::<ConvAlgo>())]
+    pub conv_algo: ConvAlgo,
 }
 
 #[derive(Args)]
@@ -390,6 +393,11 @@ pub struct TrainArgs {
     /// The error the learning-rate schedule watches [default: train].
     #[arg(long, value_parser = choice::<ScheduleOn>())]
     pub schedule_on: Option<ScheduleOn>,
+    /// How stride-1 convolutions are computed: Winograd minimal filtering where it was measured
+    /// faster, or always im2col + GEMM (the plain path), or Winograd wherever it serves
+    /// [default: auto].
+    #[arg(long, value_parser = choice::<ConvAlgo>())]
+    pub conv_algo: Option<ConvAlgo>,
     /// Halve the learning rate only after N epochs in a row without a new best watched error
     /// (0: the paper's running-mean rule) [default: 0].
     #[arg(long)]
@@ -465,6 +473,7 @@ impl TrainArgs {
             c.adversarial_epsilon = 0.08;
         }
         set!(validation => validation, schedule_on => schedule_on, patience => patience, align_every => align_every);
+        set!(conv_algo => conv_algo);
         if self.schedule_start.is_some() {
             c.schedule_start = self.schedule_start;
         }

@@ -106,6 +106,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         threads: args.threads,
         samples: args.samples,
         gemm_only: args.gemm_only,
+        conv_algo: args.conv_algo,
     };
     let bar = ProgressBar::new(options.measurements()? as u64);
     bar.set_style(

@@ -22,7 +22,7 @@ use crate::data::{Dataset, DatasetKind, Split};
 use crate::layers::activation::Activation;
 use crate::rules::Rule;
 use crate::train::Trainer;
-use crate::train::config::TrainConfig;
+use crate::train::config::{ConvAlgo, TrainConfig};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -143,7 +143,13 @@ pub struct TrainResult {
 
 /// Trains `case` with `rule` on synthetic data for `samples` samples (mini-batch 64, RMSprop,
 /// tanh, the paper's initialisation) after a short warm-up; reports the throughput.
-pub fn train_throughput(case: &Case, rule: Rule, threads: usize, samples: usize) -> crate::Result<TrainResult> {
+pub fn train_throughput(
+    case: &Case,
+    rule: Rule,
+    threads: usize,
+    samples: usize,
+    conv_algo: ConvAlgo,
+) -> crate::Result<TrainResult> {
     let pool_samples = samples.clamp(64, 64 * 200);
     let data = synthetic(pool_samples, case.inputs, 1);
     let config = TrainConfig {
@@ -152,6 +158,7 @@ pub fn train_throughput(case: &Case, rule: Rule, threads: usize, samples: usize)
         dataset: case.dataset,
         activation: Activation::Tanh,
         threads,
+        conv_algo,
         ..Default::default()
     };
     let mut trainer = Trainer::new(config, &data)?;
@@ -320,6 +327,8 @@ pub struct BenchOptions {
     pub samples: Option<usize>,
     /// Only the GEMMs.
     pub gemm_only: bool,
+    /// How the conv nets' convolutions are computed.
+    pub conv_algo: ConvAlgo,
 }
 
 /// The GEMMs and the training throughputs of one benchmark, with the peak GEMM rate per thread
@@ -384,7 +393,7 @@ pub fn run_bench(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> crat
             for &rule in &rules {
                 progress(&format!("{} {}, {threads} threads", case.name, rule.name()));
                 let samples = options.samples.unwrap_or(case.default_samples);
-                train.push(train_throughput(case, rule, threads, samples)?);
+                train.push(train_throughput(case, rule, threads, samples, options.conv_algo)?);
             }
         }
     }

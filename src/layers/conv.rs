@@ -14,46 +14,11 @@
 use crate::base::linalg::{gemm_nn, gemm_nt, gemm_tn};
 pub use crate::base::shape::Shape;
 use crate::layers::activation::Activation;
+pub use crate::layers::geometry::{Conv2d, out_size};
+use crate::layers::winograd::Winograd;
 use rayon::prelude::*;
 
-/// Output size of a window of `k` with `stride` and `pad` over `n` positions (floor, as cuDNN,
-/// PyTorch and Caffe's convolutions do). `None` when the window does not fit.
-pub fn out_size(n: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    (n + 2 * pad).checked_sub(k).map(|span| span / stride + 1)
-}
-
-/// A 2-D convolution's geometry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2d {
-    pub input: Shape,
-    pub out_channels: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
-    /// The input is channel-major (`C × H × W` per image, as the CIFAR loader keeps its pixels)
-    /// instead of channels-last; only a network's first layer reads such input.
-    pub chw_input: bool,
-}
-
 impl Conv2d {
-    /// Where input value `(y, x, c)` of one image sits in its slice.
-    fn at(&self, y: usize, x: usize, c: usize) -> usize {
-        let i = self.input;
-        if self.chw_input { (c * i.h + y) * i.w + x } else { (y * i.w + x) * i.c + c }
-    }
-
-    pub fn output(&self) -> Shape {
-        let h = out_size(self.input.h, self.kh, self.stride, self.pad).expect("kernel larger than the padded input");
-        let w = out_size(self.input.w, self.kw, self.stride, self.pad).expect("kernel larger than the padded input");
-        Shape { h, w, c: self.out_channels }
-    }
-
-    /// Values per receptive field (`kh·kw·C_in`): the columns of `patches` and of `W`.
-    pub fn k(&self) -> usize {
-        self.kh * self.kw * self.input.c
-    }
-
     /// `patches` (`batch·H_out·W_out × K`) of the `batch` images in `x`.
     /// The images are independent: they are spread over the current rayon pool's threads.
     pub fn im2col(&self, x: &[f32], batch: usize, patches: &mut [f32]) {
@@ -243,6 +208,9 @@ impl MaxPool {
 pub struct Block {
     pub conv: Conv2d,
     pub pool: Option<MaxPool>,
+    /// The convolution by Winograd's minimal filtering (`None`: im2col + GEMM); chosen by the
+    /// run's `conv_algo`.
+    pub fast: Option<Winograd>,
 }
 
 impl Block {
@@ -276,8 +244,17 @@ impl Block {
         threads: usize,
     ) {
         let (n, c_out, k) = (rows * self.positions(), self.conv.out_channels, self.conv.k());
-        self.conv.im2col(input, rows, &mut s.patches);
-        gemm_nt(&mut s.act, &s.patches, weight, (n, k, c_out), false, threads);
+        match &self.fast {
+            Some(wg) => {
+                let (u, rest) = s.fast.split_at_mut(wg.kernel_len(&self.conv));
+                let mt = &mut rest[..wg.tile_len(&self.conv, rows)];
+                wg.forward(&self.conv, (input, rows), weight, (u, &mut s.patches, mt), &mut s.act, threads);
+            }
+            None => {
+                self.conv.im2col(input, rows, &mut s.patches);
+                gemm_nt(&mut s.act, &s.patches, weight, (n, k, c_out), false, threads);
+            }
+        }
         f.bias_apply(&mut s.act[..n * c_out], bias);
         match &self.pool {
             Some(pool) => pool.forward(&s.act, rows, out, &mut s.argmax),
@@ -299,7 +276,7 @@ impl Block {
 
     /// The signal this block sends to the layer below: `col2im(δa · M)` into `target`, with `M`
     /// its kernels (BP) or feedback kernels of the same shape (FA), `d` its `δa`, `cols` scratch
-    /// (`rows·H_out·W_out × kh·kw·C_in`).
+    /// ([`Block::cols_len`]); by Winograd when the block's convolution uses it.
     pub fn send_below(
         &self,
         kernels: &[f32],
@@ -309,16 +286,88 @@ impl Block {
         target: &mut [f32],
         threads: usize,
     ) {
+        if let Some(wg) = &self.fast {
+            let (u, rest) = cols.split_at_mut(wg.kernel_len(&self.conv));
+            let (v, mt) = rest.split_at_mut(wg.tile_len(&self.conv, rows));
+            wg.input_gradient(&self.conv, (d, rows), kernels, (u, v, mt), target, threads);
+            return;
+        }
         let (n, c_out, k) = (rows * self.positions(), self.conv.out_channels, self.conv.k());
         gemm_nn(cols, d, kernels, (n, c_out, k), false, threads);
         self.conv.col2im(cols, rows, target);
     }
+
+    /// Floats of what the forward pass keeps for the weight gradient over `rows` samples: the
+    /// im2col patches, or Winograd's transformed input.
+    pub fn patches_len(&self, rows: usize) -> usize {
+        match &self.fast {
+            Some(wg) => wg.tile_len(&self.conv, rows),
+            None => rows * self.positions() * self.conv.k(),
+        }
+    }
+
+    /// Floats of [`Block::send_below`]'s scratch over `rows` samples.
+    pub fn cols_len(&self, rows: usize) -> usize {
+        match &self.fast {
+            Some(wg) => wg.kernel_len(&self.conv) + 2 * wg.tile_len(&self.conv, rows),
+            None => rows * self.positions() * self.conv.k(),
+        }
+    }
+
+    /// Floats of the forward pass's Winograd scratch (transformed kernels and products; empty
+    /// for im2col).
+    pub fn fast_len(&self, rows: usize) -> usize {
+        self.fast.map_or(0, |wg| wg.kernel_len(&self.conv) + wg.tile_len(&self.conv, rows))
+    }
+
+    /// The weight gradient `gw` (`C_out × kh·kw·C_in`, added to when `accumulate`) of `δa`
+    /// (`delta`) and what the forward pass kept (`patches`: im2col rows or Winograd's transformed
+    /// input).
+    pub fn weight_gradient(
+        &self,
+        (delta, patches, rows): (&[f32], &[f32], usize),
+        gw: &mut [f32],
+        accumulate: bool,
+        threads: usize,
+    ) {
+        match &self.fast {
+            Some(wg) => {
+                let (tiles, hat) = (wg.tile_len(&self.conv, rows), wg.hat_len(&self.conv));
+                WEIGHT_SCRATCH.with_borrow_mut(|buf| {
+                    if buf.len() < tiles + hat {
+                        buf.resize(tiles + hat, 0.0);
+                    }
+                    let (dt, rest) = buf.split_at_mut(tiles);
+                    wg.weight_gradient(
+                        &self.conv,
+                        (delta, rows),
+                        patches,
+                        (dt, &mut rest[..hat]),
+                        gw,
+                        accumulate,
+                        threads,
+                    );
+                });
+            }
+            None => {
+                let (n, c_out, k) = (rows * self.positions(), self.conv.out_channels, self.conv.k());
+                gemm_tn(gw, delta, patches, (c_out, n, k), accumulate, threads);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Scratch of the Winograd weight gradient (the transformed `δa` and `∂Ŵ`), per thread: an
+    /// update may run on any thread of the pool. Grown on first use, then reused.
+    static WEIGHT_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The buffers of one convolutional block for a batch.
 #[derive(Clone, Debug)]
 pub struct BlockScratch {
-    /// The forward pass's im2col rows (`rows·H_out·W_out × kh·kw·C_in`), kept for the gradient.
+    /// The forward pass's im2col rows (`rows·H_out·W_out × kh·kw·C_in`), or Winograd's transformed
+    /// input ([`Block::patches_len`]), kept for the weight gradient.
     pub patches: Vec<f32>,
     /// `f(a)` of the convolution, before pooling (`rows·H_out·W_out × C_out`).
     pub act: Vec<f32>,
@@ -326,6 +375,8 @@ pub struct BlockScratch {
     pub argmax: Vec<u32>,
     /// The signal arriving at the block's output (`rows × fan_out`), before the pool's backward.
     pub signal: Vec<f32>,
-    /// Scratch of `δa·M` for the signal sent below the block (`rows·H_out·W_out × kh·kw·C_in`).
+    /// Scratch of `δa·M` for the signal sent below the block ([`Block::cols_len`]).
     pub cols: Vec<f32>,
+    /// The forward pass's Winograd scratch ([`Block::fast_len`]; empty for im2col).
+    pub fast: Vec<f32>,
 }

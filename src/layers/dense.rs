@@ -137,8 +137,12 @@ impl Dense {
         threads: usize,
     ) {
         assert!(gw.len() == self.weight.len() && gb.len() == self.bias.len(), "one gradient per parameter");
-        let (rows, width, k) = self.gemm_dims(rows);
-        gemm_tn(gw, delta, input, (width, rows, k), accumulate, threads);
+        let (n, width, k) = self.gemm_dims(rows);
+        match &self.block {
+            Some(block) => block.weight_gradient((delta, input, rows), gw, accumulate, threads),
+            None => gemm_tn(gw, delta, input, (width, n, k), accumulate, threads),
+        }
+        let rows = n;
         if !accumulate {
             gb.fill(0.0);
         }

@@ -7,8 +7,10 @@ pub mod activation;
 pub mod conv;
 pub mod dense;
 pub mod forward;
+pub mod geometry;
 pub mod network;
 pub mod spec;
+pub mod winograd;
 pub mod workspace;
 
 pub use dense::{Dense, Gradients};

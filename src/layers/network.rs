@@ -91,7 +91,7 @@ impl Network {
                         }
                         _ => None,
                     };
-                    let block = Block { conv, pool };
+                    let block = Block { conv, pool, fast: None };
                     shape = block.output();
                     flat = shape.len();
                     layers.push(Dense::block(block, bias, uniform, rng));

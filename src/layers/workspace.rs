@@ -52,13 +52,14 @@ impl Workspace {
             .iter()
             .map(|l| {
                 l.block.map(|b| {
-                    let (n, c_out, k) = l.gemm_dims(max_rows);
+                    let (n, c_out, _) = l.gemm_dims(max_rows);
                     BlockScratch {
-                        patches: vec![0.0; n * k],
+                        patches: vec![0.0; b.patches_len(max_rows)],
                         act: vec![0.0; n * c_out],
                         argmax: vec![0; max_rows * b.output().len()],
                         signal: vec![0.0; max_rows * l.fan_out],
-                        cols: vec![0.0; n * k],
+                        cols: vec![0.0; b.cols_len(max_rows)],
+                        fast: vec![0.0; b.fast_len(max_rows)],
                     }
                 })
             })

@@ -112,6 +112,10 @@ pub struct TrainConfig {
     /// the mean has come down to the error, ~10 epochs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_start: Option<f64>,
+    /// How stride-1 convolutions are computed: im2col + GEMM, or Winograd's minimal filtering
+    /// (`layers::winograd`; fewer multiplications, slightly larger rounding error).
+    #[serde(default, skip_serializing_if = "ConvAlgo::is_default")]
+    pub conv_algo: ConvAlgo,
     /// Train on the first N training samples only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
@@ -160,6 +164,7 @@ impl Default for TrainConfig {
             schedule_on: ScheduleOn::Train,
             patience: 0,
             schedule_start: None,
+            conv_algo: ConvAlgo::default(),
             train_subset: None,
             test_subset: None,
         }
@@ -188,6 +193,48 @@ crate::choices!(ScheduleOn {
     Batch => "batch": "The error counted on the mini-batches while they were trained on (the paper's code: its `ErrTrain` is the confusion matrix filled during the training pass, dropout on)",
     Validation => "validation": "The error on the held-out validation set",
 });
+
+/// How a network's convolutions are computed (`layers::winograd`, `docs/conv.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvAlgo {
+    /// Winograd F(4×4, r×r) where it serves the layer and was measured faster (stride 1, square
+    /// 3×3 or 5×5 kernel, at least 32 input channels: conv-tanh's second and third layers),
+    /// im2col elsewhere (`docs/conv.md`).
+    #[default]
+    Auto,
+    /// im2col + one GEMM for every convolution (the plain path).
+    Im2col,
+    /// Winograd F(2×2, r×r) wherever it serves the layer, im2col elsewhere.
+    Winograd2,
+    /// Winograd F(4×4, r×r) wherever it serves the layer, im2col elsewhere.
+    Winograd4,
+}
+
+crate::choices!(ConvAlgo {
+    Auto => "auto": "Winograd F(4×4, r×r) where it serves the layer and was measured faster (at least 32 input channels), im2col elsewhere",
+    Im2col => "im2col": "im2col + one GEMM for every convolution (the plain path)",
+    Winograd2 => "winograd2": "Winograd F(2×2, r×r) wherever it serves the layer (stride 1, square kernel), im2col elsewhere",
+    Winograd4 => "winograd4": "Winograd F(4×4, r×r) wherever it serves the layer (stride 1, square kernel), im2col elsewhere",
+});
+
+impl ConvAlgo {
+    fn is_default(&self) -> bool {
+        *self == ConvAlgo::default()
+    }
+
+    /// The Winograd tile size this choice gives `conv`, or `None` for im2col.
+    pub fn tile_for(self, conv: &crate::layers::conv::Conv2d) -> Option<usize> {
+        use crate::layers::winograd::Winograd;
+        let m = match self {
+            ConvAlgo::Im2col => return None,
+            ConvAlgo::Winograd2 => 2,
+            ConvAlgo::Winograd4 | ConvAlgo::Auto => 4,
+        };
+        let measured_faster = conv.input.c >= 32;
+        (Winograd::serves(m, conv) && (self != ConvAlgo::Auto || measured_faster)).then_some(m)
+    }
+}
 
 /// The default RMSprop learning rate, chosen by measurement (see `docs/learning-rate.md`).
 pub const DEFAULT_LEARNING_RATE: f32 = 1e-4;

@@ -6,6 +6,7 @@ use crate::base::rng::{DfaRng, Stream};
 use crate::base::shape::Shape;
 use crate::layers::Network;
 use crate::layers::spec::{LayerSpec, parse_layers, parse_model};
+use crate::layers::winograd::Winograd;
 use crate::optim::Optimiser;
 use crate::rules::{Feedback, RuleSet};
 use crate::train::config::TrainConfig;
@@ -112,6 +113,11 @@ impl Model {
             let uniform = config.uniform_init();
             let mut net =
                 Network::from_specs(shape, &specs, n_out, config.activation, uniform, config.bias, &mut weights_rng);
+            for layer in &mut net.layers {
+                if let Some(block) = &mut layer.block {
+                    block.fast = config.conv_algo.tile_for(&block.conv).map(|m| Winograd { m, r: block.conv.kh });
+                }
+            }
             for &k in &config.freeze {
                 net.layers[k - 1].frozen = true;
             }
