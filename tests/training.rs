@@ -366,6 +366,41 @@ fn the_schedule_can_watch_the_error_counted_during_the_epoch() {
     assert!(t.progress.halvings > 0);
 }
 
+/// `full_pass = false` (the paper's code protocol): no pass over the training set after an
+/// epoch, the training error `null`, the stopping rule on the mini-batch error — and otherwise
+/// the very same training (weights and test errors bit for bit).
+#[test]
+fn without_the_full_pass_training_is_the_same_and_stops_on_the_batch_error() {
+    use dfa::train::config::ScheduleOn;
+    let with = TrainConfig { schedule_on: ScheduleOn::Batch, max_epochs: 4, ..small(Rule::DFA) };
+    let without = TrainConfig { full_pass: false, ..with.clone() };
+    let ((t1, m1), (t2, m2)) = (train(&with), train(&without));
+    assert_eq!(t1.model.net, t2.model.net, "the full pass changed the training");
+    for (a, b) in m1.iter().zip(&m2) {
+        assert!(a.train_error.is_finite() && b.train_error.is_nan(), "{a:?} {b:?}");
+        assert_eq!((a.test_error, a.batch_error, a.learning_rate), (b.test_error, b.batch_error, b.learning_rate));
+        // the measured pass is gone from the evaluation time
+        assert!(b.eval_seconds < a.eval_seconds, "{a:?} {b:?}");
+    }
+    // written null, read back as NaN
+    let line = serde_json::to_string(&m2[0]).unwrap();
+    assert!(line.contains("\"train_error\":null"), "{line}");
+    let back: EpochMetrics = serde_json::from_str(&line).unwrap();
+    assert!(back.train_error.is_nan());
+    // the stopping rule watches the batch error: a threshold between the first epoch's batch
+    // error and the last's stops the run early, on the first epoch at or below it
+    let threshold = (m2[0].batch_error + m2[3].batch_error) / 2.0;
+    let stopping = TrainConfig { stop_train_error: threshold, ..without.clone() };
+    let (t3, m3) = train(&stopping);
+    assert_eq!(t3.progress.stop, Some(StopReason::Converged), "{m3:?}");
+    let first = m2.iter().position(|m| m.batch_error <= threshold).unwrap();
+    assert_eq!(m3.len(), first + 1, "{m3:?}");
+    // the schedule cannot watch what is not measured
+    let bad = TrainConfig { full_pass: false, schedule_on: ScheduleOn::Train, ..small(Rule::DFA) };
+    let e = Trainer::new(bad.clone(), &subset(&bad)).err().expect("refused").to_string();
+    assert!(e.contains("schedule_on") && e.contains("full_pass"), "{e}");
+}
+
 #[test]
 fn dfa_directions_computed_inside_the_update_tasks_give_the_same_bits() {
     // a plain direct-rule step (DFA, DRTP) computes each layer's direction inside its update

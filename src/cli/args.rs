@@ -353,6 +353,11 @@ pub struct TrainArgs {
     /// Never stop on the training error (the run ends with the schedule or --max-epochs).
     #[arg(long, conflicts_with = "stop_train_error")]
     pub no_early_stop: bool,
+    /// Skip the full pass over the training set after each epoch (the paper's code protocol):
+    /// the training error is the one counted on the mini-batches; needs --schedule-on batch or
+    /// validation.
+    #[arg(long)]
+    pub no_full_pass: bool,
     /// Turn off the paper's learning-rate schedule (halve on no improvement, then stop).
     #[arg(long)]
     pub no_lr_schedule: bool,
@@ -481,6 +486,9 @@ impl TrainArgs {
              adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
         if self.no_bias {
             c.bias = false;
+        }
+        if self.no_full_pass {
+            c.full_pass = false;
         }
         if self.no_early_stop {
             c.early_stop = false;

@@ -35,10 +35,10 @@ impl Observer for Console {
             bar.finish_and_clear();
         }
         println!(
-            "epoch {:3}  loss {:.4}  train {:6.3}%  test {:6.3}%{}  lr {:.3e}  {:.2}s ({:.0} samples/s) + eval {:.2}s",
+            "epoch {:3}  loss {:.4}  {}  test {:6.3}%{}  lr {:.3e}  {:.2}s ({:.0} samples/s) + eval {:.2}s",
             m.epoch,
             m.loss,
-            m.train_error,
+            train_column(m),
             m.test_error,
             m.validation_error.map_or(String::new(), |v| format!("  validation {v:6.3}%")),
             m.learning_rate,
@@ -79,11 +79,11 @@ pub fn rate(per_sec: f64) -> String {
 pub fn print_summary(dir: &RunDir, s: &Summary) {
     let per_epoch = s.total_seconds / s.epochs.max(1) as f64;
     println!(
-        "{}: {} after {} epochs; train error {:.3}%, test error {:.3}%, {:.2} s/epoch ({:.2} s training + {:.2} s evaluation)",
+        "{}: {} after {} epochs; {}, test error {:.3}%, {:.2} s/epoch ({:.2} s training + {:.2} s evaluation)",
         dir.path.display(),
         s.stop.describe(),
         s.epochs,
-        s.final_train_error,
+        final_train(s),
         s.final_test_error,
         per_epoch,
         s.mean_epoch_seconds,
@@ -103,11 +103,11 @@ impl dfa::experiments::ReproduceObserver for ReproduceConsole {
 
     fn epoch_done(&self, task: &dfa::experiments::Task, m: &EpochMetrics) {
         println!(
-            "[{} seed {}] epoch {:3}  train {:6.3}%  test {:6.3}%  lr {:.2e}  {:.1}s",
+            "[{} seed {}] epoch {:3}  {}  test {:6.3}%  lr {:.2e}  {:.1}s",
             task.cell,
             task.seed,
             m.epoch,
-            m.train_error,
+            train_column(m),
             m.test_error,
             m.learning_rate,
             m.seconds + m.eval_seconds
@@ -117,18 +117,37 @@ impl dfa::experiments::ReproduceObserver for ReproduceConsole {
     fn run_finished(&self, f: &dfa::experiments::Finished) {
         let s = &f.summary;
         println!(
-            "[{} seed {}] {}: {} after {} epochs, train {:.3}%, test {:.3}%",
+            "[{} seed {}] {}: {} after {} epochs, {}, test {:.3}%",
             f.cell,
             f.seed,
             if f.reused { "reused" } else { "done" },
             s.stop.describe(),
             s.epochs,
-            s.final_train_error,
+            final_train(s),
             s.final_test_error
         );
     }
 
     fn message(&self, text: &str) {
         println!("{text}");
+    }
+}
+
+/// The training error of an epoch's line: the full pass's, or without it (`--no-full-pass`) the
+/// error counted on the mini-batches, labelled so.
+fn train_column(m: &EpochMetrics) -> String {
+    if m.train_error.is_nan() {
+        format!("batch {:6.3}%", m.batch_error)
+    } else {
+        format!("train {:6.3}%", m.train_error)
+    }
+}
+
+/// A summary's training error, or that it was not measured (`--no-full-pass`).
+fn final_train(s: &Summary) -> String {
+    if s.final_train_error.is_nan() {
+        "train error not measured (no full pass)".to_string()
+    } else {
+        format!("train error {:.3}%", s.final_train_error)
     }
 }

@@ -130,14 +130,18 @@ fn table<'a>(
             if dir.join(SUMMARY_FILE).is_file() {
                 let run = RunDir::open(&dir)?;
                 let s: Summary = run.read_json(SUMMARY_FILE)?;
+                let batch_error = run.read_metrics()?.last().map_or(s.final_train_error, |m| m.batch_error);
                 let bracket_error = match exp.bracket_error {
                     BracketError::Train => s.final_train_error,
-                    BracketError::Batch => run.read_metrics()?.last().map_or(s.final_train_error, |m| m.batch_error),
+                    BracketError::Batch => batch_error,
                 };
+                // a run without the full training pass (`full_pass = false`) is judged on the
+                // error counted on its last epoch's mini-batches, as its stopping rule was
+                let train_error = if s.config.full_pass { s.final_train_error } else { batch_error };
                 outcomes.push(RunOutcome {
                     seed,
                     test_error: s.final_test_error,
-                    train_error: s.final_train_error,
+                    train_error,
                     bracket_error,
                     epochs: s.epochs,
                     stop: s.stop,

@@ -77,6 +77,13 @@ pub struct TrainConfig {
     /// versions.
     #[serde(skip_serializing_if = "is_true")]
     pub early_stop: bool,
+    /// Whether the training error is measured by a full pass over the training split after every
+    /// epoch. Off (the paper's code protocol): the training error is the one counted on the
+    /// epoch's mini-batches as they were trained (`batch_error`), which the stopping rule then
+    /// uses; `train_error` is written `null`, and the schedule must watch the batch or the
+    /// validation error. Saves a forward pass over the training set per epoch.
+    #[serde(skip_serializing_if = "is_true")]
+    pub full_pass: bool,
     /// The paper's schedule: halve the learning rate when the epoch's training error is not below
     /// its running mean (`0.75·mean + 0.25·new`), at most `max_halvings` times, then stop.
     pub lr_schedule: bool,
@@ -151,6 +158,7 @@ impl Default for TrainConfig {
             max_epochs: 300,
             stop_train_error: 0.01,
             early_stop: true,
+            full_pass: true,
             lr_schedule: true,
             max_halvings: 8,
             seed: 1,
@@ -383,6 +391,12 @@ impl TrainConfig {
             && !(0.0..=100.0).contains(&start)
         {
             return Err(Error::config("schedule_start", format!("must be an error in % (0 to 100), got {start}")));
+        }
+        if !self.full_pass && self.schedule_on == ScheduleOn::Train {
+            return Err(Error::config(
+                "schedule_on",
+                "'train' watches the full-pass training error, which full_pass = false turns off; use 'batch' or 'validation'",
+            ));
         }
         if self.schedule_on == ScheduleOn::Validation && self.validation == 0 {
             return Err(Error::config("schedule_on", "'validation' needs a validation set (validation = N > 0)"));

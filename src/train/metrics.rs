@@ -9,7 +9,9 @@ pub struct EpochMetrics {
     pub epoch: usize,
     /// Mean binary cross-entropy over the epoch's mini-batches (before each update).
     pub loss: f64,
-    /// Training error (%) of the network after the epoch, over the whole training split.
+    /// Training error (%) of the network after the epoch, over the whole training split (NaN,
+    /// written `null`, when the run skips that pass: `full_pass = false`).
+    #[serde(deserialize_with = "crate::base::io::f64_or_null")]
     pub train_error: f64,
     /// Test error (%) after the epoch (NaN, written `null`, without a test set).
     #[serde(deserialize_with = "crate::base::io::f64_or_null")]
@@ -29,4 +31,12 @@ pub struct EpochMetrics {
     pub eval_seconds: f64,
     /// Training samples per second.
     pub samples_per_s: f64,
+}
+
+impl EpochMetrics {
+    /// The training error the stopping rule watches: the full pass's, or without it
+    /// (`full_pass = false`) the error counted on the mini-batches.
+    pub fn stopping_error(&self, full_pass: bool) -> f64 {
+        if full_pass { self.train_error } else { self.batch_error }
+    }
 }

@@ -244,7 +244,7 @@ impl Trainer {
         let initial = p.initial_loss.unwrap_or(f64::INFINITY);
         p.stop = if !m.loss.is_finite() || m.loss > EXPLODING_LOSS_FACTOR * initial {
             Some(StopReason::Diverged)
-        } else if c.early_stop && m.train_error <= c.stop_train_error {
+        } else if c.early_stop && m.stopping_error(c.full_pass) <= c.stop_train_error {
             Some(StopReason::Converged)
         } else {
             None
@@ -252,7 +252,7 @@ impl Trainer {
         let watched = match c.schedule_on {
             ScheduleOn::Train => m.train_error,
             ScheduleOn::Batch => m.batch_error,
-            ScheduleOn::Validation => m.validation_error.unwrap_or(m.train_error),
+            ScheduleOn::Validation => m.validation_error.unwrap_or(m.stopping_error(c.full_pass)),
         };
         if p.stop.is_none() && c.lr_schedule && p.no_progress(watched, c.patience) {
             if p.halvings >= c.max_halvings {

@@ -181,10 +181,12 @@ impl Trainer {
         100.0 * errors as f64 / which.len().max(1) as f64
     }
 
-    /// Training and test error (%) of the current network.
+    /// Training and test error (%) of the current network; the training error is NaN when the
+    /// run skips the full pass (`full_pass = false`).
     pub fn evaluate(&mut self) -> (f64, f64) {
         let (train, test) = (self.train.clone(), self.test.clone());
-        (self.error_rate(&train), self.error_rate(&test))
+        let train_error = if self.config.full_pass { self.error_rate(&train) } else { f64::NAN };
+        (train_error, self.error_rate(&test))
     }
 
     /// Mini-batches per epoch.
