@@ -9,7 +9,7 @@ use dfa::data::{self, DatasetKind};
 use dfa::layers::activation::Activation;
 use dfa::optim::OptimiserKind;
 use dfa::rules::Rule;
-use dfa::train::config::TrainConfig;
+use dfa::train::config::{ConvAlgo, TrainConfig};
 use dfa::train::{Trainer, apply_subsets};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -52,14 +52,16 @@ fn steady_state_training_step_allocates_nothing() {
     let mut failures = Vec::new();
     for &rule in Rule::all() {
         for threads in [1, 2] {
-            for (model, optimiser) in [
-                ("2x256", OptimiserKind::Rmsprop),
-                ("5x64", OptimiserKind::Sgd),
+            for (model, optimiser, conv_algo) in [
+                ("2x256", OptimiserKind::Rmsprop, ConvAlgo::Im2col),
+                ("5x64", OptimiserKind::Sgd, ConvAlgo::Im2col),
                 // deep and narrow: BP and FA on two threads run the chain beside the updates
-                ("10x200", OptimiserKind::Rmsprop),
+                ("10x200", OptimiserKind::Rmsprop, ConvAlgo::Im2col),
                 // every rule pipelines the steps of nets this deep
-                ("18x32", OptimiserKind::Rmsprop),
-                ("c4k3p1,p3s2,c4k3,16", OptimiserKind::Rmsprop),
+                ("18x32", OptimiserKind::Rmsprop, ConvAlgo::Im2col),
+                ("c4k3p1,p3s2,c4k3,16", OptimiserKind::Rmsprop, ConvAlgo::Im2col),
+                // the second block by Winograd F(4, 3)
+                ("c4k3p1,p3s2,c4k3,16", OptimiserKind::Rmsprop, ConvAlgo::Winograd4),
             ] {
                 if !rule.per_layer() && model.starts_with('c') {
                     continue; // whole-network rules (IFA) are refused on conv nets
@@ -69,6 +71,7 @@ fn steady_state_training_step_allocates_nothing() {
                     model: model.into(),
                     activation: Activation::Tanh,
                     optimiser,
+                    conv_algo,
                     learning_rate: 1e-4,
                     threads,
                     train_subset: Some(1000),
@@ -90,7 +93,9 @@ fn steady_state_training_step_allocates_nothing() {
                     counted
                 });
                 if counted != 0 {
-                    failures.push(format!("{rule:?} {model} {threads} threads: {counted} allocations in 13 steps"));
+                    failures.push(format!(
+                        "{rule:?} {model} {conv_algo:?} {threads} threads: {counted} allocations in 13 steps"
+                    ));
                 }
             }
         }

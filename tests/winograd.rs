@@ -319,3 +319,88 @@ fn timings() {
         }
     });
 }
+
+/// Where a conv-tanh DFA step's time goes, layer by layer (forward, weight gradient, and for the
+/// blocks the backward inside the block): `cargo test --release --test winograd breakdown --
+/// --ignored --nocapture` (`CONV_ALGO=im2col` for the plain path).
+#[test]
+#[ignore]
+fn breakdown() {
+    use dfa::train::config::{ConvAlgo, TrainConfig};
+    use std::time::Instant;
+    let threads: usize = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let algo = if std::env::var("CONV_ALGO").as_deref() == Ok("im2col") { ConvAlgo::Im2col } else { ConvAlgo::Auto };
+    let config = TrainConfig { model: "conv-tanh".into(), conv_algo: algo, ..Default::default() };
+    let model = dfa::train::Model::new(&config, Shape { h: 32, w: 32, c: 3 }, 10).unwrap();
+    let net = model.net;
+    let rows = 64;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut ws = dfa::layers::Workspace::new(&net, rows);
+        let x = random(rows * 3072, 1, 1.0);
+        for d in ws.deltas.iter_mut() {
+            d.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 17) as f32 - 8.0) * 1e-4);
+        }
+        for round in 0..3 {
+            let mut line = format!("round {round}:");
+            let t = Instant::now();
+            net.forward(&x, rows, &mut ws, threads);
+            line += &format!(" forward {:.1} ms |", t.elapsed().as_secs_f64() * 1e3);
+            for (l, layer) in net.layers.iter().enumerate() {
+                let mut g = std::mem::take(&mut ws.grads[l]);
+                let t = Instant::now();
+                layer.gradients((&ws.deltas[l], ws.gradient_input(&x, l), rows), &mut g, false, threads);
+                line += &format!(" wgrad{l} {:.1}", t.elapsed().as_secs_f64() * 1e3);
+                ws.grads[l] = g;
+            }
+            for (l, layer) in net.layers.iter().enumerate() {
+                if let (Some(block), Some(s)) = (&layer.block, &ws.blocks[l]) {
+                    let mut d = std::mem::take(&mut ws.deltas[l]);
+                    let t = Instant::now();
+                    block.backward(net.activation, s, rows, &mut d);
+                    line += &format!(" inside{l} {:.1}", t.elapsed().as_secs_f64() * 1e3);
+                    ws.deltas[l] = d;
+                }
+            }
+            println!("{line}");
+        }
+        // the forward pass per layer
+        for round in 0..2 {
+            let mut line = format!("forward per layer, round {round}:");
+            for (l, layer) in net.layers.iter().enumerate() {
+                let t = Instant::now();
+                let input: Vec<f32> = if l == 0 { x.clone() } else { ws.outputs[l - 1].clone() };
+                let copy = t.elapsed();
+                let t = Instant::now();
+                match (&layer.block, ws.blocks[l].as_mut()) {
+                    (Some(block), Some(s)) => {
+                        let mut out = std::mem::take(&mut ws.outputs[l]);
+                        block.forward(
+                            net.activation,
+                            (&layer.weight, &layer.bias),
+                            (&input, rows),
+                            s,
+                            &mut out,
+                            threads,
+                        );
+                        ws.outputs[l] = out;
+                    }
+                    _ => {
+                        let mut out = std::mem::take(&mut ws.outputs[l]);
+                        layer.forward_dense(
+                            (net.activation, l + 1 == net.depth()),
+                            &input,
+                            &mut out,
+                            rows,
+                            (threads, false),
+                        );
+                        ws.outputs[l] = out;
+                    }
+                }
+                let _ = copy;
+                line += &format!(" {l}: {:.1}", t.elapsed().as_secs_f64() * 1e3);
+            }
+            println!("{line}");
+        }
+    });
+}

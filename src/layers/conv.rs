@@ -161,27 +161,12 @@ impl MaxPool {
             .for_each(|(b, (out, argmax))| self.forward_image(x, b, out, argmax));
     }
 
-    /// Image `b` of `x`; `argmax` holds indices into the whole batch `x`.
+    /// Image `b` of `x`; `argmax` holds indices into the whole batch `x`. Per output position
+    /// the window is scanned in `(ky, kx)` order over all channels at once (a vector of
+    /// channels, channels-last), taking a value only when it is strictly larger: ties keep the
+    /// first position, as the scan channel by channel did.
     fn forward_image(&self, x: &[f32], b: usize, out: &mut [f32], argmax: &mut [u32]) {
-        let (i, o) = (self.input, self.output());
-        for oy in 0..o.h {
-            for ox in 0..o.w {
-                for c in 0..i.c {
-                    let mut best = usize::MAX;
-                    for ky in 0..self.k {
-                        for kx in 0..self.k {
-                            let at = b * i.len() + ((oy * self.stride + ky) * i.w + ox * self.stride + kx) * i.c + c;
-                            if best == usize::MAX || x[at] > x[best] {
-                                best = at;
-                            }
-                        }
-                    }
-                    let o_at = (oy * o.w + ox) * o.c + c;
-                    out[o_at] = x[best];
-                    argmax[o_at] = best as u32;
-                }
-            }
-        }
+        pool_image(self, x, b, out, argmax);
     }
 
     /// `dx` (`batch × input`, overwritten): each output's gradient added at its argmax.
@@ -306,6 +291,12 @@ impl Block {
         }
     }
 
+    /// Floats of the per-thread scratch of [`Block::weight_gradient`] over `rows` samples (0 for
+    /// im2col).
+    pub fn weight_scratch_len(&self, rows: usize) -> usize {
+        self.fast.map_or(0, |wg| wg.tile_len(&self.conv, rows) + wg.hat_len(&self.conv))
+    }
+
     /// Floats of [`Block::send_below`]'s scratch over `rows` samples.
     pub fn cols_len(&self, rows: usize) -> usize {
         match &self.fast {
@@ -357,6 +348,16 @@ impl Block {
     }
 }
 
+/// Sizes the calling thread's Winograd weight-gradient scratch to at least `len` floats (a
+/// trainer does it on every thread of its pool, so that no step allocates).
+pub fn reserve_weight_scratch(len: usize) {
+    WEIGHT_SCRATCH.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+    });
+}
+
 thread_local! {
     /// Scratch of the Winograd weight gradient (the transformed `δa` and `∂Ŵ`), per thread: an
     /// update may run on any thread of the pool. Grown on first use, then reused.
@@ -379,4 +380,35 @@ pub struct BlockScratch {
     pub cols: Vec<f32>,
     /// The forward pass's Winograd scratch ([`Block::fast_len`]; empty for im2col).
     pub fast: Vec<f32>,
+}
+
+crate::multiversion! {
+    /// [`MaxPool::forward`] of image `b`.
+    fn pool_image(p: &MaxPool, x: &[f32], b: usize, out: &mut [f32], argmax: &mut [u32]) {
+        let (i, o) = (p.input, p.output());
+        let c = i.c;
+        for oy in 0..o.h {
+            for ox in 0..o.w {
+                let o_at = (oy * o.w + ox) * c;
+                let (best, arg) = (&mut out[o_at..o_at + c], &mut argmax[o_at..o_at + c]);
+                for ky in 0..p.k {
+                    for kx in 0..p.k {
+                        let at = b * i.len() + ((oy * p.stride + ky) * i.w + ox * p.stride + kx) * c;
+                        let window = &x[at..at + c];
+                        if ky == 0 && kx == 0 {
+                            best.copy_from_slice(window);
+                            arg.iter_mut().enumerate().for_each(|(ch, a)| *a = (at + ch) as u32);
+                            continue;
+                        }
+                        for (ch, ((v, bv), a)) in window.iter().zip(best.iter_mut()).zip(arg.iter_mut()).enumerate() {
+                            if *v > *bv {
+                                *bv = *v;
+                                *a = (at + ch) as u32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -284,14 +284,51 @@ impl Plane {
     }
 }
 
+/// The `α²` planes of a transformed batch (`[ξ][tile][channel]`, each plane a row-major
+/// `tiles × channels` matrix for its GEMM), written row by row by the images' tasks in parallel:
+/// each task writes the rows of its own tiles only.
+#[derive(Clone, Copy)]
+struct Planes {
+    ptr: *mut f32,
+    planes: usize,
+    tiles: usize,
+    channels: usize,
+}
+
+// SAFETY: `Planes` hands out rows of one buffer that outlives the parallel loop; the callers
+// write disjoint rows (an image's tiles), so sharing it between threads races on nothing.
+unsafe impl Send for Planes {}
+unsafe impl Sync for Planes {}
+
+impl Planes {
+    fn new(buf: &mut [f32], planes: usize, tiles: usize, channels: usize) -> Self {
+        assert!(buf.len() >= planes * tiles * channels, "a buffer for {planes} planes of {tiles}×{channels}");
+        Planes { ptr: buf.as_mut_ptr(), planes, tiles, channels }
+    }
+
+    /// Row `tile` of plane `xi`.
+    ///
+    /// # Safety
+    /// The buffer `Planes::new` was given is alive and nothing else reads or writes this row
+    /// while the returned slice lives.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, xi: usize, tile: usize) -> &mut [f32] {
+        assert!(xi < self.planes && tile < self.tiles);
+        // SAFETY: in bounds (asserted here and in `new`); exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add((xi * self.tiles + tile) * self.channels), self.channels) }
+    }
+}
+
 crate::multiversion! {
-    /// `V` of one image (`tiles × α² × c_in`): `Bᵀ d B` of every input tile and channel.
-    fn input_tiles(tr: &Transform, p: Plane, img: &[f32], v: &mut [f32]) {
+    /// `V` of one image, its tiles numbered from `first` in `v`: `Bᵀ d B` of every input tile
+    /// and channel.
+    fn input_tiles(tr: &Transform, p: Plane, img: &[f32], first: usize, v: Planes) {
         let (m, alpha, c) = (tr.m, tr.alpha, p.c_in);
         let tx_n = p.tiles_x(m);
         let mut d = [[[0.0f32; LANES]; MAX_ALPHA]; MAX_ALPHA];
         let mut out = [[[0.0f32; LANES]; MAX_ALPHA]; MAX_ALPHA];
-        for (t, tile) in v.chunks_exact_mut(alpha * alpha * c).enumerate() {
+        for t in 0..p.tiles(m) {
             let y0 = (t / tx_n * m) as isize - p.pad as isize;
             let x0 = (t % tx_n * m) as isize - p.pad as isize;
             for c0 in (0..c).step_by(LANES) {
@@ -311,7 +348,8 @@ crate::multiversion! {
                 sandwich((&tr.bt32, alpha), &d, alpha, &mut out);
                 for a in 0..alpha {
                     for b in 0..alpha {
-                        store(&mut tile[(a * alpha + b) * c + c0..], &out[a][b], n);
+                        // SAFETY: this image's task is the only writer of its tiles' rows
+                        store(&mut unsafe { v.row(a * alpha + b, first + t) }[c0..], &out[a][b], n);
                     }
                 }
             }
@@ -320,21 +358,23 @@ crate::multiversion! {
 }
 
 crate::multiversion! {
-    /// The outputs of one image (`oh × ow × c_out`, overwritten) from its `M`
-    /// (`tiles × α² × c_out`): `Aᵀ M A` per tile and channel, the overhanging outputs dropped.
-    fn output_tiles(tr: &Transform, p: Plane, mt: &[f32], img: &mut [f32]) {
+    /// The outputs of one image (`oh × ow × c_out`, overwritten) from `M` (`α²` planes of
+    /// `n_tiles × c_out`; the image's tiles numbered from `first`): `Aᵀ M A` per tile and
+    /// channel, the overhanging outputs dropped.
+    fn output_tiles(tr: &Transform, p: Plane, mt: &[f32], tiles: (usize, usize), img: &mut [f32]) {
         let (m, alpha, c) = (tr.m, tr.alpha, p.c_out);
+        let (first, n_tiles) = tiles;
         let tx_n = p.tiles_x(m);
         let mut d = [[[0.0f32; LANES]; MAX_ALPHA]; MAX_ALPHA];
         let mut out = [[[0.0f32; LANES]; MAX_ALPHA]; MAX_ALPHA];
-        for (t, tile) in mt.chunks_exact(alpha * alpha * c).enumerate() {
+        for t in 0..p.tiles(m) {
             let (y0, x0) = (t / tx_n * m, t % tx_n * m);
             let (rows, cols) = (m.min(p.oh - y0), m.min(p.ow - x0));
             for c0 in (0..c).step_by(LANES) {
                 let n = LANES.min(c - c0);
                 for a in 0..alpha {
                     for b in 0..alpha {
-                        load(&mut d[a][b], &tile[(a * alpha + b) * c + c0..], n);
+                        load(&mut d[a][b], &mt[((a * alpha + b) * n_tiles + first + t) * c + c0..], n);
                     }
                 }
                 sandwich((&tr.at32, m), &d, alpha, &mut out);
@@ -377,15 +417,15 @@ crate::multiversion! {
 }
 
 crate::multiversion! {
-    /// The weight gradient's transform of `δ` for one image (`tiles × α² × c_out`) from its
-    /// `δ` (`oh × ow × c_out`): `G' δ G'ᵀ` per `m×m` tile, zero beyond the output.
-    fn delta_tiles(tw: &Transform, p: Plane, delta: &[f32], out_tiles: &mut [f32]) {
+    /// The weight gradient's transform of one image's `δ` (`oh × ow × c_out`), its tiles
+    /// numbered from `first` in `dt`: `G' δ G'ᵀ` per `m×m` tile, zero beyond the output.
+    fn delta_tiles(tw: &Transform, p: Plane, delta: &[f32], first: usize, dt: Planes) {
         // F(r, m): its "kernel" is the m×m tile of δ
         let (m, alpha, c) = (tw.r, tw.alpha, p.c_out);
         let tx_n = p.tiles_x(m);
         let mut d = [[[0.0f32; LANES]; MAX_ALPHA]; MAX_ALPHA];
         let mut out = [[[0.0f32; LANES]; MAX_ALPHA]; MAX_ALPHA];
-        for (t, tile) in out_tiles.chunks_exact_mut(alpha * alpha * c).enumerate() {
+        for t in 0..p.tiles(m) {
             let (y0, x0) = (t / tx_n * m, t % tx_n * m);
             for c0 in (0..c).step_by(LANES) {
                 let n = LANES.min(c - c0);
@@ -403,7 +443,8 @@ crate::multiversion! {
                 sandwich((&tw.g32, alpha), &d, m, &mut out);
                 for a in 0..alpha {
                     for b in 0..alpha {
-                        store(&mut tile[(a * alpha + b) * c + c0..], &out[a][b], n);
+                        // SAFETY: this image's task is the only writer of its tiles' rows
+                        store(&mut unsafe { dt.row(a * alpha + b, first + t) }[c0..], &out[a][b], n);
                     }
                 }
             }
@@ -435,13 +476,6 @@ crate::multiversion! {
             }
         }
     }
-}
-
-/// A row-major `nrows × ncols` view with rows `stride` apart. (faer 0.24.4's
-/// `MatMut::from_row_major_slice_with_stride_mut` swaps the two strides: it returns the
-/// column-major view, so it is built here as the transpose of a column-major one.)
-fn strided_rows_mut(slice: &mut [f32], nrows: usize, ncols: usize, stride: usize) -> MatMut<'_, f32> {
-    MatMut::from_column_major_slice_with_stride_mut(slice, ncols, nrows, stride).transpose_mut()
 }
 
 /// A stride-1 `r×r` convolution computed with `F(m, r)` (and `F(r, m)` for its weight
@@ -515,15 +549,19 @@ impl Winograd {
         let tr = transform(self.m, self.r);
         let (alpha2, tiles) = (self.alpha() * self.alpha(), p.tiles(self.m));
         let (in_len, out_len) = (p.h * p.w * p.c_in, p.oh * p.ow * p.c_out);
-        let (v_img, m_img) = (tiles * alpha2 * p.c_in, tiles * alpha2 * p.c_out);
-        v[..rows * v_img]
-            .par_chunks_mut(v_img)
-            .zip(x[..rows * in_len].par_chunks(in_len))
-            .for_each(|(v, img)| input_tiles(tr, p, img, v));
         let n_tiles = rows * tiles;
+        let planes = Planes::new(v, alpha2, n_tiles, p.c_in);
+        (0..rows)
+            .into_par_iter()
+            .zip(x[..rows * in_len].par_chunks(in_len))
+            .for_each(|(b, img)| input_tiles(tr, p, img, b * tiles, planes));
         for xi in 0..alpha2 {
-            let a = MatRef::from_row_major_slice_with_stride(&v[xi * p.c_in..], n_tiles, p.c_in, alpha2 * p.c_in);
-            let c = strided_rows_mut(&mut mt[xi * p.c_out..], n_tiles, p.c_out, alpha2 * p.c_out);
+            let a = MatRef::from_row_major_slice(&v[xi * n_tiles * p.c_in..][..n_tiles * p.c_in], n_tiles, p.c_in);
+            let c = MatMut::from_row_major_slice_mut(
+                &mut mt[xi * n_tiles * p.c_out..][..n_tiles * p.c_out],
+                n_tiles,
+                p.c_out,
+            );
             let plane = &u[xi * p.c_in * p.c_out..][..p.c_in * p.c_out];
             let b = if u_by_input {
                 MatRef::from_row_major_slice(plane, p.c_in, p.c_out)
@@ -532,10 +570,11 @@ impl Winograd {
             };
             gemm(c, a, b, false, threads);
         }
+        let mt = &mt[..alpha2 * n_tiles * p.c_out];
         out[..rows * out_len]
             .par_chunks_mut(out_len)
-            .zip(mt[..rows * m_img].par_chunks(m_img))
-            .for_each(|(img, mt)| output_tiles(tr, p, mt, img));
+            .enumerate()
+            .for_each(|(b, img)| output_tiles(tr, p, mt, (b * tiles, n_tiles), img));
     }
 
     /// The convolution (no bias) of `rows` channels-last images `x` into `out`
@@ -593,15 +632,15 @@ impl Winograd {
         let p = Self::forward_plane(conv);
         let (alpha2, tiles) = (self.alpha() * self.alpha(), p.tiles(self.m));
         let out_len = p.oh * p.ow * p.c_out;
-        let d_img = tiles * alpha2 * p.c_out;
-        dt[..rows * d_img]
-            .par_chunks_mut(d_img)
-            .zip(delta[..rows * out_len].par_chunks(out_len))
-            .for_each(|(dt, img)| delta_tiles(tw, p, img, dt));
         let n_tiles = rows * tiles;
+        let planes = Planes::new(dt, alpha2, n_tiles, p.c_out);
+        (0..rows)
+            .into_par_iter()
+            .zip(delta[..rows * out_len].par_chunks(out_len))
+            .for_each(|(b, img)| delta_tiles(tw, p, img, b * tiles, planes));
         for xi in 0..alpha2 {
-            let a = MatRef::from_row_major_slice_with_stride(&dt[xi * p.c_out..], n_tiles, p.c_out, alpha2 * p.c_out);
-            let b = MatRef::from_row_major_slice_with_stride(&v[xi * p.c_in..], n_tiles, p.c_in, alpha2 * p.c_in);
+            let a = MatRef::from_row_major_slice(&dt[xi * n_tiles * p.c_out..][..n_tiles * p.c_out], n_tiles, p.c_out);
+            let b = MatRef::from_row_major_slice(&v[xi * n_tiles * p.c_in..][..n_tiles * p.c_in], n_tiles, p.c_in);
             let c = MatMut::from_row_major_slice_mut(
                 &mut hat[xi * p.c_out * p.c_in..][..p.c_out * p.c_in],
                 p.c_out,

@@ -22,6 +22,12 @@ impl Engine {
     /// samples of `dim` values.
     pub fn new(threads: usize, plan: &Plan, net: &Network, rows: usize, dim: usize) -> Result<Self> {
         let pool = Pool::new(threads)?;
+        // the Winograd weight gradients' per-thread scratch, sized now: an update may run on any
+        // thread of the pool, and the steps must not allocate
+        let scratch = net.layers.iter().filter_map(|l| l.block.map(|b| b.weight_scratch_len(rows))).max().unwrap_or(0);
+        if scratch > 0 {
+            pool.broadcast(|| crate::layers::conv::reserve_weight_scratch(scratch));
+        }
         let ahead = pipeline::pipelines(plan, net, threads).then(|| pipeline::Ahead::new(net, rows, dim));
         let chain_overlap = overlap::overlaps_chain(plan, net, threads);
         Ok(Engine { pool, ahead, chain_overlap })

@@ -27,6 +27,11 @@ impl Pool {
         self.threads
     }
 
+    /// Runs `f` once on every thread of the pool.
+    pub fn broadcast(&self, f: impl Fn() + Sync) {
+        self.pool.broadcast(|_| f());
+    }
+
     /// Runs `f` on the pool. With several threads the other workers spin for work while `f` runs
     /// instead of going to sleep between parallel sections (rayon parks an idle worker after a
     /// few dozen empty polls, and waking it costs more than most of a small net's GEMM halves);
