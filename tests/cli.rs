@@ -96,6 +96,12 @@ fn bad_flags_are_clear_errors() {
     let data = common::data_dir();
     assert_clean_failure(&dfa(&["train", "--rule", "xfa"], &data), 2, &["--rule", "possible values", "dfa"]);
     assert_clean_failure(&dfa(&["train", "--act", "gelu"], &data), 2, &["--act"]);
+    assert_clean_failure(
+        &dfa(&["train", "--conv-algo", "fft"], &data),
+        2,
+        &["--conv-algo", "possible values", "winograd4"],
+    );
+    assert_clean_failure(&dfa(&["train", "--no-full-pass"], &data), 1, &["schedule_on", "full_pass"]);
     assert_clean_failure(&dfa(&["train", "--model", "2y800"], &data), 1, &["model", "DEPTHxWIDTH"]);
     assert_clean_failure(&dfa(&["train", "--lr=-1"], &data), 1, &["learning_rate"]);
     assert_clean_failure(&dfa(&["train", "--batch-size", "0"], &data), 1, &["batch_size"]);
