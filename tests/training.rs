@@ -401,6 +401,30 @@ fn without_the_full_pass_training_is_the_same_and_stops_on_the_batch_error() {
     assert!(e.contains("schedule_on") && e.contains("full_pass"), "{e}");
 }
 
+/// `flush_subnormals` sets FTZ/DAZ on every thread of the run's pool, and on none without it;
+/// it is recorded only when on, so that the run folders written before the field read the same.
+#[test]
+fn flushing_subnormals_is_set_on_every_thread_of_the_run() {
+    use dfa::base::subnormal;
+    if !subnormal::SUPPORTED {
+        return;
+    }
+    for flush in [false, true] {
+        let config = TrainConfig { flush_subnormals: flush, max_epochs: 1, ..small(Rule::DFA) };
+        let mut t = Trainer::new(config.clone(), &subset(&config)).unwrap();
+        let threads = t.in_pool(|_| rayon::broadcast(|_| subnormal::flushing()));
+        assert_eq!(threads, vec![flush; 2]);
+        // a subnormal product inside the run's pool
+        let tiny = t.in_pool(|_| std::hint::black_box(1e-30f32) * std::hint::black_box(1e-10f32));
+        assert_eq!(tiny == 0.0, flush, "{tiny:e}");
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(text.contains("flush_subnormals"), flush, "{text}");
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), config);
+    }
+    // the thread that made the runs is untouched
+    assert!(!subnormal::flushing());
+}
+
 #[test]
 fn dfa_directions_computed_inside_the_update_tasks_give_the_same_bits() {
     // a plain direct-rule step (DFA, DRTP) computes each layer's direction inside its update

@@ -10,3 +10,4 @@ pub mod memory;
 pub mod rng;
 pub mod shape;
 pub mod simd;
+pub mod subnormal;

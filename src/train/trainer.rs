@@ -88,6 +88,8 @@ impl Trainer {
         };
         let plan = config.plan();
         let engine = Engine::new(threads, &plan, &model.net, rows, train.dim)?;
+        let flush = config.flush_subnormals;
+        engine.pool().broadcast(|| crate::base::subnormal::set_flush(flush));
         let rules = plan.rules;
         let mut ws = Workspace::new(&model.net, rows).with_scratch(&model.net, threads);
         if config.dropout() {
