@@ -404,3 +404,45 @@ fn breakdown() {
         }
     });
 }
+
+/// The pieces of conv-tanh's forward blocks (batch 64): im2col or Winograd, GEMM, bias + f,
+/// pooling, in ms. `cargo test --release --test winograd pieces -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn pieces() {
+    use dfa::train::config::TrainConfig;
+    use std::time::Instant;
+    let threads: usize = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let config = TrainConfig { model: "conv-tanh".into(), ..Default::default() };
+    let net = dfa::train::Model::new(&config, Shape { h: 32, w: 32, c: 3 }, 10).unwrap().net;
+    let rows = 64;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut ws = dfa::layers::Workspace::new(&net, rows);
+        let x = random(rows * 3072, 1, 1.0);
+        net.forward(&x, rows, &mut ws, threads);
+        for round in 0..3 {
+            let mut line = format!("round {round}:");
+            for (l, layer) in net.layers.iter().enumerate() {
+                let (Some(block), Some(s)) = (&layer.block, ws.blocks[l].as_mut()) else { continue };
+                let input: Vec<f32> = if l == 0 { x.clone() } else { ws.outputs[l - 1].clone() };
+                let mut out = std::mem::take(&mut ws.outputs[l]);
+                let t = Instant::now();
+                block.forward(net.activation, (&layer.weight, &layer.bias), (&input, rows), s, &mut out, threads);
+                let all = t.elapsed().as_secs_f64() * 1e3;
+                let n = rows * block.conv_len();
+                let t = Instant::now();
+                net.activation.bias_apply(&mut s.act[..n], &layer.bias);
+                let f = t.elapsed().as_secs_f64() * 1e3;
+                let t = Instant::now();
+                if let Some(p) = &block.pool {
+                    p.forward(&s.act, rows, &mut out, &mut s.argmax);
+                }
+                let p = t.elapsed().as_secs_f64() * 1e3;
+                line += &format!(" | L{l} all {all:.1} (bias+f {f:.1}, pool {p:.1})");
+                ws.outputs[l] = out;
+            }
+            println!("{line}");
+        }
+    });
+}

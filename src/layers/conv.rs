@@ -166,7 +166,8 @@ impl MaxPool {
     /// channels, channels-last), taking a value only when it is strictly larger: ties keep the
     /// first position, as the scan channel by channel did.
     fn forward_image(&self, x: &[f32], b: usize, out: &mut [f32], argmax: &mut [u32]) {
-        pool_image(self, x, b, out, argmax);
+        let n = self.input.len();
+        pool_image(self, &x[b * n..][..n], b * n, out, argmax);
     }
 
     /// `dx` (`batch × input`, overwritten): each output's gradient added at its argmax.
@@ -179,12 +180,16 @@ impl MaxPool {
             .zip(delta[..batch * o].par_chunks(o))
             .zip(argmax[..batch * o].par_chunks(o))
             .enumerate()
-            .for_each(|(b, ((dx, delta), argmax))| {
-                dx.fill(0.0);
-                for (d, &at) in delta.iter().zip(argmax) {
-                    dx[at as usize - b * i] += d;
-                }
-            });
+            .for_each(|(b, ((dx, delta), argmax))| self.backward_image((delta, argmax), b * i, dx));
+    }
+
+    /// [`MaxPool::backward`] of one image: `dx` (`input.len()` values) from the image's `delta`
+    /// and `argmax`; `base` is the index of `dx[0]` in the batch.
+    fn backward_image(&self, (delta, argmax): (&[f32], &[u32]), base: usize, dx: &mut [f32]) {
+        dx.fill(0.0);
+        for (d, &at) in delta.iter().zip(argmax) {
+            dx[at as usize - base] += d;
+        }
     }
 }
 
@@ -240,10 +245,26 @@ impl Block {
                 gemm_nt(&mut s.act, &s.patches, weight, (n, k, c_out), false, threads);
             }
         }
-        f.bias_apply(&mut s.act[..n * c_out], bias);
+        // bias, f and the pool image by image, spread over the threads: each image's `act` is
+        // pooled while it is still in cache
+        let per = self.conv_len();
         match &self.pool {
-            Some(pool) => pool.forward(&s.act, rows, out, &mut s.argmax),
-            None => out[..n * c_out].copy_from_slice(&s.act[..n * c_out]),
+            Some(pool) => {
+                let o = pool.output().len();
+                s.act[..n * c_out]
+                    .par_chunks_mut(per)
+                    .zip(out[..rows * o].par_chunks_mut(o))
+                    .zip(s.argmax[..rows * o].par_chunks_mut(o))
+                    .enumerate()
+                    .for_each(|(b, ((act, out), argmax))| {
+                        f.bias_apply(act, bias);
+                        pool_image(pool, act, b * per, out, argmax);
+                    });
+            }
+            None => {
+                s.act[..n * c_out].par_chunks_mut(per).for_each(|act| f.bias_apply(act, bias));
+                out[..n * c_out].copy_from_slice(&s.act[..n * c_out]);
+            }
         }
     }
 
@@ -251,12 +272,26 @@ impl Block {
     /// output (`s.signal`) goes back through the pool's argmax and `⊙ f'` to the convolution's
     /// update direction `δa` (`d`, `rows·H_out·W_out × C_out`).
     pub fn backward(&self, f: Activation, s: &BlockScratch, rows: usize, d: &mut [f32]) {
-        let d = &mut d[..rows * self.conv_len()];
+        let per = self.conv_len();
+        let (d, act) = (&mut d[..rows * per], &s.act[..rows * per]);
+        // image by image over the threads, `⊙ f'` while the image's `δa` is in cache
         match &self.pool {
-            Some(pool) => pool.backward(&s.signal, rows, &s.argmax, d),
-            None => d.copy_from_slice(&s.signal[..d.len()]),
+            Some(pool) => {
+                let o = pool.output().len();
+                d.par_chunks_mut(per)
+                    .zip(act.par_chunks(per))
+                    .zip(s.signal[..rows * o].par_chunks(o).zip(s.argmax[..rows * o].par_chunks(o)))
+                    .enumerate()
+                    .for_each(|(b, ((d, act), below))| {
+                        pool.backward_image(below, b * per, d);
+                        f.scale_by_derivative(d, act);
+                    });
+            }
+            None => {
+                d.copy_from_slice(&s.signal[..d.len()]);
+                d.par_chunks_mut(per).zip(act.par_chunks(per)).for_each(|(d, act)| f.scale_by_derivative(d, act));
+            }
         }
-        f.scale_by_derivative(d, &s.act);
     }
 
     /// The signal this block sends to the layer below: `col2im(δa · M)` into `target`, with `M`
@@ -383,8 +418,9 @@ pub struct BlockScratch {
 }
 
 crate::multiversion! {
-    /// [`MaxPool::forward`] of image `b`.
-    fn pool_image(p: &MaxPool, x: &[f32], b: usize, out: &mut [f32], argmax: &mut [u32]) {
+    /// [`MaxPool::forward`] of one image `x` (`p.input` values), whose first value has index
+    /// `base` in the batch (the argmax holds indices into the batch).
+    fn pool_image(p: &MaxPool, x: &[f32], base: usize, out: &mut [f32], argmax: &mut [u32]) {
         let (i, o) = (p.input, p.output());
         let c = i.c;
         for oy in 0..o.h {
@@ -393,8 +429,9 @@ crate::multiversion! {
                 let (best, arg) = (&mut out[o_at..o_at + c], &mut argmax[o_at..o_at + c]);
                 for ky in 0..p.k {
                     for kx in 0..p.k {
-                        let at = b * i.len() + ((oy * p.stride + ky) * i.w + ox * p.stride + kx) * c;
+                        let at = ((oy * p.stride + ky) * i.w + ox * p.stride + kx) * c;
                         let window = &x[at..at + c];
+                        let at = base + at;
                         if ky == 0 && kx == 0 {
                             best.copy_from_slice(window);
                             arg.iter_mut().enumerate().for_each(|(ch, a)| *a = (at + ch) as u32);
