@@ -30,12 +30,18 @@ fn rows(config: &TrainConfig) -> u64 {
 }
 
 /// The same estimate for a net with convolutional blocks (`specs`, on `input` images): each
-/// block's kernels five times over, and per row its im2col patches twice (forward, and the
-/// signal sent below), its activations and directions before pooling and three buffers of its
-/// pooled output; the dense layers above as [`dense_bytes`] counts them.
+/// block's kernels five times over; per row, the buffers of its convolution — im2col: the
+/// patches twice (forward, and the signal sent below); Winograd: four transformed batches (`V`
+/// kept, `M`, and two in the signal sent below) — its activations and directions before pooling
+/// and three buffers of its pooled output; for Winograd also its transformed kernels twice and
+/// each thread's weight-gradient scratch; the dense layers above as [`dense_bytes`] counts them.
 pub fn conv_bytes(input: crate::base::shape::Shape, specs: &[LayerSpec], n_out: usize, config: &TrainConfig) -> u64 {
-    use crate::layers::conv::out_size;
-    let (mut shape, mut parameters, mut per_sample) = ((input.c, input.h, input.w), 0u64, 0u64);
+    use crate::layers::conv::{Conv2d, out_size};
+    let threads = match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    } as u64;
+    let (mut shape, mut parameters, mut per_sample, mut fixed) = ((input.c, input.h, input.w), 0u64, 0u64, 0u64);
     let mut widths = vec![];
     for (i, spec) in specs.iter().enumerate() {
         match *spec {
@@ -46,8 +52,28 @@ pub fn conv_bytes(input: crate::base::shape::Shape, specs: &[LayerSpec], n_out: 
                 let k = (size * size * c) as u64;
                 parameters = parameters.saturating_add((k + 1).saturating_mul(filters as u64));
                 let positions = (oh * ow) as u64;
+                let conv = Conv2d {
+                    input: Shape { h, w, c },
+                    out_channels: filters,
+                    kh: size,
+                    kw: size,
+                    stride,
+                    pad,
+                    chw_input: false,
+                };
+                let products = match config.conv_algo.tile_for(&conv).filter(|_| oh > 0 && ow > 0) {
+                    Some(m) => {
+                        let wg = Winograd { m, r: size };
+                        let tiles = wg.tile_len(&conv, config.batch_size) + wg.hat_len(&conv);
+                        fixed = fixed
+                            .saturating_add(2 * wg.kernel_len(&conv) as u64)
+                            .saturating_add((tiles as u64).saturating_mul(threads));
+                        4 * wg.tile_len(&conv, 1) as u64
+                    }
+                    None => positions.saturating_mul(k).saturating_mul(2),
+                };
                 per_sample = per_sample
-                    .saturating_add(positions.saturating_mul(k).saturating_mul(2))
+                    .saturating_add(products)
                     .saturating_add(positions.saturating_mul(filters as u64).saturating_mul(2));
                 shape = (filters, oh, ow);
                 if let Some(&LayerSpec::Pool { size, stride }) = specs.get(i + 1) {
@@ -69,6 +95,7 @@ pub fn conv_bytes(input: crate::base::shape::Shape, specs: &[LayerSpec], n_out: 
     parameters
         .saturating_mul(5)
         .saturating_add(per_sample.saturating_mul(rows(config)))
+        .saturating_add(fixed)
         .saturating_mul(4)
         .saturating_add(dense_bytes(&sizes, config))
 }
@@ -153,5 +180,41 @@ impl Model {
     /// The model as the engine updates it: under `rules`, at `learning_rate`.
     pub fn learner<'a>(&'a mut self, rules: &'a RuleSet, learning_rate: f32) -> Learner<'a> {
         Learner { net: &mut self.net, optimiser: &mut self.optimiser, feedback: &self.feedback, rules, learning_rate }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::Workspace;
+    use crate::train::config::ConvAlgo;
+
+    /// The estimate covers the buffers the blocks really get, on either algorithm: a 32 → 512
+    /// channel layer, where Winograd's transformed batches outgrow im2col's patches.
+    #[test]
+    fn the_conv_estimate_covers_the_block_buffers_of_either_algorithm() {
+        let input = Shape { h: 12, w: 12, c: 3 };
+        for algo in [ConvAlgo::Im2col, ConvAlgo::Winograd2, ConvAlgo::Winograd4] {
+            let config = TrainConfig {
+                model: "c32k3p1,c512k3p1,p2s2,16".into(),
+                conv_algo: algo,
+                threads: 2,
+                ..Default::default()
+            };
+            let model = Model::new(&config, input, 10).unwrap();
+            assert_eq!(model.net.layers[1].block.unwrap().fast.is_some(), algo != ConvAlgo::Im2col);
+            let estimate = conv_bytes(input, &parse_layers(&config.model).unwrap(), 10, &config);
+            let blocks = |rows: usize| -> usize {
+                let ws = Workspace::new(&model.net, rows);
+                let lens = ws.blocks.iter().flatten().map(|s| {
+                    s.patches.len() + s.act.len() + s.argmax.len() + s.signal.len() + s.cols.len() + s.fast.len()
+                });
+                lens.sum::<usize>() * 4
+            };
+            let scratch: usize =
+                model.net.layers.iter().filter_map(|l| l.block.map(|b| b.weight_scratch_len(config.batch_size))).sum();
+            let real = blocks(config.batch_size) + blocks(EVAL_ROWS) + scratch * 4 * config.threads;
+            assert!(estimate as usize >= real, "{algo:?}: estimate {estimate} < {real} bytes of block buffers");
+        }
     }
 }
