@@ -92,6 +92,21 @@ fn a_short_run_gets_one_epoch_label_per_epoch() {
     assert_eq!(labels, ["1", "2", "3"], "epoch labels of a 3-epoch run");
 }
 
+/// A run without the full pass (training error NaN) draws its batch and test curves, and the
+/// legend and caption do not promise a training curve.
+#[test]
+fn a_run_without_the_full_pass_has_no_training_curve_in_the_legend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut conv = run_of(4, "conv", 1.0, false);
+    conv.metrics.iter_mut().for_each(|m| m.train_error = f64::NAN);
+    let svg = tmp.path().join("batch.svg");
+    plot(&[conv], &svg, Curves::All, false).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("conv batch") && text.contains("conv test"), "{text}");
+    assert!(!text.contains("conv train") && !text.contains("full pass"), "{text}");
+    assert!(text.contains("Training (batches) and test error"));
+}
+
 /// The rule benchmark's figure: one panel per net, a labelled point per rule.
 #[test]
 fn the_alignment_scatter_has_a_panel_per_net_and_a_label_per_point() {

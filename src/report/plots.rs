@@ -156,10 +156,13 @@ fn errors_panel<DB: DrawingBackend>(
             series.push((format!("{} test", run.label), color, Line::Test, pick(&|m| m.test_error)));
         }
     }
+    // a curve with no points (no full pass, no test set) gets no legend entry either
+    series.retain(|s| !s.3.is_empty());
     let caption = match curves {
         Curves::Train => "Training error",
         Curves::Test => "Test error",
         Curves::Both => "Training and test error",
+        Curves::All if series.iter().all(|s| s.2 != Line::Train) => "Training (batches) and test error",
         Curves::All => "Training (full pass, batches) and test error",
     };
     let entries: Vec<LegendEntry> = series
@@ -372,15 +375,65 @@ fn scatter_panel<'a, DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     chart.draw_series(LineSeries::new(vec![(90.0, lo), (90.0, hi)], BLACK.mix(0.3))).map_err(e)?;
-    for (i, p) in points.enumerate() {
+    let points: Vec<&ScatterPoint> = points.collect();
+    let at: Vec<(i32, i32)> = points.iter().map(|p| chart.backend_coord(&(p.angle, p.error))).collect();
+    let offsets = label_offsets(&at, &points.iter().map(|p| p.label.chars().count()).collect::<Vec<_>>());
+    for (i, (p, offset)) in points.iter().zip(offsets).enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let font = ("sans-serif", 14).into_font().color(&color);
         let mark = EmptyElement::at((p.angle, p.error))
             + Circle::new((0, 0), 5, color.filled())
-            + Text::new(p.label.clone(), (8, -8), font);
+            + Text::new(p.label.clone(), offset, font);
         chart.draw_series(std::iter::once(mark)).map_err(e)?;
     }
     Ok(())
+}
+
+/// Where each point's label goes, relative to the point (pixels; the label's top-left corner):
+/// greedily, top to bottom, the place beside the point (of a few, nearest first) whose box
+/// covers the least of the labels placed before and of the other points' markers — the first
+/// free one where there is one. `at`: the points in pixels; `chars`: the labels' lengths.
+fn label_offsets(at: &[(i32, i32)], chars: &[usize]) -> Vec<(i32, i32)> {
+    const HEIGHT: i32 = 15;
+    const MARK: i32 = 6;
+    type Box = (i32, i32, i32, i32);
+    let width = |n: usize| n as i32 * 8;
+    let overlap = |a: Box, b: Box| ((a.2.min(b.2) - a.0.max(b.0)).max(0) * (a.3.min(b.3) - a.1.max(b.1)).max(0)) as i64;
+    let mut order: Vec<usize> = (0..at.len()).collect();
+    order.sort_by_key(|&i| (at[i].1, at[i].0));
+    let mut placed: Vec<Box> = Vec::new();
+    let mut offsets = vec![(8, -8); at.len()];
+    for i in order {
+        let (x, y, w) = (at[i].0, at[i].1, width(chars[i]));
+        let (left, up, down) = (-8 - w, -HEIGHT - 6, 4);
+        let candidates = [
+            (8, -8),
+            (8, up),
+            (8, down),
+            (left, -8),
+            (left, up),
+            (left, down),
+            (8, 2 * up),
+            (8, HEIGHT + 2 * down),
+            (left, 2 * up),
+            (left, HEIGHT + 2 * down),
+            (-w / 2, -HEIGHT - MARK - 2),
+            (-w / 2, MARK + 2),
+        ];
+        let covered = |&(dx, dy): &(i32, i32)| -> i64 {
+            let label = (x + dx, y + dy, x + dx + w, y + dy + HEIGHT);
+            let marks: i64 = (at.iter().enumerate())
+                .filter(|&(j, _)| j != i)
+                .map(|(_, &(px, py))| overlap(label, (px - MARK, py - MARK, px + MARK, py + MARK)))
+                .sum();
+            marks + placed.iter().map(|&b| overlap(label, b)).sum::<i64>()
+        };
+        // the first candidate of the least coverage (`min_by_key` keeps the first of equals)
+        let (dx, dy) = candidates.iter().copied().min_by_key(covered).unwrap_or((8, -8));
+        placed.push((x + dx, y + dy, x + dx + w, y + dy + HEIGHT));
+        offsets[i] = (dx, dy);
+    }
+    offsets
 }
 
 /// Ten distinguishable colours for the classes of a t-SNE picture (matplotlib's `tab10`).
@@ -473,4 +526,30 @@ fn draw_grid<DB: DrawingBackend>(
         legend.draw_text(&k.to_string(), &("sans-serif", 17).into_font().color(&BLACK), (36, y - 9)).map_err(e)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_offsets;
+
+    #[test]
+    fn labels_of_close_points_do_not_overlap() {
+        // three points 4 px apart, as DFA, binary and ternary DFA sat in the rules figure
+        let at = [(300, 200), (304, 203), (296, 201), (100, 50)];
+        let chars = [3, 10, 11, 2];
+        let offsets = label_offsets(&at, &chars);
+        let boxes: Vec<(i32, i32, i32, i32)> = at
+            .iter()
+            .zip(&offsets)
+            .zip(&chars)
+            .map(|((&(x, y), &(dx, dy)), &n)| (x + dx, y + dy, x + dx + n as i32 * 8, y + dy + 15))
+            .collect();
+        for (a, ba) in boxes.iter().enumerate() {
+            for bb in &boxes[a + 1..] {
+                assert!(!(ba.0 < bb.2 && bb.0 < ba.2 && ba.1 < bb.3 && bb.1 < ba.3), "{boxes:?}");
+            }
+        }
+        // a point with room keeps the usual place
+        assert_eq!(offsets[3], (8, -8));
+    }
 }
