@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const PALETTE: [RGBColor; 8] = [
+const PALETTE: [RGBColor; 14] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -20,6 +20,14 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(23, 190, 207),
+    // beyond eight curves (the rules benchmark has twelve): tab10's grey and olive, then
+    // tab20b's dark navy, ochre, brick and plum
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(57, 59, 121),
+    RGBColor(140, 109, 49),
+    RGBColor(132, 60, 57),
+    RGBColor(123, 65, 115),
 ];
 
 fn register_font() {
