@@ -102,8 +102,8 @@ pub enum FigureKind {
     #[default]
     Curves,
     Tsne,
-    /// Each cell's final test error (mean over its finished seeds) against the mean alignment
-    /// angle of its hidden layers (first seed, last epoch's measurements), one panel per column.
+    /// Each cell's final test error against the mean alignment angle of its hidden layers (the
+    /// last epoch's measurements), both means over its finished seeds, one panel per column.
     Alignment,
 }
 

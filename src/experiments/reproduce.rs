@@ -110,7 +110,7 @@ pub fn reproduce_table(opts: &ReproduceOptions, observer: &dyn ReproduceObserver
     write_atomically(&md, markdown.as_bytes())?;
     write_atomically(&csv, table.csv().as_bytes())?;
     observer.message(&format!("wrote {} and {}", md.display(), csv.display()));
-    let figures = Figures { exp: &exp, runs_dir: &runs_dir, data_dir: &data_dir, threads, observer };
+    let figures = Figures { exp: &exp, runs_dir: &runs_dir, data_dir: &data_dir, seeds: opts.seeds, threads, observer };
     figures.draw(&opts.results, opts.max_epochs)
 }
 
@@ -174,11 +174,14 @@ pub fn mean_angle(dir: &Path) -> Result<Option<f64>> {
     Ok((!angles.is_empty()).then(|| angles.iter().sum::<f64>() / angles.len() as f64))
 }
 
-/// The figures of an experiment, drawn from the first seed's runs.
+/// The figures of an experiment, drawn from the first seed's runs (the alignment scatter: from
+/// every finished seed of the table).
 struct Figures<'a> {
     exp: &'a Experiment,
     runs_dir: &'a Path,
     data_dir: &'a Path,
+    /// `--seeds`: the seeds of the table ([`Experiment::seeds_of`]).
+    seeds: Option<usize>,
     threads: usize,
     observer: &'a dyn ReproduceObserver,
 }
@@ -208,27 +211,31 @@ impl Figures<'_> {
         Ok(())
     }
 
-    /// Test error against mean alignment angle (see [`FigureKind::Alignment`]); cells without a
-    /// finished run or without angles are left out.
+    /// Test error against mean alignment angle (see [`FigureKind::Alignment`]), each a mean over
+    /// the cell's finished seeds among the table's (in any order: shards finish them so); cells
+    /// without a finished run with angles are left out.
     fn alignment(&self, figure: &crate::experiments::Figure, out: &Path) -> Result<bool> {
         let mut points = Vec::new();
         for (i, id) in figure.cells.iter().enumerate() {
             let Some(cell) = self.exp.cells.iter().find(|c| &c.id == id) else { continue };
-            let mut errors = Vec::new();
-            for seed in 1.. {
+            let (mut errors, mut angles) = (Vec::new(), Vec::new());
+            for seed in 1..=self.exp.seeds_of(cell, self.seeds) {
                 let dir = self.runs_dir.join(id).join(format!("seed{seed}"));
                 if !dir.join(SUMMARY_FILE).is_file() {
-                    break;
+                    continue;
                 }
                 errors.push(RunDir::open(&dir)?.read_json::<Summary>(SUMMARY_FILE)?.final_test_error);
+                angles.extend(mean_angle(&dir)?);
             }
-            let first = self.runs_dir.join(id).join("seed1");
-            let Some(angle) = errors.first().map(|_| mean_angle(&first)).transpose()?.flatten() else { continue };
+            if errors.is_empty() || angles.is_empty() {
+                continue;
+            }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             points.push(crate::report::plots::ScatterPoint {
                 panel: cell.column.clone(),
                 label: figure.labels.get(i).cloned().unwrap_or_else(|| cell.row.clone()),
-                angle,
-                error: errors.iter().sum::<f64>() / errors.len() as f64,
+                angle: mean(&angles),
+                error: mean(&errors),
             });
         }
         if points.is_empty() {
