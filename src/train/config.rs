@@ -14,6 +14,11 @@ use crate::train::parallel::Plan;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// The thread count a configuration asks for (`0`: all cores).
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads > 0 { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {

@@ -27,8 +27,9 @@ pub mod step;
 pub mod trainer;
 
 pub use adversarial::fast_gradient_sign;
+pub use config::resolve_threads;
 pub use metrics::EpochMetrics;
 pub use model::Model;
 pub use protocol::{EXPLODING_LOSS_FACTOR, Progress, StopReason, Trainer};
 pub use step::draw_mask;
-pub use trainer::{apply_subsets, resolve_threads};
+pub use trainer::apply_subsets;

@@ -9,7 +9,7 @@ use crate::layers::spec::{LayerSpec, parse_layers, parse_model};
 use crate::layers::winograd::Winograd;
 use crate::optim::Optimiser;
 use crate::rules::{Feedback, RuleSet};
-use crate::train::config::TrainConfig;
+use crate::train::config::{TrainConfig, resolve_threads};
 use crate::train::parallel::Learner;
 
 /// The memory a dense net of layer widths `sizes` needs to train, as an upper estimate: its
@@ -37,10 +37,7 @@ fn rows(config: &TrainConfig) -> u64 {
 /// each thread's weight-gradient scratch; the dense layers above as [`dense_bytes`] counts them.
 pub fn conv_bytes(input: crate::base::shape::Shape, specs: &[LayerSpec], n_out: usize, config: &TrainConfig) -> u64 {
     use crate::layers::conv::{Conv2d, out_size};
-    let threads = match config.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    } as u64;
+    let threads = resolve_threads(config.threads) as u64;
     let (mut shape, mut parameters, mut per_sample, mut fixed) = ((input.c, input.h, input.w), 0u64, 0u64, 0u64);
     let mut widths = vec![];
     for (i, spec) in specs.iter().enumerate() {

@@ -10,15 +10,10 @@ use crate::layers::Workspace;
 use crate::train::model::EVAL_ROWS;
 use crate::train::protocol::{Progress, Trainer};
 
-use crate::train::config::TrainConfig;
+use crate::train::config::{TrainConfig, resolve_threads};
 use crate::train::model::Model;
 use crate::train::parallel::{Buffers, Engine};
 use std::sync::Arc;
-
-/// The thread count a configuration asks for (`0`: all cores).
-pub fn resolve_threads(threads: usize) -> usize {
-    if threads > 0 { threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
-}
 
 /// Applies the configuration's subsets to a loaded data set.
 pub fn apply_subsets(mut data: Dataset, config: &TrainConfig) -> Dataset {
