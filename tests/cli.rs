@@ -91,6 +91,51 @@ fn train_eval_config_and_resume_from_the_command_line() {
     assert!(o.status.success() && text(&o).contains("already finished"), "{}", text(&o));
 }
 
+/// `--schedule-from` retrains with the rates a finished run followed (the DO protocol: decay and
+/// training time chosen on a validation split, then all the data): its config gets the run's
+/// first rate, `halve_at` and epochs, and with the same flags otherwise the numbers come out the
+/// same. The first run halves after every epoch (its running mean starts at 0 %).
+#[test]
+fn a_run_follows_the_schedule_of_another() {
+    let data = common::data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let common = ["--model", "32", "--train-subset", "1000", "--test-subset", "300", "--threads", "1", "--out", out];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = ["train"].iter().chain(&common).chain(extra).copied().collect();
+        let o = dfa(&args, &data);
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    run(&["--lr", "3e-4", "--schedule-start", "0", "--max-epochs", "3", "--name", "chosen"]);
+    let chosen = tmp.path().join("chosen");
+    run(&["--schedule-from", chosen.to_str().unwrap(), "--name", "follows"]);
+    let config = std::fs::read_to_string(tmp.path().join("follows/config.toml")).unwrap();
+    for line in ["halve_at = [1, 2]", "max_epochs = 3", "learning_rate = 0.0003"] {
+        assert!(config.contains(line), "expected {line:?} in {config}");
+    }
+    let losses = |name: &str| -> Vec<(f64, f64)> {
+        std::fs::read_to_string(tmp.path().join(name).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (v["loss"].as_f64().unwrap(), v["learning_rate"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(losses("chosen"), losses("follows"));
+    // --halve-at overrides the followed epochs; --max-epochs the followed length
+    run(&["--schedule-from", chosen.to_str().unwrap(), "--halve-at", "2", "--max-epochs", "2", "--name", "own"]);
+    let own = losses("own");
+    assert_eq!(own.len(), 2);
+    assert_eq!((own[0].1, own[1].1), (3e-4, 3e-4));
+    assert_clean_failure(
+        &dfa(&["train", "--schedule-from", "/nonexistent/run"], &data),
+        1,
+        &["--schedule-from", "not a run folder"],
+    );
+    assert_clean_failure(&dfa(&["train", "--halve-at", "5,2"], &data), 1, &["halve_at", "increasing"]);
+    assert_clean_failure(&dfa(&["train", "--halve-at", "x"], &data), 2, &["--halve-at"]);
+}
+
 #[test]
 fn bad_flags_are_clear_errors() {
     let data = common::data_dir();

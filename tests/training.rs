@@ -366,6 +366,56 @@ fn the_schedule_can_watch_the_error_counted_during_the_epoch() {
     assert!(t.progress.halvings > 0);
 }
 
+/// The fixed schedule (`halve_at`) replays an adaptive run: the rates and epochs that a run
+/// followed, read off its metrics, given as the schedule of an otherwise identical run, give that
+/// run again bit for bit — the path by which a DO run retrains on all the data with the decay
+/// chosen on a validation split. Here the adaptive run halves after epochs 1, 3 and 4 (a high
+/// rate on a noisy subset, the plateau rule with patience 1).
+#[test]
+fn a_fixed_schedule_replays_the_rates_an_adaptive_run_followed() {
+    use dfa::train::FollowedSchedule;
+    let adaptive =
+        TrainConfig { learning_rate: 3e-2, patience: 1, train_subset: Some(1000), max_epochs: 5, ..small(Rule::DFA) };
+    let (t1, m1) = train(&adaptive);
+    let followed = FollowedSchedule::of(&m1).unwrap();
+    assert!(followed.halve_at.len() >= 2, "the adaptive run should halve more than once: {m1:?}");
+    assert_eq!(followed.epochs, 5);
+    assert_eq!(followed.learning_rate, 3e-2);
+    let fixed = TrainConfig {
+        patience: 0,
+        halve_at: followed.halve_at.clone(),
+        max_epochs: followed.epochs,
+        learning_rate: followed.learning_rate,
+        ..adaptive.clone()
+    };
+    let (t2, m2) = train(&fixed);
+    assert_eq!(t2.progress.stop, Some(StopReason::MaxEpochs));
+    assert_eq!(t2.progress.halvings, followed.halve_at.len());
+    for (a, b) in m1.iter().zip(&m2) {
+        assert_eq!((a.learning_rate, a.test_error, a.loss), (b.learning_rate, b.test_error, b.loss));
+    }
+    assert_eq!(t1.model.net, t2.model.net);
+    // halvings exactly after the listed epochs, none elsewhere, and the adaptive rule silent
+    let (_, m3) = train(&TrainConfig { learning_rate: 1e-9, halve_at: vec![2, 3], max_epochs: 4, ..small(Rule::DFA) });
+    let rates: Vec<f32> = m3.iter().map(|m| m.learning_rate).collect();
+    assert_eq!(rates, [1e-9, 1e-9, 0.5e-9, 0.25e-9]);
+    // misuse names the field
+    for (bad, says) in [
+        (TrainConfig { halve_at: vec![3, 3], ..small(Rule::DFA) }, "increasing"),
+        (TrainConfig { halve_at: vec![0, 3], ..small(Rule::DFA) }, "increasing"),
+        (TrainConfig { halve_at: vec![3], patience: 2, ..small(Rule::DFA) }, "patience"),
+        (TrainConfig { halve_at: vec![3], lr_schedule: false, ..small(Rule::DFA) }, "lr_schedule"),
+    ] {
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("halve_at") && e.contains(says), "{e}");
+    }
+    // the TOML names it, and leaves it out when empty
+    let text = fixed.to_toml();
+    assert!(text.contains("halve_at"), "{text}");
+    assert_eq!(TrainConfig::from_toml(&text, "t").unwrap(), fixed);
+    assert!(!adaptive.to_toml().contains("halve_at"));
+}
+
 /// `full_pass = false` (the paper's code protocol): no pass over the training set after an
 /// epoch, the training error `null`, the stopping rule on the mini-batch error — and otherwise
 /// the very same training (weights and test errors bit for bit).

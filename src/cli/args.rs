@@ -1,7 +1,7 @@
 //! The command line's arguments: every subcommand and flag, with its `--help` text.
 
 use super::{choice, rule_parser, thread_count};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dfa::data::preprocess::Preprocess;
 use dfa::data::{self, DatasetKind};
@@ -12,8 +12,9 @@ use dfa::optim::OptimiserKind;
 use dfa::report::plots::Curves;
 use dfa::rules::Rule;
 use dfa::train::config::{ConvAlgo, ScheduleOn, TrainConfig};
-use dfa::train::resolve_threads;
-use std::path::PathBuf;
+use dfa::train::record::{RunDir, SUMMARY_FILE};
+use dfa::train::{FollowedSchedule, resolve_threads};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -415,12 +416,36 @@ pub struct TrainArgs {
     /// epoch's; the paper's code uses 100.
     #[arg(long, value_name = "PERCENT")]
     pub schedule_start: Option<f64>,
+    /// A fixed schedule instead of the adaptive rule: halve the learning rate after each of
+    /// these epochs (comma-separated, increasing).
+    #[arg(long, value_name = "EPOCHS", value_delimiter = ',')]
+    pub halve_at: Vec<usize>,
+    /// Follow the schedule of a finished run: its first learning rate, the epochs after which
+    /// it lowered the rate (as --halve-at) and its number of epochs (as --max-epochs), unless
+    /// --lr, --halve-at or --max-epochs say otherwise; e.g. to retrain on all the training data
+    /// with the decay and training time chosen on a validation split.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub schedule_from: Option<PathBuf>,
     /// Train on the first N training samples.
     #[arg(long)]
     pub train_subset: Option<usize>,
     /// Test on the first N test samples.
     #[arg(long)]
     pub test_subset: Option<usize>,
+}
+
+/// The schedule that the finished run in `dir` followed (`--schedule-from`).
+fn followed_schedule(dir: &Path) -> Result<FollowedSchedule> {
+    let run = RunDir::open(dir).with_context(|| format!("--schedule-from {}", dir.display()))?;
+    if !run.file(SUMMARY_FILE).is_file() {
+        bail!(
+            "--schedule-from {}: the run has not finished (no {SUMMARY_FILE}); expected a finished run",
+            dir.display()
+        );
+    }
+    let metrics = run.read_metrics().with_context(|| format!("--schedule-from {}", dir.display()))?;
+    FollowedSchedule::of(&metrics)
+        .with_context(|| format!("--schedule-from {}: metrics.jsonl has no epochs", dir.display()))
 }
 
 impl TrainArgs {
@@ -502,6 +527,19 @@ impl TrainArgs {
         }
         if self.no_lr_schedule {
             c.lr_schedule = false;
+        }
+        if let Some(dir) = &self.schedule_from {
+            let followed = followed_schedule(dir)?;
+            if self.lr.is_none() {
+                c.learning_rate = followed.learning_rate;
+            }
+            if self.max_epochs.is_none() {
+                c.max_epochs = followed.epochs;
+            }
+            c.halve_at = followed.halve_at;
+        }
+        if !self.halve_at.is_empty() {
+            c.halve_at = self.halve_at.clone();
         }
         c.data_dir = Some(data::resolve_data_dir(c.data_dir.as_deref()));
         c.threads = resolve_threads(c.threads);

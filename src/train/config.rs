@@ -130,6 +130,12 @@ pub struct TrainConfig {
     /// the mean has come down to the error, ~10 epochs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_start: Option<f64>,
+    /// A fixed schedule in place of the adaptive rule: halve the learning rate after each of these
+    /// epochs (e.g. the epochs at which a run on a validation split halved it, to retrain on all
+    /// the data with the decay chosen there); the run then ends at `max_epochs` or the stop
+    /// error. Empty (default): the adaptive rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub halve_at: Vec<usize>,
     /// How stride-1 convolutions are computed: im2col + GEMM, or Winograd's minimal filtering
     /// (`layers::winograd`; fewer multiplications, slightly larger rounding error).
     #[serde(default, skip_serializing_if = "ConvAlgo::is_default")]
@@ -184,6 +190,7 @@ impl Default for TrainConfig {
             schedule_on: ScheduleOn::Train,
             patience: 0,
             schedule_start: None,
+            halve_at: Vec::new(),
             conv_algo: ConvAlgo::default(),
             train_subset: None,
             test_subset: None,
@@ -415,6 +422,23 @@ impl TrainConfig {
                 "flush_subnormals",
                 "only x86-64 machines can flush subnormals; set it to false",
             ));
+        }
+        if !self.halve_at.is_empty() {
+            if !self.lr_schedule {
+                return Err(Error::config("halve_at", "is a learning-rate schedule; lr_schedule = false turns it off"));
+            }
+            if self.patience > 0 {
+                return Err(Error::config(
+                    "halve_at",
+                    "replaces the adaptive rule, which patience configures; set one",
+                ));
+            }
+            if self.halve_at[0] == 0 || self.halve_at.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(Error::config(
+                    "halve_at",
+                    format!("expected epochs ≥ 1 in increasing order, got {:?}", self.halve_at),
+                ));
+            }
         }
         if self.schedule_on == ScheduleOn::Validation && self.validation == 0 {
             return Err(Error::config("schedule_on", "'validation' needs a validation set (validation = N > 0)"));

@@ -40,3 +40,25 @@ impl EpochMetrics {
         if full_pass { self.train_error } else { self.batch_error }
     }
 }
+
+/// The learning-rate schedule a run followed, read off its epochs: the rate of its first epoch,
+/// the epochs after which the rate went down (`halve_at`) and how many epochs it trained. A run
+/// trained on a validation split gives the decay and training time to retrain on all the data
+/// with (`dfa train --schedule-from`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FollowedSchedule {
+    pub learning_rate: f32,
+    pub halve_at: Vec<usize>,
+    pub epochs: usize,
+}
+
+impl FollowedSchedule {
+    /// `None` for a run without epochs. A rate that falls by other than a half is still one
+    /// step: the fixed schedule halves.
+    pub fn of(metrics: &[EpochMetrics]) -> Option<Self> {
+        let first = metrics.first()?;
+        let halve_at =
+            metrics.windows(2).filter(|w| w[1].learning_rate < w[0].learning_rate).map(|w| w[0].epoch).collect();
+        Some(FollowedSchedule { learning_rate: first.learning_rate, halve_at, epochs: metrics.last()?.epoch })
+    }
+}

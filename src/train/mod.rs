@@ -28,7 +28,7 @@ pub mod trainer;
 
 pub use adversarial::fast_gradient_sign;
 pub use config::resolve_threads;
-pub use metrics::EpochMetrics;
+pub use metrics::{EpochMetrics, FollowedSchedule};
 pub use model::Model;
 pub use protocol::{EXPLODING_LOSS_FACTOR, Progress, StopReason, Trainer};
 pub use step::draw_mask;

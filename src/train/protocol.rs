@@ -254,7 +254,12 @@ impl Trainer {
             ScheduleOn::Batch => m.batch_error,
             ScheduleOn::Validation => m.validation_error.unwrap_or(m.stopping_error(c.full_pass)),
         };
-        if p.stop.is_none() && c.lr_schedule && p.no_progress(watched, c.patience) {
+        if !c.halve_at.is_empty() {
+            if p.stop.is_none() && c.halve_at.contains(&m.epoch) {
+                p.halvings += 1;
+                p.learning_rate *= 0.5;
+            }
+        } else if p.stop.is_none() && c.lr_schedule && p.no_progress(watched, c.patience) {
             if p.halvings >= c.max_halvings {
                 p.stop = Some(StopReason::ScheduleEnded);
             } else {
