@@ -184,6 +184,97 @@ config = { layer_rules = ["dfa", "bp"] }
     }
 }
 
+/// A cell that follows the schedule of another (`schedule_of`: the DO protocol, a validation run
+/// then a run on all the data) runs after it, per seed, with that run's first rate, halvings and
+/// length; a shard takes both together; bad references are named.
+#[test]
+fn a_cell_follows_the_schedule_of_another() {
+    use dfa::experiments::shard;
+    use dfa::train::FollowedSchedule;
+    let tmp = tempfile::tempdir().unwrap();
+    let exp_path = tmp.path().join("follow.toml");
+    // the validation run's running mean starts at 0 %, so it halves after every epoch but the last
+    let follow = r#"
+name = "follow"
+title = "Follow"
+seeds = 2
+bracket_above = 0.01
+nonconvergence_train_error = 100.0
+columns = ["DFA"]
+
+[defaults]
+dataset = "mnist"
+model = "1x16"
+rule = "dfa"
+train_subset = 800
+test_subset = 300
+
+[[cells]]
+id = "chosen"
+row = "on a validation split"
+column = "DFA"
+config = { learning_rate = 3e-3, validation = 200, schedule_on = "validation", schedule_start = 0.0, max_epochs = 3 }
+
+[[cells]]
+id = "all"
+row = "on all the data"
+column = "DFA"
+schedule_of = "chosen"
+config = { learning_rate = 1e-9 }
+
+[[cells]]
+id = "other"
+row = "other"
+column = "DFA"
+config = { max_epochs = 1 }
+"#;
+    std::fs::write(&exp_path, follow).unwrap();
+    let exp = Experiment::load(&exp_path).unwrap();
+    let selected: Vec<&str> = exp.select(&["all".into()]).unwrap().iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(selected, ["chosen", "all"]);
+    // on two shards, each seed's pair of runs stays on one shard
+    let cells = exp.select(&[]).unwrap();
+    let stages = exp.tasks(&cells, None, None, &tmp.path().join("runs/follow")).unwrap();
+    let assignment = shard::assign(&exp, &stages, 2).unwrap();
+    assert_eq!(assignment.groups.len(), 4, "{assignment:?}"); // (chosen, 1), (chosen, 2), (other, 1), (other, 2)
+    let (out, results) = (tmp.path().join("runs"), tmp.path().join("results"));
+    let text = reproduce(&exp_path, &out, &results, &["--threads", "1", "--cells", "all"]);
+    for seed in 1..=2 {
+        let done = text.find(&format!("[chosen seed {seed}] done")).expect(&text);
+        let start = text.find(&format!("[all seed {seed}] starting")).expect(&text);
+        assert!(done < start, "{text}");
+        let chosen = RunDir::open(&out.join(format!("follow/chosen/seed{seed}"))).unwrap();
+        let followed = FollowedSchedule::of(&chosen.read_metrics().unwrap()).unwrap();
+        assert_eq!(followed.halve_at, [1, 2], "seed {seed}");
+        let all = RunDir::open(&out.join(format!("follow/all/seed{seed}"))).unwrap();
+        let config = all.read_config().unwrap();
+        assert_eq!((config.learning_rate, config.halve_at.clone(), config.max_epochs), (3e-3, vec![1, 2], 3));
+        let rates: Vec<f32> = all.read_metrics().unwrap().iter().map(|m| m.learning_rate).collect();
+        assert_eq!(rates, [3e-3, 1.5e-3, 0.75e-3]);
+    }
+    // the schedule is read when the run starts: a shortened protocol caps the length
+    let text = reproduce(
+        &exp_path,
+        &out,
+        &results,
+        &["--threads", "1", "--cells", "all", "--seeds", "1", "--max-epochs", "2"],
+    );
+    let all = RunDir::open(&out.join("follow-max2/all/seed1")).unwrap();
+    assert_eq!(all.read_config().unwrap().max_epochs, 2, "{text}");
+
+    for (bad, expect) in [
+        (follow.replace(r#"schedule_of = "chosen""#, r#"schedule_of = "nothing""#), "'schedule_of' names 'nothing'"),
+        (
+            follow.replace(r#"schedule_of = "chosen""#, "schedule_of = \"chosen\"\nafter = \"other\""),
+            "both 'after' and 'schedule_of'",
+        ),
+    ] {
+        std::fs::write(&exp_path, bad).unwrap();
+        let e = Experiment::load(&exp_path).unwrap_err().to_string();
+        assert!(e.contains("follow.toml") && e.contains(expect), "{e}");
+    }
+}
+
 #[test]
 fn every_shipped_experiment_file_loads_and_its_cells_validate() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");

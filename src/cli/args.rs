@@ -1,7 +1,7 @@
 //! The command line's arguments: every subcommand and flag, with its `--help` text.
 
 use super::{choice, rule_parser, thread_count};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dfa::data::preprocess::Preprocess;
 use dfa::data::{self, DatasetKind};
@@ -12,9 +12,9 @@ use dfa::optim::OptimiserKind;
 use dfa::report::plots::Curves;
 use dfa::rules::Rule;
 use dfa::train::config::{ConvAlgo, ScheduleOn, TrainConfig};
-use dfa::train::record::{RunDir, SUMMARY_FILE};
-use dfa::train::{FollowedSchedule, resolve_threads};
-use std::path::{Path, PathBuf};
+use dfa::train::record;
+use dfa::train::resolve_threads;
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
@@ -434,20 +434,6 @@ pub struct TrainArgs {
     pub test_subset: Option<usize>,
 }
 
-/// The schedule that the finished run in `dir` followed (`--schedule-from`).
-fn followed_schedule(dir: &Path) -> Result<FollowedSchedule> {
-    let run = RunDir::open(dir).with_context(|| format!("--schedule-from {}", dir.display()))?;
-    if !run.file(SUMMARY_FILE).is_file() {
-        bail!(
-            "--schedule-from {}: the run has not finished (no {SUMMARY_FILE}); expected a finished run",
-            dir.display()
-        );
-    }
-    let metrics = run.read_metrics().with_context(|| format!("--schedule-from {}", dir.display()))?;
-    FollowedSchedule::of(&metrics)
-        .with_context(|| format!("--schedule-from {}: metrics.jsonl has no epochs", dir.display()))
-}
-
 impl TrainArgs {
     /// The configuration: defaults, then the `--config` file, then the flags.
     pub fn resolve(&self) -> Result<TrainConfig> {
@@ -529,7 +515,8 @@ impl TrainArgs {
             c.lr_schedule = false;
         }
         if let Some(dir) = &self.schedule_from {
-            let followed = followed_schedule(dir)?;
+            let followed =
+                record::followed_schedule(dir).with_context(|| format!("--schedule-from {}", dir.display()))?;
             if self.lr.is_none() {
                 c.learning_rate = followed.learning_rate;
             }

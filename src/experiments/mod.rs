@@ -144,6 +144,20 @@ pub struct Cell {
     /// that cell, and selecting this cell selects that one too.
     #[serde(default)]
     pub after: Option<String>,
+    /// The id of a cell whose run (same seed) sets this cell's learning-rate schedule: its first
+    /// rate, the epochs after which it lowered the rate (`halve_at`) and its number of epochs
+    /// (`max_epochs`, at most this cell's) — e.g. the paper's DO protocol, a run on a validation
+    /// split whose "learning rate with decay and training time" a run on all the data then
+    /// follows. It runs after that cell, and selecting this cell selects that one too.
+    #[serde(default)]
+    pub schedule_of: Option<String>,
+}
+
+impl Cell {
+    /// The cell this one depends on (`after` or `schedule_of`), which runs first on the same shard.
+    pub fn source(&self) -> Option<&str> {
+        self.after.as_deref().or(self.schedule_of.as_deref())
+    }
 }
 
 impl Experiment {
@@ -161,15 +175,19 @@ impl Experiment {
             }
         }
         for cell in &exp.cells {
-            // `after` must name a cell, without cycles
+            if cell.after.is_some() && cell.schedule_of.is_some() {
+                return Err(in_file(cell, "has both 'after' and 'schedule_of'; expected one of them".into()));
+            }
+            // `after` / `schedule_of` must name a cell, without cycles
             let mut seen = vec![cell.id.as_str()];
             let mut at = cell;
-            while let Some(source) = &at.after {
-                at = exp.cells.iter().find(|c| &c.id == source).ok_or_else(|| {
-                    in_file(cell, format!("'after' names '{source}', which is not a cell of this experiment"))
+            while let Some(source) = at.source() {
+                let key = if at.after.is_some() { "after" } else { "schedule_of" };
+                at = exp.cells.iter().find(|c| c.id == source).ok_or_else(|| {
+                    in_file(cell, format!("'{key}' names '{source}', which is not a cell of this experiment"))
                 })?;
                 if seen.contains(&at.id.as_str()) {
-                    return Err(in_file(cell, format!("'after' makes a cycle: {} → {}", seen.join(" → "), at.id)));
+                    return Err(in_file(cell, format!("'{key}' makes a cycle: {} → {}", seen.join(" → "), at.id)));
                 }
                 seen.push(&at.id);
             }
@@ -179,8 +197,8 @@ impl Experiment {
 
     /// How many cells a cell continues, transitively (0: it starts from scratch).
     pub fn stage(&self, cell: &Cell) -> usize {
-        match &cell.after {
-            Some(id) => self.cells.iter().find(|c| &c.id == id).map_or(0, |c| 1 + self.stage(c)),
+        match cell.source() {
+            Some(id) => self.cells.iter().find(|c| c.id == id).map_or(0, |c| 1 + self.stage(c)),
             None => 0,
         }
     }
@@ -219,7 +237,7 @@ impl Experiment {
         let mut k = 0;
         while k < wanted.len() {
             let cell = self.cells.iter().find(|c| c.id == wanted[k]).expect("a cell id");
-            if let Some(source) = cell.after.as_deref().filter(|s| !wanted.contains(s)) {
+            if let Some(source) = cell.source().filter(|s| !wanted.contains(s)) {
                 wanted.push(source);
             }
             k += 1;
@@ -260,8 +278,9 @@ impl Experiment {
                 if let Some(source) = &cell.after {
                     config.init_from = Some(runs_dir.join(source).join(format!("seed{seed}")));
                 }
+                let schedule_from = cell.schedule_of.as_ref().map(|s| runs_dir.join(s).join(format!("seed{seed}")));
                 let dir = runs_dir.join(&cell.id).join(format!("seed{seed}"));
-                stages[stage].push(Task { cell: cell.id.clone(), seed, config, dir });
+                stages[stage].push(Task { cell: cell.id.clone(), seed, config, dir, schedule_from });
             }
         }
         stages.retain(|s| !s.is_empty());
@@ -284,6 +303,8 @@ pub struct Task {
     pub seed: u64,
     pub config: TrainConfig,
     pub dir: PathBuf,
+    /// The finished run whose schedule this run follows (`schedule_of`), read when it starts.
+    pub schedule_from: Option<PathBuf>,
 }
 
 /// A finished run of a cell.
@@ -345,7 +366,7 @@ pub fn reproduce(
                     }
                     let key = (task.config.dataset, task.config.preprocess);
                     let data = &loaded.iter().find(|(k, _)| *k == key).expect("loaded above").1;
-                    match run_task(&task, data, observer) {
+                    match follow_schedule(&mut task).and_then(|()| run_task(&task, data, observer)) {
                         Ok(done) => {
                             observer.run_finished(&done);
                             results.lock().expect("lock").push(done);
@@ -363,6 +384,18 @@ pub fn reproduce(
         return Err(e);
     }
     Ok(results.into_inner().expect("lock"))
+}
+
+/// Gives a task that follows another run's schedule (`schedule_of`) that run's first rate, its
+/// halvings and its length (capped by the task's own `max_epochs`).
+fn follow_schedule(task: &mut Task) -> Result<()> {
+    let Some(source) = &task.schedule_from else { return Ok(()) };
+    let followed = record::followed_schedule(source)
+        .map_err(|e| Error::config(format!("cell '{}', seed {}: schedule_of", task.cell, task.seed), e.to_string()))?;
+    task.config.learning_rate = followed.learning_rate;
+    task.config.halve_at = followed.halve_at;
+    task.config.max_epochs = task.config.max_epochs.min(followed.epochs);
+    task.config.validate()
 }
 
 struct TaskObserver<'a> {

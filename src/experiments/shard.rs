@@ -2,7 +2,8 @@
 //! tasks of a Slurm job array, a `for` loop, GNU parallel) together run every run exactly once.
 //!
 //! The unit handed out is a *group*: a (cell, seed) run together with the runs that continue it
-//! (cells with `after`, same seed), which must run in order on one shard. Each group's expected
+//! or follow its schedule (cells with `after` or `schedule_of`, same seed), which must run in
+//! order on one shard. Each group's expected
 //! cost is its runs' training multiply-adds: three passes (forward, the rule's signal, the
 //! gradients) of the net's forward multiply-adds per sample × the training samples × the
 //! expected epochs (a cell's `expected_epochs`, else the experiment's, else its `max_epochs`).
@@ -88,9 +89,9 @@ pub fn run_cost(exp: &Experiment, task: &Task) -> Result<u64> {
     Ok(3 * forward_macs(&task.config)? * training_samples(&task.config) * epochs as u64)
 }
 
-/// The root of the chain of `after`s a cell is in.
+/// The root of the chain of `after`s (and `schedule_of`s) a cell is in.
 fn root<'a>(exp: &'a Experiment, id: &'a str) -> &'a str {
-    match exp.cells.iter().find(|c| c.id == id).and_then(|c| c.after.as_deref()) {
+    match exp.cells.iter().find(|c| c.id == id).and_then(|c| c.source()) {
         Some(source) => root(exp, source),
         None => id,
     }
