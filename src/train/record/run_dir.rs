@@ -296,7 +296,7 @@ impl RunDir {
 
 /// The schedule that the finished run in `dir` followed: its first learning rate, the epochs
 /// after which it lowered the rate and its number of epochs (`--schedule-from`, `schedule_of`).
-pub fn followed_schedule(dir: &Path) -> Result<crate::train::FollowedSchedule> {
+pub fn followed_schedule(dir: &Path) -> Result<crate::train::metrics::FollowedSchedule> {
     let run = RunDir::open(dir)?;
     if !run.file(SUMMARY_FILE).is_file() {
         return Err(Error::format(
@@ -304,6 +304,6 @@ pub fn followed_schedule(dir: &Path) -> Result<crate::train::FollowedSchedule> {
             format!("the run has not finished (no {SUMMARY_FILE}); expected a finished run"),
         ));
     }
-    crate::train::FollowedSchedule::of(&run.read_metrics()?)
+    crate::train::metrics::FollowedSchedule::of(&run.read_metrics()?)
         .ok_or_else(|| Error::format(run.file(METRICS_FILE), "no epochs; expected a finished run's metrics"))
 }
