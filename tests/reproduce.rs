@@ -338,3 +338,42 @@ fn the_alignment_figure_uses_whichever_seeds_have_finished() {
     let text = std::fs::read_to_string(&svg).expect("the figure is drawn from seed 2 alone");
     assert!(text.contains("the DFA cell"), "{}", &text[..200]);
 }
+
+/// The tables committed under `results/` are what `dfa reproduce --collect` builds from the run
+/// records committed beside them (`results/<experiment>-runs/`): every number, seed count and
+/// epoch count in them comes from a run folder anyone can read. Byte for byte, Markdown and CSV
+/// (the figures are drawn too, but their pixels depend on the fonts installed); the one
+/// machine-dependent text, the data folder's path in the CIFAR test-set note, is cut out first.
+#[test]
+fn the_committed_tables_come_out_of_their_committed_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // (experiment, the files its collect writes that are committed in results/)
+    let tables = [("table1", ["table1.md", "table1.csv"]), ("rules", ["rules.md", "rules.csv"])];
+    for (name, files) in tables {
+        let runs = root.join("results").join(format!("{name}-runs"));
+        assert!(runs.is_dir(), "{} missing: the table {name} has no run records beside it", runs.display());
+        let out = tempfile::tempdir().unwrap();
+        let exp = root.join("experiments").join(format!("{name}.toml"));
+        reproduce(&exp, &runs, out.path(), &["--collect"]);
+        for file in files {
+            let committed = std::fs::read_to_string(root.join("results").join(file)).unwrap();
+            let collected = std::fs::read_to_string(out.path().join(file)).unwrap();
+            assert!(
+                without_data_path(&committed) == without_data_path(&collected),
+                "results/{file} is not what `dfa reproduce {name} --collect --out results/{name}-runs` builds; \
+                 collect it again and commit it (or commit the runs it was built from)"
+            );
+        }
+    }
+}
+
+/// `text` with the data folder's path cut from the CIFAR test-set note (`incomplete: <path>/cifar-10-batches-bin/…`).
+fn without_data_path(text: &str) -> String {
+    text.lines()
+        .map(|line| match (line.find("incomplete: "), line.find("cifar-10-batches-bin/")) {
+            (Some(a), Some(b)) if a < b => format!("{}{}", &line[..a + "incomplete: ".len()], &line[b..]),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
