@@ -377,3 +377,85 @@ fn without_data_path(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Every file under `dir` with its length and modification time.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    for entry in walkdir(dir) {
+        let m = std::fs::metadata(&entry).unwrap();
+        files.push((entry, m.len(), m.modified().unwrap()));
+    }
+    files.sort();
+    files
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walkdir(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+/// `--status` says of every run whether it finished (why, after how many epochs, its errors),
+/// started (after which epoch) or not started, per shard too; it trains and writes nothing.
+#[test]
+fn status_says_where_each_run_stands_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp_path = tmp.path().join("tiny.toml");
+    std::fs::write(&exp_path, EXPERIMENT).unwrap();
+    let results = tmp.path().join("results");
+    let out = tmp.path().join("runs");
+
+    let text = reproduce(&exp_path, &out, &results, &["--status"]);
+    assert!(text.contains("4 runs of 2 cells: 0 finished, 0 started, 4 not started"), "{text}");
+    assert_eq!(text.matches("not started").count(), 5, "{text}");
+
+    // BP seed 1 to its end; DFA seed 1 interrupted after its first epoch
+    reproduce(&exp_path, &out, &results, &["--cells", "*-bp", "--seeds", "1", "--threads", "1"]);
+    let exp = Experiment::load(&exp_path).unwrap();
+    let cell = &exp.cells[1];
+    let mut config = exp.cell_config(cell, 1, None).unwrap();
+    config.threads = 1;
+    let dir_path = exp.runs_dir(&out, None).join(&cell.id).join("seed1");
+    std::fs::create_dir_all(&dir_path).unwrap();
+    let dir = RunDir::open_new(&dir_path).unwrap();
+    dir.write_config(&config).unwrap();
+    let data = apply_subsets(data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(), &config);
+    let mut t = Trainer::new(config, &data).unwrap();
+    assert!(record::run(&mut t, &dir, &mut Quiet, Some(1)).unwrap().is_none());
+    let first = dir.read_metrics().unwrap()[0].clone();
+    let summary: record::Summary =
+        RunDir::open(&exp.runs_dir(&out, None).join("1x32-bp/seed1")).unwrap().read_json(record::SUMMARY_FILE).unwrap();
+
+    std::fs::remove_dir_all(&results).unwrap();
+    let before = snapshot(&out);
+    let text = reproduce(&exp_path, &out, &results, &["--status"]);
+    assert_eq!(snapshot(&out), before, "--status changed the runs folder");
+    assert!(!results.exists(), "--status wrote results");
+    assert!(text.contains("4 runs of 2 cells: 1 finished, 1 started, 2 not started"), "{text}");
+    let line = |cell: &str, seed: u64| {
+        text.lines()
+            .find(|l| l.split_whitespace().take(2).eq([cell, &seed.to_string()]))
+            .unwrap_or_else(|| panic!("no line for {cell} seed {seed}: {text}"))
+            .to_string()
+    };
+    let bp = line("1x32-bp", 1);
+    assert!(bp.contains(&format!("finished: {}", summary.stop.as_str())), "{bp}");
+    assert!(bp.contains(&format!(" {} ", summary.epochs)), "{bp}");
+    assert!(bp.contains(&format!("{:.3}", summary.final_test_error)), "{bp}");
+    let dfa = line("1x32-dfa", 1);
+    assert!(dfa.contains("started") && dfa.contains(" 1/3 ") && dfa.contains(" ago"), "{dfa}");
+    assert!(dfa.contains(&format!("{:.3}", first.test_error)), "{dfa}");
+    assert!(line("1x32-bp", 2).contains("not started"), "{text}");
+
+    // the shards' statuses together name every run once
+    let mut named = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let text = reproduce(&exp_path, &out, &results, &["--status", "--shard", shard]);
+        named.extend(text.lines().skip(2).map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")));
+    }
+    named.sort();
+    assert_eq!(named, ["1x32-bp 1", "1x32-bp 2", "1x32-dfa 1", "1x32-dfa 2"]);
+}

@@ -203,8 +203,11 @@ pub struct ReproduceArgs {
     /// Train nothing: build the table and figures from the finished runs in --out (after the shards).
     #[arg(long, conflicts_with = "shard")]
     pub collect: bool,
+    /// Train nothing: say where each run of the selected cells (of the shard, with --shard) stands in --out: finished, started (after which epoch, and when it last wrote one), or not started.
+    #[arg(long, conflicts_with = "collect")]
+    pub status: bool,
     /// Write a Slurm job array (one task per shard) and a collect job under OUT/<experiment>/slurm/ instead of training.
-    #[arg(long, conflicts_with_all = ["shard", "collect"])]
+    #[arg(long, conflicts_with_all = ["shard", "collect", "status"])]
     pub slurm: bool,
     /// With --slurm: submit both scripts with sbatch (the collect job after the array, afterok) and print the job ids.
     #[arg(long, requires = "slurm")]

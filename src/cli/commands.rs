@@ -144,6 +144,7 @@ pub fn reproduce(args: ReproduceArgs) -> Result<ExitCode> {
         data_dir: args.data_dir,
         shard: args.shard,
         collect: args.collect,
+        status: args.status,
         slurm: args.slurm.then_some(SlurmOptions {
             shards: args.shards,
             partition: args.partition,

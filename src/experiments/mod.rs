@@ -12,6 +12,7 @@ pub mod bench;
 pub mod reproduce;
 pub mod shard;
 pub mod slurm;
+pub mod status;
 pub mod tables;
 
 use crate::base::error::{Error, Result};

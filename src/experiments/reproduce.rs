@@ -35,6 +35,8 @@ pub struct ReproduceOptions {
     pub shard: Option<Shard>,
     /// No training: the table and figures from the finished runs only.
     pub collect: bool,
+    /// No training and no table: where each run stands (`experiments::status`).
+    pub status: bool,
     /// Write (and maybe submit) Slurm scripts instead of running (`--slurm`).
     pub slurm: Option<SlurmOptions>,
 }
@@ -74,6 +76,11 @@ pub fn reproduce_table(opts: &ReproduceOptions, observer: &dyn ReproduceObserver
         Some(shard) => shard::select(&exp, stages, shard)?,
         None => stages,
     };
+    if opts.status {
+        let runs = crate::experiments::status::runs_status(&stages)?;
+        observer.message(crate::experiments::status::render(&exp.name, &runs_dir, &runs).trim_end());
+        return Ok(());
+    }
     let runs: usize = stages.iter().map(Vec::len).sum();
     let data_dir = data::resolve_data_dir(opts.data_dir.as_deref());
     if !opts.collect {

@@ -66,6 +66,16 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// The name `summary.json` records (`schedule-ended`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Converged => "converged",
+            StopReason::ScheduleEnded => "schedule-ended",
+            StopReason::MaxEpochs => "max-epochs",
+            StopReason::Diverged => "diverged",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             StopReason::Converged => "training error reached the target",

@@ -1,0 +1,151 @@
+//! `dfa reproduce --status`: where each run of an experiment stands, read from its run folder
+//! alone — finished (why it stopped, its errors), started (after which epoch, when it last wrote
+//! an epoch: a run still training wrote one within about an epoch's time, an interrupted one
+//! did not), or not started — and the compute the runs have used. Nothing is locked or written,
+//! so it can watch runs that other processes (shards, Slurm tasks) are training.
+
+use crate::base::error::Result;
+use crate::experiments::Task;
+use crate::train::EpochMetrics;
+use crate::train::record::{META_FILE, METRICS_FILE, Meta, RunDir, SUMMARY_FILE, Summary};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// How far a run has come.
+#[derive(Clone, Debug)]
+pub enum RunState {
+    /// No epoch written yet.
+    NotStarted,
+    /// Epochs written, no summary: training now, or interrupted (it resumes where it stopped).
+    Started {
+        /// How long ago its last epoch was written.
+        since_last_epoch: Option<Duration>,
+    },
+    /// Its summary is written.
+    Finished(Box<Summary>),
+}
+
+/// One run of a cell and where it stands.
+#[derive(Clone, Debug)]
+pub struct RunStatus {
+    pub cell: String,
+    pub seed: u64,
+    /// The most epochs the protocol allows it.
+    pub max_epochs: usize,
+    /// The error the stopping rule watches (%): the full training pass's, or the mini-batches'
+    /// where the run skips that pass.
+    pub full_pass: bool,
+    pub state: RunState,
+    /// Its epochs so far (the last one's numbers are the current ones).
+    pub last: Option<EpochMetrics>,
+    pub epochs: usize,
+    /// Seconds of training and evaluation so far, times the threads it ran on.
+    pub core_seconds: f64,
+}
+
+/// The status of every run of `stages` (the runs `dfa reproduce` would train).
+pub fn runs_status(stages: &[Vec<Task>]) -> Result<Vec<RunStatus>> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for task in stages.iter().flatten() {
+        let mut status = RunStatus {
+            cell: task.cell.clone(),
+            seed: task.seed,
+            max_epochs: task.config.max_epochs,
+            full_pass: task.config.full_pass,
+            state: RunState::NotStarted,
+            last: None,
+            epochs: 0,
+            core_seconds: 0.0,
+        };
+        let metrics_path = task.dir.join(METRICS_FILE);
+        if metrics_path.is_file() {
+            let dir = RunDir::open(&task.dir)?;
+            let metrics = dir.read_metrics()?;
+            let threads =
+                if task.dir.join(META_FILE).is_file() { dir.read_json::<Meta>(META_FILE)?.threads.max(1) } else { 1 };
+            status.core_seconds = metrics.iter().map(|m| m.seconds + m.eval_seconds).sum::<f64>() * threads as f64;
+            status.epochs = metrics.len();
+            status.last = metrics.last().cloned();
+            if task.dir.join(SUMMARY_FILE).is_file() {
+                status.state = RunState::Finished(Box::new(dir.read_json(SUMMARY_FILE)?));
+            } else if !metrics.is_empty() {
+                let written = std::fs::metadata(&metrics_path).and_then(|m| m.modified()).ok();
+                status.state = RunState::Started { since_last_epoch: written.and_then(|t| now.duration_since(t).ok()) };
+            }
+        }
+        out.push(status);
+    }
+    Ok(out)
+}
+
+/// `5 s`, `12 min`, `3.4 h`, `2.1 d`.
+fn ago(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.0} s")
+    } else if s < 3600.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 86400.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} d", s / 86400.0)
+    }
+}
+
+/// The status as a text table, a line per run, and a summary line first.
+pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
+    let count = |f: fn(&RunState) -> bool| runs.iter().filter(|r| f(&r.state)).count();
+    let finished = count(|s| matches!(s, RunState::Finished(_)));
+    let started = count(|s| matches!(s, RunState::Started { .. }));
+    let cells = {
+        let mut ids: Vec<&str> = runs.iter().map(|r| r.cell.as_str()).collect();
+        ids.dedup();
+        ids.len()
+    };
+    let hours = runs.iter().map(|r| r.core_seconds).sum::<f64>() / 3600.0;
+    let mut text = format!(
+        "{experiment} in {}: {} runs of {cells} cells: {finished} finished, {started} started, {} not started; \
+         {hours:.1} core-hours of training and evaluation so far\n",
+        runs_dir.display(),
+        runs.len(),
+        runs.len() - finished - started,
+    );
+    let width = runs.iter().map(|r| r.cell.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(
+        text,
+        "{:width$}  {:>4}  {:<24}  {:>7}  {:>7}  {:>7}  {:>8}  {:>8}  last epoch",
+        "cell", "seed", "state", "epochs", "train %", "test %", "rate", "s/epoch"
+    );
+    for r in runs {
+        let state = match &r.state {
+            RunState::NotStarted => "not started".to_string(),
+            RunState::Started { .. } => "started".to_string(),
+            RunState::Finished(s) => format!("finished: {}", s.stop.as_str()),
+        };
+        let epochs = match r.state {
+            RunState::Finished(_) => r.epochs.to_string(),
+            _ => format!("{}/{}", r.epochs, r.max_epochs),
+        };
+        let (train, test, rate, per_epoch) = match &r.last {
+            Some(m) => (
+                format!("{:.3}", m.stopping_error(r.full_pass)),
+                format!("{:.3}", m.test_error),
+                format!("{:.2e}", m.learning_rate),
+                format!("{:.1}", (m.seconds + m.eval_seconds)),
+            ),
+            None => Default::default(),
+        };
+        let since = match &r.state {
+            RunState::Started { since_last_epoch: Some(d) } => format!("{} ago", ago(*d)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            text,
+            "{:width$}  {:>4}  {:<24}  {:>7}  {:>7}  {:>7}  {:>8}  {:>8}  {}",
+            r.cell, r.seed, state, epochs, train, test, rate, per_epoch, since
+        );
+    }
+    text
+}
