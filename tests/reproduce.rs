@@ -66,6 +66,23 @@ fn reproduce(exp: &Path, out: &Path, results: &Path, extra: &[&str]) -> String {
     text
 }
 
+/// The run of the experiment's second cell, seed 1, in `out`, left as a kill after its first epoch
+/// would leave it.
+fn interrupt_after_first_epoch(exp_path: &Path, out: &Path) -> RunDir {
+    let exp = Experiment::load(exp_path).unwrap();
+    let cell = &exp.cells[1];
+    let mut config = exp.cell_config(cell, 1, None).unwrap();
+    config.threads = 1;
+    let dir_path = exp.runs_dir(out, None).join(&cell.id).join("seed1");
+    std::fs::create_dir_all(&dir_path).unwrap();
+    let dir = RunDir::open_new(&dir_path).unwrap();
+    dir.write_config(&config).unwrap();
+    let data = apply_subsets(data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(), &config);
+    let mut t = Trainer::new(config, &data).unwrap();
+    assert!(record::run(&mut t, &dir, &mut Quiet, Some(1)).unwrap().is_none());
+    dir
+}
+
 #[test]
 fn reproduce_runs_reuses_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -92,17 +109,7 @@ fn reproduce_runs_reuses_and_resumes() {
 
     // interrupt one run after its first epoch (as a kill would leave it), then reproduce resumes it
     let cut = tmp.path().join("cut");
-    let exp = Experiment::load(&exp_path).unwrap();
-    let cell = &exp.cells[1];
-    let mut config = exp.cell_config(cell, 1, None).unwrap();
-    config.threads = 1;
-    let dir_path = exp.runs_dir(&cut, None).join(&cell.id).join("seed1");
-    std::fs::create_dir_all(&dir_path).unwrap();
-    let dir = RunDir::open_new(&dir_path).unwrap();
-    dir.write_config(&config).unwrap();
-    let data = apply_subsets(data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(), &config);
-    let mut t = Trainer::new(config, &data).unwrap();
-    assert!(record::run(&mut t, &dir, &mut Quiet, Some(1)).unwrap().is_none());
+    interrupt_after_first_epoch(&exp_path, &cut);
     let text = reproduce(&exp_path, &cut, &results, &["--threads", "1"]);
     assert!(text.contains("[1x32-dfa seed 1] resuming after epoch 1"), "{text}");
     let cut_md = std::fs::read_to_string(results.join("tiny.md")).unwrap();
@@ -415,16 +422,7 @@ fn status_says_where_each_run_stands_and_writes_nothing() {
     // BP seed 1 to its end; DFA seed 1 interrupted after its first epoch
     reproduce(&exp_path, &out, &results, &["--cells", "*-bp", "--seeds", "1", "--threads", "1"]);
     let exp = Experiment::load(&exp_path).unwrap();
-    let cell = &exp.cells[1];
-    let mut config = exp.cell_config(cell, 1, None).unwrap();
-    config.threads = 1;
-    let dir_path = exp.runs_dir(&out, None).join(&cell.id).join("seed1");
-    std::fs::create_dir_all(&dir_path).unwrap();
-    let dir = RunDir::open_new(&dir_path).unwrap();
-    dir.write_config(&config).unwrap();
-    let data = apply_subsets(data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(), &config);
-    let mut t = Trainer::new(config, &data).unwrap();
-    assert!(record::run(&mut t, &dir, &mut Quiet, Some(1)).unwrap().is_none());
+    let dir = interrupt_after_first_epoch(&exp_path, &out);
     let first = dir.read_metrics().unwrap()[0].clone();
     let summary: record::Summary =
         RunDir::open(&exp.runs_dir(&out, None).join("1x32-bp/seed1")).unwrap().read_json(record::SUMMARY_FILE).unwrap();
