@@ -134,6 +134,24 @@ fn a_run_follows_the_schedule_of_another() {
     );
     assert_clean_failure(&dfa(&["train", "--halve-at", "5,2"], &data), 1, &["halve_at", "increasing"]);
     assert_clean_failure(&dfa(&["train", "--halve-at", "x"], &data), 2, &["--halve-at"]);
+
+    // a run that never lowered its rate is followed at that rate throughout, not by the adaptive rule
+    run(&["--lr", "3e-4", "--no-lr-schedule", "--max-epochs", "2", "--name", "flat"]);
+    let flat = tmp.path().join("flat");
+    run(&["--schedule-from", flat.to_str().unwrap(), "--schedule-start", "0", "--name", "follows-flat"]);
+    let config = std::fs::read_to_string(tmp.path().join("follows-flat/config.toml")).unwrap();
+    assert!(config.contains("lr_schedule = false") && !config.contains("halve_at"), "{config}");
+    assert_eq!(losses("follows-flat").iter().map(|l| l.1).collect::<Vec<_>>(), [3e-4, 3e-4]);
+    // a diverged run has no schedule to follow
+    let summary = chosen.join("summary.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    json["stop"] = "diverged".into();
+    std::fs::write(&summary, json.to_string()).unwrap();
+    assert_clean_failure(
+        &dfa(&["train", "--schedule-from", chosen.to_str().unwrap()], &data),
+        1,
+        &["--schedule-from", "diverged"],
+    );
 }
 
 #[test]

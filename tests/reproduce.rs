@@ -275,6 +275,10 @@ config = { max_epochs = 1 }
             follow.replace(r#"schedule_of = "chosen""#, "schedule_of = \"chosen\"\nafter = \"other\""),
             "both 'after' and 'schedule_of'",
         ),
+        (
+            follow.replace("config = { learning_rate = 1e-9 }", "config = { learning_rate = 1e-9, patience = 3 }"),
+            "cell 'all': follows the halvings of 'chosen' (schedule_of), which replace the adaptive rule; expected patience = 0",
+        ),
     ] {
         std::fs::write(&exp_path, bad).unwrap();
         let e = Experiment::load(&exp_path).unwrap_err().to_string();
@@ -349,8 +353,8 @@ fn the_alignment_figure_uses_whichever_seeds_have_finished() {
 /// The tables committed under `results/` are what `dfa reproduce --collect` builds from the run
 /// records committed beside them (`results/<experiment>-runs/`): every number, seed count and
 /// epoch count in them comes from a run folder anyone can read. Byte for byte, Markdown and CSV
-/// (the figures are drawn too, but their pixels depend on the fonts installed); the one
-/// machine-dependent text, the data folder's path in the CIFAR test-set note, is cut out first.
+/// (the figures are drawn too, but their pixels depend on the fonts installed); the notes on the
+/// data folder of the machine that collects are cut out first.
 #[test]
 fn the_committed_tables_come_out_of_their_committed_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -366,7 +370,7 @@ fn the_committed_tables_come_out_of_their_committed_runs() {
             let committed = std::fs::read_to_string(root.join("results").join(file)).unwrap();
             let collected = std::fs::read_to_string(out.path().join(file)).unwrap();
             assert!(
-                without_data_path(&committed) == without_data_path(&collected),
+                without_data_notes(&committed) == without_data_notes(&collected),
                 "results/{file} is not what `dfa reproduce {name} --collect --out results/{name}-runs` builds; \
                  collect it again and commit it (or commit the runs it was built from)"
             );
@@ -374,15 +378,10 @@ fn the_committed_tables_come_out_of_their_committed_runs() {
     }
 }
 
-/// `text` with the data folder's path cut from the CIFAR test-set note (`incomplete: <path>/cifar-10-batches-bin/…`).
-fn without_data_path(text: &str) -> String {
-    text.lines()
-        .map(|line| match (line.find("incomplete: "), line.find("cifar-10-batches-bin/")) {
-            (Some(a), Some(b)) if a < b => format!("{}{}", &line[..a + "incomplete: ".len()], &line[b..]),
-            _ => line.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// `text` without its notes on the data (`**Data:** …`): they describe the data folder of the
+/// machine that collects (a CIFAR-10 test set with 9980 images here), not the runs.
+fn without_data_notes(text: &str) -> String {
+    text.lines().filter(|line| !line.starts_with("**Data:**")).collect::<Vec<_>>().join("\n")
 }
 
 /// Every file under `dir` with its length and modification time.
@@ -405,6 +404,14 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The line of `cell`, `seed` in a `--status` text.
+fn line_of(text: &str, cell: &str, seed: u64) -> String {
+    text.lines()
+        .find(|l| l.split_whitespace().take(2).eq([cell, &seed.to_string()]))
+        .unwrap_or_else(|| panic!("no line for {cell} seed {seed}: {text}"))
+        .to_string()
+}
+
 /// `--status` says of every run whether it finished (why, after how many epochs, its errors),
 /// started (after which epoch) or not started, per shard too; it trains and writes nothing.
 #[test]
@@ -418,6 +425,7 @@ fn status_says_where_each_run_stands_and_writes_nothing() {
     let text = reproduce(&exp_path, &out, &results, &["--status"]);
     assert!(text.contains("4 runs of 2 cells: 0 finished, 0 started, 4 not started"), "{text}");
     assert_eq!(text.matches("not started").count(), 5, "{text}");
+    assert!(text.contains("no such folder"), "{text}");
 
     // BP seed 1 to its end; DFA seed 1 interrupted after its first epoch
     reproduce(&exp_path, &out, &results, &["--cells", "*-bp", "--seeds", "1", "--threads", "1"]);
@@ -433,20 +441,30 @@ fn status_says_where_each_run_stands_and_writes_nothing() {
     assert_eq!(snapshot(&out), before, "--status changed the runs folder");
     assert!(!results.exists(), "--status wrote results");
     assert!(text.contains("4 runs of 2 cells: 1 finished, 1 started, 2 not started"), "{text}");
-    let line = |cell: &str, seed: u64| {
-        text.lines()
-            .find(|l| l.split_whitespace().take(2).eq([cell, &seed.to_string()]))
-            .unwrap_or_else(|| panic!("no line for {cell} seed {seed}: {text}"))
-            .to_string()
-    };
+    let line = |cell: &str, seed: u64| line_of(&text, cell, seed);
     let bp = line("1x32-bp", 1);
     assert!(bp.contains(&format!("finished: {}", summary.stop.as_str())), "{bp}");
-    assert!(bp.contains(&format!(" {} ", summary.epochs)), "{bp}");
+    let words: Vec<&str> = bp.split_whitespace().collect();
+    assert_eq!(words[4], summary.epochs.to_string(), "{bp}");
     assert!(bp.contains(&format!("{:.3}", summary.final_test_error)), "{bp}");
     let dfa = line("1x32-dfa", 1);
     assert!(dfa.contains("started") && dfa.contains(" 1/3 ") && dfa.contains(" ago"), "{dfa}");
     assert!(dfa.contains(&format!("{:.3}", first.test_error)), "{dfa}");
     assert!(line("1x32-bp", 2).contains("not started"), "{text}");
+    assert!(!text.contains("no such folder"), "{text}");
+
+    // a run set up but without an epoch yet is started; an unreadable folder is named, and the
+    // other runs are still reported
+    let exp_runs = exp.runs_dir(&out, None);
+    let setup = RunDir::open_new(&exp_runs.join("1x32-bp/seed2")).unwrap();
+    setup.write_config(&exp.cell_config(&exp.cells[0], 2, None).unwrap()).unwrap();
+    std::fs::write(exp_runs.join("1x32-dfa/seed1").join(record::METRICS_FILE), "not json\n").unwrap();
+    let text = reproduce(&exp_path, &out, &results, &["--status"]);
+    assert!(text.contains("1 finished, 1 started, 1 not started, 1 UNREADABLE"), "{text}");
+    let bp2 = line_of(&text, "1x32-bp", 2);
+    assert!(bp2.contains("started") && bp2.contains(" 0/3 ") && bp2.contains("none yet"), "{bp2}");
+    let dfa = line_of(&text, "1x32-dfa", 1);
+    assert!(dfa.contains("UNREADABLE") && dfa.contains(record::METRICS_FILE), "{dfa}");
 
     // the shards' statuses together name every run once
     let mut named = Vec::new();

@@ -416,6 +416,59 @@ fn a_fixed_schedule_replays_the_rates_an_adaptive_run_followed() {
     assert!(!adaptive.to_toml().contains("halve_at"));
 }
 
+/// A followed schedule counts the followed run's own epochs (a run that continues another
+/// numbers its epochs after that run's), and a run that never lowered its rate is followed with
+/// no halving at all, not with the adaptive rule.
+#[test]
+fn a_followed_schedule_counts_own_epochs_and_keeps_a_constant_rate_constant() {
+    use dfa::train::FollowedSchedule;
+    let epoch = |epoch: usize, learning_rate: f32| EpochMetrics {
+        epoch,
+        loss: 1.0,
+        train_error: 1.0,
+        test_error: 1.0,
+        alignment: Vec::new(),
+        validation_error: None,
+        batch_error: 1.0,
+        learning_rate,
+        seconds: 1.0,
+        eval_seconds: 0.0,
+        samples_per_s: 1.0,
+    };
+    // a continuation of a 5-epoch run: its epochs are 6..=10, halved after 7 and 9
+    let continued = [epoch(6, 1e-3), epoch(7, 1e-3), epoch(8, 5e-4), epoch(9, 5e-4), epoch(10, 2.5e-4)];
+    let followed = FollowedSchedule::of(&continued).unwrap();
+    assert_eq!(followed, FollowedSchedule { learning_rate: 1e-3, halve_at: vec![2, 4], epochs: 5 });
+
+    // the protocol counts `halve_at` from the run's own first epoch, as it counts `max_epochs`
+    let config = TrainConfig { learning_rate: 1e-9, halve_at: vec![2], max_epochs: 3, ..small(Rule::DFA) };
+    let data = subset(&config);
+    let mut t = Trainer::new(config, &data).unwrap();
+    (t.progress.epoch, t.progress.first_epoch) = (5, 5);
+    let mut rates = Vec::new();
+    while t.progress.stop.is_none() {
+        let m = t.run_epoch(&mut |_, _| {});
+        rates.push((m.epoch, m.learning_rate));
+    }
+    assert_eq!(rates, [(6, 1e-9), (7, 1e-9), (8, 0.5e-9)]);
+
+    // a constant rate followed: lr_schedule off, so the adaptive rule that would halve stays silent
+    let adaptive =
+        TrainConfig { learning_rate: 3e-2, patience: 1, train_subset: Some(1000), max_epochs: 5, ..small(Rule::DFA) };
+    let (_, m) = train(&adaptive);
+    assert!(m.windows(2).any(|w| w[1].learning_rate < w[0].learning_rate), "should halve: {m:?}");
+    let constant = FollowedSchedule { learning_rate: 3e-2, halve_at: Vec::new(), epochs: 5 };
+    let mut follower = TrainConfig { patience: 0, ..adaptive.clone() };
+    constant.apply(&mut follower);
+    assert!(!follower.lr_schedule && follower.halve_at.is_empty());
+    let (_, m) = train(&follower);
+    assert!(m.iter().all(|e| e.learning_rate == 3e-2), "{m:?}");
+    // and a schedule with halvings turns the schedule on in a follower that had it off
+    let mut follower = TrainConfig { patience: 0, lr_schedule: false, ..adaptive };
+    followed.apply(&mut follower);
+    assert!(follower.lr_schedule && follower.halve_at == [2, 4] && follower.validate().is_ok());
+}
+
 /// `full_pass = false` (the paper's code protocol): no pass over the training set after an
 /// epoch, the training error `null`, the stopping rule on the mini-batch error — and otherwise
 /// the very same training (weights and test errors bit for bit).

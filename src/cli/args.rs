@@ -520,16 +520,21 @@ impl TrainArgs {
         if let Some(dir) = &self.schedule_from {
             let followed =
                 record::followed_schedule(dir).with_context(|| format!("--schedule-from {}", dir.display()))?;
-            if self.lr.is_none() {
-                c.learning_rate = followed.learning_rate;
+            let lr = c.learning_rate;
+            followed.apply(&mut c);
+            if self.lr.is_some() {
+                c.learning_rate = lr;
             }
             if self.max_epochs.is_none() {
                 c.max_epochs = followed.epochs;
             }
-            c.halve_at = followed.halve_at;
         }
         if !self.halve_at.is_empty() {
             c.halve_at = self.halve_at.clone();
+            // the followed run may have had no halvings (no schedule); the listed ones are one
+            if self.schedule_from.is_some() && !self.no_lr_schedule {
+                c.lr_schedule = true;
+            }
         }
         c.data_dir = Some(data::resolve_data_dir(c.data_dir.as_deref()));
         c.threads = resolve_threads(c.threads);

@@ -179,6 +179,19 @@ impl Experiment {
             if cell.after.is_some() && cell.schedule_of.is_some() {
                 return Err(in_file(cell, "has both 'after' and 'schedule_of'; expected one of them".into()));
             }
+            if let Some(source) = &cell.schedule_of {
+                // checked here, not hours later when the source has trained
+                let patience = exp.cell_config(cell, 1, None).map_err(|e| in_file(cell, e.to_string()))?.patience;
+                if patience > 0 {
+                    return Err(in_file(
+                        cell,
+                        format!(
+                            "follows the halvings of '{source}' (schedule_of), which replace the adaptive rule; \
+                             expected patience = 0, got {patience}"
+                        ),
+                    ));
+                }
+            }
             // `after` / `schedule_of` must name a cell, without cycles
             let mut seen = vec![cell.id.as_str()];
             let mut at = cell;
@@ -388,15 +401,23 @@ pub fn reproduce(
 }
 
 /// Gives a task that follows another run's schedule (`schedule_of`) that run's first rate, its
-/// halvings and its length (capped by the task's own `max_epochs`).
+/// halvings and its length (capped by the task's own `max_epochs`). A task that has finished
+/// keeps the schedule its folder records, so that it is reused even where its source has gone.
 fn follow_schedule(task: &mut Task) -> Result<()> {
     let Some(source) = &task.schedule_from else { return Ok(()) };
-    let followed = record::followed_schedule(source)
-        .map_err(|e| Error::config(format!("cell '{}', seed {}: schedule_of", task.cell, task.seed), e.to_string()))?;
-    task.config.learning_rate = followed.learning_rate;
-    task.config.halve_at = followed.halve_at;
+    let what = || format!("cell '{}', seed {}: schedule_of", task.cell, task.seed);
+    if task.dir.join(record::SUMMARY_FILE).is_file() {
+        let recorded = RunDir::open(&task.dir)?.read_config()?;
+        task.config.learning_rate = recorded.learning_rate;
+        task.config.halve_at = recorded.halve_at;
+        task.config.lr_schedule = recorded.lr_schedule;
+        task.config.max_epochs = recorded.max_epochs;
+        return Ok(());
+    }
+    let followed = record::followed_schedule(source).map_err(|e| Error::config(what(), e.to_string()))?;
+    followed.apply(&mut task.config);
     task.config.max_epochs = task.config.max_epochs.min(followed.epochs);
-    task.config.validate()
+    task.config.validate().map_err(|e| Error::config(what(), e.to_string()))
 }
 
 struct TaskObserver<'a> {

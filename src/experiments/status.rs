@@ -7,7 +7,7 @@
 use crate::base::error::Result;
 use crate::experiments::Task;
 use crate::train::EpochMetrics;
-use crate::train::record::{META_FILE, METRICS_FILE, Meta, RunDir, SUMMARY_FILE, Summary};
+use crate::train::record::{CONFIG_FILE, META_FILE, METRICS_FILE, Meta, RunDir, SUMMARY_FILE, Summary};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -15,11 +15,14 @@ use std::time::{Duration, SystemTime};
 /// How far a run has come.
 #[derive(Clone, Debug)]
 pub enum RunState {
-    /// No epoch written yet.
+    /// No run folder, or one without a configuration.
     NotStarted,
-    /// Epochs written, no summary: training now, or interrupted (it resumes where it stopped).
+    /// Its folder is unreadable (the reason): the other runs are still reported.
+    Unreadable(String),
+    /// A configuration, perhaps epochs, no summary: training now (or loading its data), or
+    /// interrupted (it resumes where it stopped).
     Started {
-        /// How long ago its last epoch was written.
+        /// How long ago its last epoch (before the first: its configuration) was written.
         since_last_epoch: Option<Duration>,
     },
     /// Its summary is written.
@@ -31,21 +34,25 @@ pub enum RunState {
 pub struct RunStatus {
     pub cell: String,
     pub seed: u64,
-    /// The most epochs the protocol allows it.
+    /// The most epochs the protocol allows it (its folder's `config.toml` once it has one: a
+    /// run that follows another's schedule learns its length when it starts).
     pub max_epochs: usize,
     /// The error the stopping rule watches (%): the full training pass's, or the mini-batches'
     /// where the run skips that pass.
     pub full_pass: bool,
     pub state: RunState,
-    /// Its epochs so far (the last one's numbers are the current ones).
+    /// Its last epoch's numbers.
     pub last: Option<EpochMetrics>,
+    /// Its own epochs so far (`metrics.jsonl`'s lines; a run that continues another does not
+    /// count that run's, as the table's epochs do).
     pub epochs: usize,
     /// Seconds of training and evaluation so far, times the threads it ran on.
     pub core_seconds: f64,
 }
 
-/// The status of every run of `stages` (the runs `dfa reproduce` would train).
-pub fn runs_status(stages: &[Vec<Task>]) -> Result<Vec<RunStatus>> {
+/// The status of every run of `stages` (the runs `dfa reproduce` would train). A run folder
+/// that cannot be read is reported as such, not as an error of the whole status.
+pub fn runs_status(stages: &[Vec<Task>]) -> Vec<RunStatus> {
     let now = SystemTime::now();
     let mut out = Vec::new();
     for task in stages.iter().flatten() {
@@ -59,25 +66,36 @@ pub fn runs_status(stages: &[Vec<Task>]) -> Result<Vec<RunStatus>> {
             epochs: 0,
             core_seconds: 0.0,
         };
-        let metrics_path = task.dir.join(METRICS_FILE);
-        if metrics_path.is_file() {
-            let dir = RunDir::open(&task.dir)?;
-            let metrics = dir.read_metrics()?;
-            let threads =
-                if task.dir.join(META_FILE).is_file() { dir.read_json::<Meta>(META_FILE)?.threads.max(1) } else { 1 };
-            status.core_seconds = metrics.iter().map(|m| m.seconds + m.eval_seconds).sum::<f64>() * threads as f64;
-            status.epochs = metrics.len();
-            status.last = metrics.last().cloned();
-            if task.dir.join(SUMMARY_FILE).is_file() {
-                status.state = RunState::Finished(Box::new(dir.read_json(SUMMARY_FILE)?));
-            } else if !metrics.is_empty() {
-                let written = std::fs::metadata(&metrics_path).and_then(|m| m.modified()).ok();
-                status.state = RunState::Started { since_last_epoch: written.and_then(|t| now.duration_since(t).ok()) };
-            }
+        if task.dir.join(CONFIG_FILE).is_file()
+            && let Err(e) = read_run(&task.dir, now, &mut status)
+        {
+            status.state = RunState::Unreadable(e.to_string());
         }
         out.push(status);
     }
-    Ok(out)
+    out
+}
+
+/// Fills `status` from the run folder `path` (which has a configuration).
+fn read_run(path: &Path, now: SystemTime, status: &mut RunStatus) -> Result<()> {
+    let dir = RunDir::open(path)?;
+    let config = dir.read_config()?;
+    status.max_epochs = config.max_epochs;
+    status.full_pass = config.full_pass;
+    let metrics = if dir.file(METRICS_FILE).is_file() { dir.read_metrics()? } else { Vec::new() };
+    let threads = if dir.file(META_FILE).is_file() { dir.read_json::<Meta>(META_FILE)?.threads.max(1) } else { 1 };
+    status.core_seconds = metrics.iter().map(|m| m.seconds + m.eval_seconds).sum::<f64>() * threads as f64;
+    status.epochs = metrics.len();
+    status.last = metrics.last().cloned();
+    status.state = if dir.file(SUMMARY_FILE).is_file() {
+        RunState::Finished(Box::new(dir.read_json(SUMMARY_FILE)?))
+    } else {
+        // the last sign of life: its last epoch, or its configuration before the first
+        let newest = if metrics.is_empty() { CONFIG_FILE } else { METRICS_FILE };
+        let written = std::fs::metadata(dir.file(newest)).and_then(|m| m.modified()).ok();
+        RunState::Started { since_last_epoch: written.and_then(|t| now.duration_since(t).ok()) }
+    };
+    Ok(())
 }
 
 /// `5 s`, `12 min`, `3.4 h`, `2.1 d`.
@@ -99,6 +117,7 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
     let count = |f: fn(&RunState) -> bool| runs.iter().filter(|r| f(&r.state)).count();
     let finished = count(|s| matches!(s, RunState::Finished(_)));
     let started = count(|s| matches!(s, RunState::Started { .. }));
+    let unreadable = count(|s| matches!(s, RunState::Unreadable(_)));
     let cells = {
         let mut ids: Vec<&str> = runs.iter().map(|r| r.cell.as_str()).collect();
         ids.dedup();
@@ -106,12 +125,18 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
     };
     let hours = runs.iter().map(|r| r.core_seconds).sum::<f64>() / 3600.0;
     let mut text = format!(
-        "{experiment} in {}: {} runs of {cells} cells: {finished} finished, {started} started, {} not started; \
+        "{experiment} in {}: {} runs of {cells} cells: {finished} finished, {started} started, {} not started{}; \
          {hours:.1} core-hours of training and evaluation so far\n",
         runs_dir.display(),
         runs.len(),
-        runs.len() - finished - started,
+        runs.len() - finished - started - unreadable,
+        if unreadable > 0 { format!(", {unreadable} UNREADABLE") } else { String::new() },
     );
+    if !runs_dir.is_dir() {
+        text.push_str(
+            "(no such folder: no run has started there; the runs folder depends on --out and --max-epochs)\n",
+        );
+    }
     let width = runs.iter().map(|r| r.cell.len()).max().unwrap_or(4).max(4);
     let _ = writeln!(
         text,
@@ -121,6 +146,7 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
     for r in runs {
         let state = match &r.state {
             RunState::NotStarted => "not started".to_string(),
+            RunState::Unreadable(_) => "UNREADABLE".to_string(),
             RunState::Started { .. } => "started".to_string(),
             RunState::Finished(s) => format!("finished: {}", s.stop.as_str()),
         };
@@ -138,7 +164,11 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
             None => Default::default(),
         };
         let since = match &r.state {
+            RunState::Started { since_last_epoch: Some(d) } if r.epochs == 0 => {
+                format!("none yet (set up {} ago)", ago(*d))
+            }
             RunState::Started { since_last_epoch: Some(d) } => format!("{} ago", ago(*d)),
+            RunState::Unreadable(why) => why.clone(),
             _ => String::new(),
         };
         let _ = writeln!(

@@ -54,11 +54,25 @@ pub struct FollowedSchedule {
 
 impl FollowedSchedule {
     /// `None` for a run without epochs. A rate that falls by other than a half is still one
-    /// step: the fixed schedule halves.
+    /// step: the fixed schedule halves. Epochs count from the run's own start (a run that
+    /// continues another numbers its epochs after that run's, as `halve_at` and `max_epochs` do not).
     pub fn of(metrics: &[EpochMetrics]) -> Option<Self> {
         let first = metrics.first()?;
-        let halve_at =
-            metrics.windows(2).filter(|w| w[1].learning_rate < w[0].learning_rate).map(|w| w[0].epoch).collect();
-        Some(FollowedSchedule { learning_rate: first.learning_rate, halve_at, epochs: metrics.last()?.epoch })
+        let before = first.epoch - 1;
+        let halve_at = metrics
+            .windows(2)
+            .filter(|w| w[1].learning_rate < w[0].learning_rate)
+            .map(|w| w[0].epoch - before)
+            .collect();
+        Some(FollowedSchedule { learning_rate: first.learning_rate, halve_at, epochs: metrics.last()?.epoch - before })
+    }
+
+    /// Makes `config` follow this schedule: its first rate and its halvings, and nothing else
+    /// lowers the rate (no halving at all when the followed run never lowered it, rather than the
+    /// adaptive rule). The length is the caller's: `epochs`, or less.
+    pub fn apply(&self, config: &mut crate::train::config::TrainConfig) {
+        config.learning_rate = self.learning_rate;
+        config.halve_at = self.halve_at.clone();
+        config.lr_schedule = !self.halve_at.is_empty();
     }
 }

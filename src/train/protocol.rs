@@ -265,7 +265,7 @@ impl Trainer {
             ScheduleOn::Validation => m.validation_error.unwrap_or(m.stopping_error(c.full_pass)),
         };
         if !c.halve_at.is_empty() {
-            if p.stop.is_none() && c.halve_at.contains(&m.epoch) {
+            if p.stop.is_none() && c.halve_at.contains(&(m.epoch - p.first_epoch)) {
                 p.halvings += 1;
                 p.learning_rate *= 0.5;
             }

@@ -304,6 +304,16 @@ pub fn followed_schedule(dir: &Path) -> Result<crate::train::metrics::FollowedSc
             format!("the run has not finished (no {SUMMARY_FILE}); expected a finished run"),
         ));
     }
+    let summary: Summary = run.read_json(SUMMARY_FILE)?;
+    if summary.stop == StopReason::Diverged {
+        return Err(Error::format(
+            dir,
+            format!(
+                "the run diverged after {} epochs; expected a run whose schedule is worth following",
+                summary.epochs
+            ),
+        ));
+    }
     crate::train::metrics::FollowedSchedule::of(&run.read_metrics()?)
         .ok_or_else(|| Error::format(run.file(METRICS_FILE), "no epochs; expected a finished run's metrics"))
 }
