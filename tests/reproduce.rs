@@ -279,6 +279,10 @@ config = { max_epochs = 1 }
             follow.replace("config = { learning_rate = 1e-9 }", "config = { learning_rate = 1e-9, patience = 3 }"),
             "cell 'all': follows the halvings of 'chosen' (schedule_of), which replace the adaptive rule; expected patience = 0",
         ),
+        (
+            follow.replace("schedule_of = \"chosen\"", "schedule_of = \"chosen\"\nseeds = 3"),
+            "cell 'all': runs 3 seeds but 'chosen' only 2",
+        ),
     ] {
         std::fs::write(&exp_path, bad).unwrap();
         let e = Experiment::load(&exp_path).unwrap_err().to_string();

@@ -205,6 +205,19 @@ impl Experiment {
                 }
                 seen.push(&at.id);
             }
+            if let Some(source) = cell.schedule_of.as_deref().and_then(|id| exp.cells.iter().find(|c| c.id == id)) {
+                let (mine, its) = (exp.seeds_of(cell, None), exp.seeds_of(source, None));
+                if mine > its {
+                    return Err(in_file(
+                        cell,
+                        format!(
+                            "runs {mine} seeds but '{}' only {its}; each seed follows the same seed of the cell it \
+                             names in schedule_of",
+                            source.id
+                        ),
+                    ));
+                }
+            }
         }
         Ok(exp)
     }
