@@ -66,6 +66,16 @@ fn reproduce(exp: &Path, out: &Path, results: &Path, extra: &[&str]) -> String {
     text
 }
 
+/// A temporary folder holding the tiny experiment file: the folder, the file, and a results
+/// folder in it.
+fn tiny_experiment() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp_path = tmp.path().join("tiny.toml");
+    std::fs::write(&exp_path, EXPERIMENT).unwrap();
+    let results = tmp.path().join("results");
+    (tmp, exp_path, results)
+}
+
 /// The run of the experiment's second cell, seed 1, in `out`, left as a kill after its first epoch
 /// would leave it.
 fn interrupt_after_first_epoch(exp_path: &Path, out: &Path) -> RunDir {
@@ -85,10 +95,7 @@ fn interrupt_after_first_epoch(exp_path: &Path, out: &Path) -> RunDir {
 
 #[test]
 fn reproduce_runs_reuses_and_resumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let exp_path = tmp.path().join("tiny.toml");
-    std::fs::write(&exp_path, EXPERIMENT).unwrap();
-    let results = tmp.path().join("results");
+    let (tmp, exp_path, results) = tiny_experiment();
 
     // uninterrupted, two jobs at a time
     let whole = tmp.path().join("whole");
@@ -420,10 +427,7 @@ fn line_of(text: &str, cell: &str, seed: u64) -> String {
 /// started (after which epoch) or not started, per shard too; it trains and writes nothing.
 #[test]
 fn status_says_where_each_run_stands_and_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let exp_path = tmp.path().join("tiny.toml");
-    std::fs::write(&exp_path, EXPERIMENT).unwrap();
-    let results = tmp.path().join("results");
+    let (tmp, exp_path, results) = tiny_experiment();
     let out = tmp.path().join("runs");
 
     let text = reproduce(&exp_path, &out, &results, &["--status"]);

@@ -856,3 +856,11 @@ fn sign_symmetry_feedback_follows_the_weights_after_every_step() {
         assert!(!dfa::train::parallel::pipeline::pipelines(&config.plan(), net, 2), "{rule}: no pipelining");
     }
 }
+
+/// `StopReason::as_str` (what `--status` prints) is the name `summary.json` records.
+#[test]
+fn stop_reasons_print_as_summaries_record_them() {
+    for r in [StopReason::Converged, StopReason::ScheduleEnded, StopReason::MaxEpochs, StopReason::Diverged] {
+        assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+    }
+}
