@@ -118,11 +118,8 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
     let finished = count(|s| matches!(s, RunState::Finished(_)));
     let started = count(|s| matches!(s, RunState::Started { .. }));
     let unreadable = count(|s| matches!(s, RunState::Unreadable(_)));
-    let cells = {
-        let mut ids: Vec<&str> = runs.iter().map(|r| r.cell.as_str()).collect();
-        ids.dedup();
-        ids.len()
-    };
+    // a shard's runs may interleave cells
+    let cells = runs.iter().map(|r| r.cell.as_str()).collect::<std::collections::BTreeSet<_>>().len();
     let hours = runs.iter().map(|r| r.core_seconds).sum::<f64>() / 3600.0;
     let mut text = format!(
         "{experiment} in {}: {} runs of {cells} cells: {finished} finished, {started} started, {} not started{}; \
