@@ -370,7 +370,11 @@ fn the_alignment_figure_uses_whichever_seeds_have_finished() {
 fn the_committed_tables_come_out_of_their_committed_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // (experiment, the files its collect writes that are committed in results/)
-    let tables = [("table1", ["table1.md", "table1.csv"]), ("rules", ["rules.md", "rules.csv"])];
+    let tables = [
+        ("table1", ["table1.md", "table1.csv"]),
+        ("table2", ["table2.md", "table2.csv"]),
+        ("rules", ["rules.md", "rules.csv"]),
+    ];
     for (name, files) in tables {
         let runs = root.join("results").join(format!("{name}-runs"));
         assert!(runs.is_dir(), "{} missing: the table {name} has no run records beside it", runs.display());
