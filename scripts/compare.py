@@ -178,9 +178,11 @@ def main():
     if a.gemm_only:
         rows = saved["train"]
     elif a.only and saved:
-        # keep the rows of the nets not measured this time, in their order
-        fresh = {(r["net"], r["dfa_rule"], r["reference_rule"]): r for r in rows}
-        rows = [fresh.pop((r["net"], r["dfa_rule"], r["reference_rule"]), r) for r in saved["train"]]
+        # keep the rows not measured this time, in their order; a row measured with another
+        # thread count is a row of its own (it does not replace the saved one)
+        key = lambda r: (r["net"], r["dfa_rule"], r["reference_rule"], r.get("threads", saved.get("threads")))
+        fresh = {key(r): r for r in rows}
+        rows = [fresh.pop(key(r), r) for r in saved["train"]]
         rows += list(fresh.values())
     gemm = [] if a.skip_gemm else gemm_comparison(a)
     if a.skip_gemm and saved:
@@ -193,12 +195,17 @@ def main():
 
 def write(cpu, threads, reps, rows, gemm, date, gemm_reps=None):
     gemm_reps = gemm_reps or reps
-    lines = [f"Measured {date} on {cpu}, {os.cpu_count()} cores, {threads} threads, "
+    counts = sorted({r.get("threads", threads) for r in rows}) or [threads]
+    # the header names the rows' thread count; rows of several counts get a threads column
+    per_row = len(counts) > 1
+    said = " and ".join(str(c) for c in counts) + (" threads (column threads)" if per_row else " threads")
+    lines = [f"Measured {date} on {cpu}, {os.cpu_count()} cores, {said}, "
              f"median of {reps} alternating runs (`python3 scripts/compare.py`). The ratio and its verdict "
              "compare the two medians; the runs column gives each run's ratio against the reference run "
              "next to it in time, and best / best the ratio of the two programs' fastest runs.", "",
-             "| net | dfa rule | reference rule | dfa samples/s | reference samples/s | ratio | target | runs | best / best |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+             "| net |" + (" threads |" if per_row else "") + " dfa rule | reference rule | dfa samples/s | "
+             "reference samples/s | ratio | target | runs | best / best |",
+             "| --- |" + (" ---: |" if per_row else "") + " --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     dates = sorted({r["date"] for r in rows if "date" in r})
     if len(dates) > 1:
         # `--only` re-measured some rows: say which were measured when
@@ -215,7 +222,8 @@ def write(cpu, threads, reps, rows, gemm, date, gemm_reps=None):
         runs = " ".join(f"{d / t:.2f}" for d, t in zip(r.get("dfa_all", []), r.get("reference_all", [])))
         bests = (f"{max(r['dfa_all']) / max(r['reference_all']):.2f}×" if r.get("dfa_all") and r.get("reference_all")
                  else "")
-        lines.append(f"| {r['net']} | {r['dfa_rule']} | {r['reference_rule']} | {r['dfa_samples_per_s']:,.0f} | "
+        col = f" {r.get('threads', threads)} |" if per_row else ""
+        lines.append(f"| {r['net']} |{col} {r['dfa_rule']} | {r['reference_rule']} | {r['dfa_samples_per_s']:,.0f} | "
                      f"{r['reference_samples_per_s']:,.0f} | {r['ratio']:.2f}×{met} | {target} | {runs} | {bests} |")
     if gemm:
         lines += ["", f"GEMM GFLOP/s at the 2x800 step's shapes, best of {gemm_reps} (M×K×N; dfa in the layouts it uses, "
