@@ -438,6 +438,7 @@ fn status_says_where_each_run_stands_and_writes_nothing() {
     assert!(text.contains("4 runs of 2 cells: 0 finished, 0 started, 4 not started"), "{text}");
     assert_eq!(text.matches("not started").count(), 5, "{text}");
     assert!(text.contains("no such folder"), "{text}");
+    assert!(text.contains("no estimate of what is left"), "{text}");
 
     // BP seed 1 to its end; DFA seed 1 interrupted after its first epoch
     reproduce(&exp_path, &out, &results, &["--cells", "*-bp", "--seeds", "1", "--threads", "1"]);
@@ -453,6 +454,7 @@ fn status_says_where_each_run_stands_and_writes_nothing() {
     assert_eq!(snapshot(&out), before, "--status changed the runs folder");
     assert!(!results.exists(), "--status wrote results");
     assert!(text.contains("4 runs of 2 cells: 1 finished, 1 started, 2 not started"), "{text}");
+    assert!(text.contains("core-hours left to the cells' expected epochs, at most"), "{text}");
     let line = |cell: &str, seed: u64| line_of(&text, cell, seed);
     let bp = line("1x32-bp", 1);
     assert!(bp.contains(&format!("finished: {}", summary.stop.as_str())), "{bp}");

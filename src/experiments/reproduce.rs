@@ -77,7 +77,7 @@ pub fn reproduce_table(opts: &ReproduceOptions, observer: &dyn ReproduceObserver
         None => stages,
     };
     if opts.status {
-        let runs = crate::experiments::status::runs_status(&stages);
+        let runs = crate::experiments::status::runs_status(&exp, &stages);
         observer.message(crate::experiments::status::render(&exp.name, &runs_dir, &runs).trim_end());
         return Ok(());
     }

@@ -81,12 +81,22 @@ fn training_samples(config: &TrainConfig) -> u64 {
     (config.train_subset.map_or(full, |n| n.min(full)).saturating_sub(config.validation)) as u64
 }
 
+/// The epochs a run of `task` is expected to train: its cell's `expected_epochs`, else the
+/// experiment's, else its `max_epochs` (never more than that).
+pub fn expected_epochs(exp: &Experiment, task: &Task) -> usize {
+    let cell = exp.cells.iter().find(|c| c.id == task.cell).expect("a task of the experiment");
+    cell.expected_epochs.or(exp.expected_epochs).unwrap_or(task.config.max_epochs).min(task.config.max_epochs)
+}
+
+/// The training multiply-adds of one epoch of a run of `config`: three passes of the forward
+/// multiply-adds per sample over the training samples.
+pub fn epoch_cost(config: &TrainConfig) -> Result<u64> {
+    Ok(3 * forward_macs(config)? * training_samples(config))
+}
+
 /// The expected cost of a run of `cell` (see the module's note).
 pub fn run_cost(exp: &Experiment, task: &Task) -> Result<u64> {
-    let cell = exp.cells.iter().find(|c| c.id == task.cell).expect("a task of the experiment");
-    let epochs =
-        cell.expected_epochs.or(exp.expected_epochs).unwrap_or(task.config.max_epochs).min(task.config.max_epochs);
-    Ok(3 * forward_macs(&task.config)? * training_samples(&task.config) * epochs as u64)
+    Ok(epoch_cost(&task.config)? * expected_epochs(exp, task) as u64)
 }
 
 /// The root of the chain of `after`s (and `schedule_of`s) a cell is in.

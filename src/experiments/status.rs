@@ -1,11 +1,20 @@
 //! `dfa reproduce --status`: where each run of an experiment stands, read from its run folder
 //! alone — finished (why it stopped, its errors), started (after which epoch, when it last wrote
 //! an epoch: a run still training wrote one within about an epoch's time, an interrupted one
-//! did not), or not started — and the compute the runs have used. Nothing is locked or written,
-//! so it can watch runs that other processes (shards, Slurm tasks) are training.
+//! did not), or not started — the compute the runs have used, and an estimate of what is left.
+//! Nothing is locked or written, so it can watch runs that other processes (shards, Slurm tasks)
+//! are training.
+//!
+//! **What is left** is estimated per unfinished run as epochs to go × seconds per epoch. Epochs to
+//! go: to the cell's expected epochs (the cost model of `--shard`, `shard::expected_epochs`), and,
+//! as an upper bound, to the run's epoch limit. Seconds per epoch (times threads): the run's own
+//! mean where it has trained an epoch; else its epoch's multiply-adds (`shard::epoch_cost`) times
+//! the median core-seconds per multiply-add of the runs listed that have epochs. With no epoch
+//! anywhere there is no estimate.
 
 use crate::base::error::Result;
-use crate::experiments::Task;
+use crate::experiments::shard::{epoch_cost, expected_epochs};
+use crate::experiments::{Experiment, Task};
 use crate::train::EpochMetrics;
 use crate::train::record::{CONFIG_FILE, META_FILE, METRICS_FILE, Meta, RunDir, SUMMARY_FILE, Summary};
 use std::fmt::Write as _;
@@ -48,11 +57,15 @@ pub struct RunStatus {
     pub epochs: usize,
     /// Seconds of training and evaluation so far, times the threads it ran on.
     pub core_seconds: f64,
+    /// The epochs its cell is expected to train (the cost model of `--shard`).
+    pub expected_epochs: usize,
+    /// The training multiply-adds of one of its epochs (0 where the net cannot be costed).
+    pub epoch_cost: u64,
 }
 
-/// The status of every run of `stages` (the runs `dfa reproduce` would train). A run folder
-/// that cannot be read is reported as such, not as an error of the whole status.
-pub fn runs_status(stages: &[Vec<Task>]) -> Vec<RunStatus> {
+/// The status of every run of `stages` (the runs `dfa reproduce` would train of `exp`). A run
+/// folder that cannot be read is reported as such, not as an error of the whole status.
+pub fn runs_status(exp: &Experiment, stages: &[Vec<Task>]) -> Vec<RunStatus> {
     let now = SystemTime::now();
     let mut out = Vec::new();
     for task in stages.iter().flatten() {
@@ -65,6 +78,8 @@ pub fn runs_status(stages: &[Vec<Task>]) -> Vec<RunStatus> {
             last: None,
             epochs: 0,
             core_seconds: 0.0,
+            expected_epochs: expected_epochs(exp, task),
+            epoch_cost: epoch_cost(&task.config).unwrap_or(0),
         };
         if task.dir.join(CONFIG_FILE).is_file()
             && let Err(e) = read_run(&task.dir, now, &mut status)
@@ -98,6 +113,40 @@ fn read_run(path: &Path, now: SystemTime, status: &mut RunStatus) -> Result<()> 
     Ok(())
 }
 
+/// Core-seconds left to train the unfinished runs (see the module's note): to their cells'
+/// expected epochs, and to their epoch limits; `None` where no listed run has an epoch to
+/// measure by, or an unfinished run can be measured neither by its own epochs nor by its cost.
+pub fn remaining(runs: &[RunStatus]) -> Option<(f64, f64)> {
+    let mut per_mac: Vec<f64> = runs
+        .iter()
+        .filter(|r| !matches!(r.state, RunState::Unreadable(_)))
+        .filter(|r| r.epochs > 0 && r.epoch_cost > 0 && r.core_seconds > 0.0)
+        .map(|r| r.core_seconds / r.epochs as f64 / r.epoch_cost as f64)
+        .collect();
+    per_mac.sort_by(f64::total_cmp);
+    let median = match per_mac.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(per_mac[n / 2]),
+        n => Some(0.5 * (per_mac[n / 2 - 1] + per_mac[n / 2])),
+    };
+    let (mut expected, mut most) = (0.0, 0.0);
+    for r in runs {
+        if matches!(r.state, RunState::Finished(_) | RunState::Unreadable(_)) {
+            continue;
+        }
+        let per_epoch = if r.epochs > 0 && r.core_seconds > 0.0 {
+            r.core_seconds / r.epochs as f64
+        } else if r.epoch_cost > 0 {
+            median? * r.epoch_cost as f64
+        } else {
+            return None;
+        };
+        expected += r.expected_epochs.saturating_sub(r.epochs) as f64 * per_epoch;
+        most += r.max_epochs.saturating_sub(r.epochs) as f64 * per_epoch;
+    }
+    Some((expected, most))
+}
+
 /// `5 s`, `12 min`, `3.4 h`, `2.1 d`.
 fn ago(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -121,9 +170,21 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
     // a shard's runs may interleave cells
     let cells = runs.iter().map(|r| r.cell.as_str()).collect::<std::collections::BTreeSet<_>>().len();
     let hours = runs.iter().map(|r| r.core_seconds).sum::<f64>() / 3600.0;
+    let left = if finished + unreadable == runs.len() {
+        String::new()
+    } else {
+        match remaining(runs) {
+            Some((expected, most)) => format!(
+                "; about {:.1} core-hours left to the cells' expected epochs, at most {:.1} to every run's epoch limit",
+                expected / 3600.0,
+                most / 3600.0
+            ),
+            None => "; no estimate of what is left until a run has trained an epoch".to_string(),
+        }
+    };
     let mut text = format!(
         "{experiment} in {}: {} runs of {cells} cells: {finished} finished, {started} started, {} not started{}; \
-         {hours:.1} core-hours of training and evaluation so far\n",
+         {hours:.1} core-hours of training and evaluation so far{left}\n",
         runs_dir.display(),
         runs.len(),
         runs.len() - finished - started - unreadable,
@@ -175,4 +236,52 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
         );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(state: RunState, epochs: usize, core_seconds: f64, cost: u64, expected: usize, max: usize) -> RunStatus {
+        RunStatus {
+            cell: "c".into(),
+            seed: 1,
+            max_epochs: max,
+            full_pass: true,
+            state,
+            last: None,
+            epochs,
+            core_seconds,
+            expected_epochs: expected,
+            epoch_cost: cost,
+        }
+    }
+
+    fn started() -> RunState {
+        RunState::Started { since_last_epoch: None }
+    }
+
+    /// Each unfinished run: epochs to go × its own seconds per epoch, or, before its first
+    /// epoch, its cost × the median seconds per multiply-add of the runs that have epochs.
+    #[test]
+    fn what_is_left_is_epochs_to_go_times_seconds_per_epoch() {
+        let runs = [
+            // 10 s per epoch, 20 epochs to its expected 30, 290 to its limit
+            run(started(), 10, 100.0, 1000, 30, 300),
+            // past its expected epochs: nothing expected, 260 epochs of 12 s to its limit
+            run(started(), 40, 480.0, 1000, 30, 300),
+            // no epoch yet: twice the cost, median 0.011 s per unit → 22 s per epoch
+            run(RunState::NotStarted, 0, 0.0, 2000, 50, 100),
+            // unreadable: not counted, not measured by
+            run(RunState::Unreadable("x".into()), 5, 5000.0, 1000, 30, 300),
+        ];
+        let (expected, most) = remaining(&runs).unwrap();
+        assert!((expected - (200.0 + 0.0 + 50.0 * 22.0)).abs() < 1e-9, "{expected}");
+        assert!((most - (2900.0 + 260.0 * 12.0 + 100.0 * 22.0)).abs() < 1e-9, "{most}");
+        // nothing to measure by
+        assert_eq!(remaining(&runs[2..3]), None);
+        // a run with neither epochs nor a cost cannot be estimated
+        let uncosted = [runs[0].clone(), run(RunState::NotStarted, 0, 0.0, 0, 50, 100)];
+        assert_eq!(remaining(&uncosted), None);
+    }
 }
