@@ -374,6 +374,7 @@ fn the_committed_tables_come_out_of_their_committed_runs() {
         ("table1", ["table1.md", "table1.csv"]),
         ("table2", ["table2.md", "table2.csv"]),
         ("rules", ["rules.md", "rules.csv"]),
+        ("table1-paper-schedule", ["table1-paper-schedule.md", "table1-paper-schedule.csv"]),
     ];
     for (name, files) in tables {
         let runs = root.join("results").join(format!("{name}-runs"));
