@@ -161,6 +161,8 @@ const KEYS: &[&str] = &[
     "feedback_bound",
     "train_subset",
     "adv_epsilon",
+    "adversarial_clip",
+    "adversarial_batch_error",
     "schedule_start",
 ];
 

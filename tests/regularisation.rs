@@ -134,7 +134,8 @@ fn dropout_masks_gate_the_forward_pass_and_every_rule() {
 /// x = (0.5, 0.2), W_1 = (1, −1), b = 0: a_1 = 0.3, h = tanh 0.3 = 0.2913;
 /// W_2 = (2, −1)ᵀ: logits (0.5826, −0.2913), y = class 0, e = σ(a) − y = (−0.3583, 0.4277);
 /// δh = W_2ᵀ e = −1.1443, δa_1 = δh (1 − h²) = −1.0472, ∂J/∂x = W_1ᵀ δa_1 = (−1.0472, +1.0472).
-/// So x_adv = x + ε·(−1, +1) = (0.4, 0.3) for ε = 0.1; and (0.05, 0.98) goes to (0, 1) (clipped).
+/// So x_adv = x + ε·(−1, +1) = (0.4, 0.3) for ε = 0.1; and (0.05, 0.98) goes to (0, 1) clipped,
+/// to (−0.05, 1.08) unclipped (the paper's code).
 #[test]
 #[allow(clippy::approx_constant)] // 1.0472 is the hand value of δa_1, not π/3
 fn fast_gradient_sign_matches_the_hand_computation() {
@@ -142,14 +143,19 @@ fn fast_gradient_sign_matches_the_hand_computation() {
     net.layers[0].weight = vec![1.0, -1.0];
     net.layers[1].weight = vec![2.0, -1.0];
     let fb = Feedback::new(Rule::DFA, &[2, 1, 2], false, None, &mut DfaRng::new(1, Stream::Feedback));
-    for (x, want) in [([0.5f32, 0.2], [0.4f32, 0.3]), ([0.05, 0.98], [0.0, 1.0])] {
+    for (x, clip, want) in [
+        ([0.5f32, 0.2], true, [0.4f32, 0.3]),
+        ([0.05, 0.98], true, [0.0, 1.0]),
+        ([0.5, 0.2], false, [0.4, 0.3]),
+        ([0.05, 0.98], false, [-0.05, 1.08]),
+    ] {
         let mut ws = Workspace::new(&net, 1);
         net.forward(&x, 1, &mut ws, 1);
         let logits = ws.outputs[1].clone();
         output_error(&logits, &[0], 2, &mut ws.deltas[1]);
         let mut x_adv = [0.0f32; 2];
-        fast_gradient_sign(&net, &fb, &mut ws, (&x, 1), 0.1, &mut x_adv, 1);
-        assert!((x_adv[0] - want[0]).abs() < 1e-6 && (x_adv[1] - want[1]).abs() < 1e-6, "{x:?} → {x_adv:?}");
+        fast_gradient_sign(&net, &fb, &mut ws, (&x, 1), (0.1, clip), &mut x_adv, 1);
+        assert!((x_adv[0] - want[0]).abs() < 1e-6 && (x_adv[1] - want[1]).abs() < 1e-6, "{x:?} {clip} → {x_adv:?}");
     }
     // the gradient itself, before the sign: δa_1 = −1.0472 (hand value above)
     let mut ws = Workspace::new(&net, 1);

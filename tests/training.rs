@@ -5,9 +5,9 @@ mod common;
 
 use dfa::base::rng::{DfaRng, Stream};
 use dfa::base::shape::Shape;
-use dfa::data::{self, Dataset, DatasetKind};
-use dfa::layers::Network;
+use dfa::data::{self, Dataset, DatasetKind, Split};
 use dfa::layers::activation::Activation;
+use dfa::layers::{Network, Workspace};
 use dfa::optim::OptimiserKind;
 use dfa::rules::Rule;
 use dfa::train::config::TrainConfig;
@@ -862,5 +862,102 @@ fn sign_symmetry_feedback_follows_the_weights_after_every_step() {
 fn stop_reasons_print_as_summaries_record_them() {
     for r in [StopReason::Converged, StopReason::ScheduleEnded, StopReason::MaxEpochs, StopReason::Diverged] {
         assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+    }
+}
+
+/// Adversarial training as the paper's code does it (`Main.lua` with its default `-accGradient 0`:
+/// train on `x + ε·sign(∂J/∂x)` alone, unclipped, and count the errors of that forward pass) is
+/// one plain step on those inputs: from the same trained network (DFA, three epochs on 1000
+/// images, plain SGD so that the update is the gradient itself; it then errs on 16 of the 64
+/// clean images and 38 of their adversarial versions), the step's loss, error count and weight
+/// update equal those of a run without adversarial training whose batch is the adversarial inputs,
+/// made here with `fast_gradient_sign` (checked by hand in `regularisation.rs`). The default
+/// (α = 0.5, clipped, clean errors) differs from it on each of the three counts.
+#[test]
+fn an_adversarial_step_as_the_paper_code_does_it_is_a_plain_step_on_the_adversarial_inputs() {
+    let base = TrainConfig {
+        model: "2x50".into(),
+        init: dfa::layers::Init::Uniform,
+        optimiser: OptimiserKind::Sgd,
+        learning_rate: 0.5,
+        train_subset: Some(1000),
+        test_subset: Some(100),
+        max_epochs: 3,
+        threads: 1,
+        ..small(Rule::DFA)
+    };
+    let data = subset(&base);
+    let mut warm = Trainer::new(base.clone(), &data).unwrap();
+    for _ in 0..3 {
+        warm.run_epoch(&mut |_, _| {});
+    }
+    let paper = TrainConfig {
+        adversarial_epsilon: 0.08,
+        adversarial_alpha: 0.0,
+        adversarial_clip: false,
+        adversarial_batch_error: true,
+        ..base.clone()
+    };
+    let rows = 64;
+    let idx: Vec<u32> = (0..rows as u32).collect();
+    let (x, labels) = (&data.train.images[..rows * 784], &data.train.labels[..rows]);
+    let adversarial_inputs = |clip: bool| {
+        let (net, feedback) = (&warm.model.net, &warm.model.feedback);
+        let mut ws = Workspace::new(net, rows);
+        net.forward(x, rows, &mut ws, 1);
+        let (_, clean_errors) = ws.output_error(labels);
+        let mut x_adv = vec![0.0f32; rows * 784];
+        dfa::train::fast_gradient_sign(net, feedback, &mut ws, (x, rows), (0.08, clip), &mut x_adv, 1);
+        (x_adv, clean_errors)
+    };
+    let (x_adv, clean_errors) = adversarial_inputs(false);
+    let on_adv = Dataset {
+        train: std::sync::Arc::new(Split { images: x_adv.clone(), labels: labels.to_vec(), dim: 784 }),
+        ..data.clone()
+    };
+    let step = |config: &TrainConfig, data: &Dataset| {
+        let mut t = Trainer::resume(config.clone(), data, warm.model.clone(), warm.progress.clone()).unwrap();
+        let (loss, errors) = t.in_pool(|t| t.train_batch(&idx));
+        let moved: Vec<Vec<f64>> = t
+            .model
+            .net
+            .layers
+            .iter()
+            .zip(&warm.model.net.layers)
+            .map(|(after, before)| after.weight.iter().zip(&before.weight).map(|(a, b)| (a - b) as f64).collect())
+            .collect();
+        (loss, errors, moved)
+    };
+    let (loss, errors, moved) = step(&paper, &data);
+    let (want_loss, want_errors, want_moved) = step(&base, &on_adv);
+    assert_eq!(errors, want_errors);
+    assert!(errors > clean_errors + 10, "FGSM should raise the error: {errors} vs {clean_errors} of {rows}");
+    assert!((loss - want_loss).abs() <= 1e-9 * want_loss, "{loss} vs {want_loss}");
+    let far = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        a.iter().zip(b).fold(0.0f64, |m, (a, b)| {
+            let scale = b.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+            assert!(scale > 0.0, "a layer did not move");
+            a.iter().zip(b).fold(m, |m, (x, y)| m.max((x - y).abs() / scale))
+        })
+    };
+    let gap = far(&moved, &want_moved);
+    assert!(gap < 1e-6, "update differs from the plain step on x_adv by {gap:e} of its size");
+    // the unclipped inputs leave [0, 1] (MNIST's background is 0); clipping keeps them in
+    assert!(x_adv.iter().any(|&v| v < 0.0) && x_adv.iter().any(|&v| v > 1.0));
+    let (clipped, _) = adversarial_inputs(true);
+    assert!(clipped.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    // each default is a different step: the clean loss in the update, clipping, clean errors
+    let (_, _, mixed) = step(&TrainConfig { adversarial_alpha: 0.5, ..paper.clone() }, &data);
+    assert!(far(&mixed, &want_moved) > 0.05);
+    let (_, _, clipped_moved) = step(&TrainConfig { adversarial_clip: true, ..paper.clone() }, &data);
+    assert!(far(&clipped_moved, &want_moved) > 0.05);
+    let (_, clean, _) = step(&TrainConfig { adversarial_batch_error: false, ..paper.clone() }, &data);
+    assert_eq!(clean, clean_errors);
+    // the two switches without adversarial training are configuration errors that name them
+    for (field, config) in [
+        ("adversarial_clip", TrainConfig { adversarial_clip: false, ..base.clone() }),
+        ("adversarial_batch_error", TrainConfig { adversarial_batch_error: true, ..base.clone() }),
+    ] {
+        assert!(config.validate().unwrap_err().to_string().contains(field), "{field}");
     }
 }

@@ -393,9 +393,15 @@ pub struct TrainArgs {
     /// FGSM step ε of x + ε·sign(∂J/∂x) (implies --adversarial).
     #[arg(long)]
     pub adv_epsilon: Option<f32>,
-    /// Weight α of the clean loss in α·J(x) + (1−α)·J(x_adv) [default: 0.5].
+    /// Weight α of the clean loss in α·J(x) + (1−α)·J(x_adv) [default: 0.5; the paper's code: 0].
     #[arg(long)]
     pub adv_alpha: Option<f32>,
+    /// Do not clip adversarial inputs to [0, 1] (the paper's code adds ε·sign(∂J/∂x) as it is).
+    #[arg(long)]
+    pub adv_no_clip: bool,
+    /// Count the mini-batch error on the adversarial inputs, not the clean ones (the paper's code).
+    #[arg(long)]
+    pub adv_batch_error: bool,
     /// Measure alignment angles (rule vs true gradient, per hidden layer) every N mini-batches
     /// and log them in metrics.jsonl.
     #[arg(long)]
@@ -502,6 +508,10 @@ impl TrainArgs {
         }
         set!(dropout_input => dropout_input, dropout_hidden => dropout_hidden,
              adv_epsilon => adversarial_epsilon, adv_alpha => adversarial_alpha);
+        if self.adv_no_clip {
+            c.adversarial_clip = false;
+        }
+        c.adversarial_batch_error |= self.adv_batch_error;
         if self.no_bias {
             c.bias = false;
         }

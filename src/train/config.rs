@@ -110,8 +110,19 @@ pub struct TrainConfig {
     pub dropout_hidden: f32,
     /// Adversarial training (fast gradient sign method): `ε` of `x + ε·sign(∂J/∂x)` (0: off).
     pub adversarial_epsilon: f32,
-    /// Weight of the clean loss in `α·J(x) + (1−α)·J(x_adv)`.
+    /// Weight of the clean loss in `α·J(x) + (1−α)·J(x_adv)` (0: train on the adversarial
+    /// inputs alone, as the paper's code does by default).
     pub adversarial_alpha: f32,
+    /// Whether the adversarial inputs are clipped to the pixel range, `clip(x + ε·sign(∂J/∂x), 0,
+    /// 1)`. Off: `x + ε·sign(∂J/∂x)` as it is, as the paper's code does. Not written when on, so
+    /// that older run folders read the same.
+    #[serde(skip_serializing_if = "is_true")]
+    pub adversarial_clip: bool,
+    /// Under adversarial training, count the mini-batch error (`batch_error`, which the paper's
+    /// code schedule watches) on the adversarial inputs instead of the clean ones, as the paper's
+    /// code does (its error count sees the step's last forward pass). Not written when off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adversarial_batch_error: bool,
     /// Measure alignment angles every N mini-batches (0: never); see `alignment`.
     pub align_every: usize,
     /// Hold out the last N training samples as a validation set (0: none); its error is
@@ -185,6 +196,8 @@ impl Default for TrainConfig {
             dropout_hidden: 0.0,
             adversarial_epsilon: 0.0,
             adversarial_alpha: 0.5,
+            adversarial_clip: true,
+            adversarial_batch_error: false,
             align_every: 0,
             validation: 0,
             schedule_on: ScheduleOn::Train,
@@ -399,6 +412,20 @@ impl TrainConfig {
                 "adversarial_alpha",
                 format!("{}; expected a number in [0, 1]", self.adversarial_alpha),
             ));
+        }
+        if !self.adversarial() {
+            if !self.adversarial_clip {
+                return Err(Error::config(
+                    "adversarial_clip",
+                    "applies to adversarial training only; set adversarial_epsilon > 0",
+                ));
+            }
+            if self.adversarial_batch_error {
+                return Err(Error::config(
+                    "adversarial_batch_error",
+                    "applies to adversarial training only; set adversarial_epsilon > 0",
+                ));
+            }
         }
         if self.adversarial() && self.dropout() {
             return Err(Error::config(

@@ -34,7 +34,7 @@ impl Trainer {
         model.net.forward(x, rows, ws, threads);
         let (loss, errors) = ws.output_error(&y[..rows]);
         if self.config.adversarial() {
-            return (self.adversarial_step(rows, loss), errors);
+            return self.adversarial_step(rows, (loss, errors));
         }
         let Trainer { model, ws, x, rules, engine, progress, measure_batch, align, alignment_log, .. } = self;
         let lr = progress.learning_rate;
