@@ -135,10 +135,17 @@ def test_ctrl_c_stops_between_batches_and_fit_goes_on_bit_for_bit(mnist):
     whole = small(hidden=[256])
     whole.fit(*args, max_epochs=3)
     cut = small(hidden=[256])
-    # Ctrl-C 50 ms into the second epoch (an epoch here takes several times that)
+    # Ctrl-C 50 ms into the second epoch (an epoch here takes several times that). Python turns
+    # SIGINT into KeyboardInterrupt only where its parent left SIGINT handled: a test run started
+    # in the background by a shell without job control inherits it ignored, so install the handler
+    # an interactive session has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     kill = lambda: os.kill(os.getpid(), signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        cut.fit(*args, max_epochs=3, on_epoch=lambda m: m["epoch"] == 1 and threading.Timer(0.05, kill).start())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cut.fit(*args, max_epochs=3, on_epoch=lambda m: m["epoch"] == 1 and threading.Timer(0.05, kill).start())
+    finally:
+        signal.signal(signal.SIGINT, previous)
     done = cut.epoch
     assert done == 1 and len(cut.history) == done
     cut.fit(*args, max_epochs=3 - done)
