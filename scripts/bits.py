@@ -16,7 +16,9 @@ Usage:
   python3 scripts/bits.py --binary OLD --write scripts/bits.expected  # record a baseline
 
 `scripts/bits.expected` holds the hashes of commit 31497db (before the module restructuring);
-every later refactor must reproduce them. Needs the data folder ($DFA_DATA or --data-dir) with
+every later refactor must reproduce them. The `adversarial-code-*` runs (the paper's code's
+recipe: α = 0, no clipping) came later: theirs are the hashes of commit 5e442ca, before an α = 0
+step stopped computing the clean pass's zero gradients. Needs the data folder ($DFA_DATA or --data-dir) with
 MNIST and CIFAR-10. Takes about two minutes on two cores.
 """
 
@@ -30,6 +32,7 @@ import sys
 import tempfile
 
 MNIST = "--dataset mnist --train-subset 1280 --test-subset 500 --max-epochs 2"
+ADV_CODE = "--adversarial --adv-alpha 0 --adv-no-clip --adv-batch-error"
 CIFAR = "--dataset cifar10 --train-subset 192 --test-subset 64 --max-epochs 1"
 
 # name: flags (every run also gets --seed 3)
@@ -59,6 +62,12 @@ RUNS = {
     "adversarial-bp-t1": f"{MNIST} --model 2x100 --rule bp --adversarial --threads 1",
     "adversarial-dfa-t2": f"{MNIST} --model 2x100 --rule dfa --adversarial --threads 2",
     "adversarial-fa-t1": f"{MNIST} --model 2x100 --rule fa --adversarial --threads 1",
+    # the paper's code's recipe (α = 0, no clipping, adversarial batch error); baseline 5e442ca
+    "adversarial-code-bp-t1": f"{MNIST} --model 2x100 --rule bp {ADV_CODE} --threads 1",
+    "adversarial-code-fa-t2": f"{MNIST} --model 2x100 --rule fa {ADV_CODE} --threads 2",
+    "adversarial-code-dfa-t1": f"{MNIST} --model 2x100 --rule dfa {ADV_CODE} --threads 1",
+    "adversarial-code-kp-t1": f"{MNIST} --model 2x100 --rule kp {ADV_CODE} --threads 1",
+    "adversarial-code-brsf-t1": f"{MNIST} --model 2x100 --rule brsf {ADV_CODE} --threads 1",
     "layer-rules-t1": f"{MNIST} --model 3x50 --layer-rules dfa,bp,fa --threads 1",
     "layer-rules-t2": f"{MNIST} --model 3x50 --layer-rules dfa,bp,bp --init uniform --threads 2",
     "freeze-bp-t1": f"{MNIST} --model 3x50 --rule bp --freeze 1 --threads 1",

@@ -31,7 +31,15 @@ fn gaps(t: &Trainer) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn trainer(model: &str, optimiser: OptimiserKind, lr: f32, weight_decay: Option<f32>) -> Trainer {
+/// A KP trainer; `adversarial_alpha` `Some(α)` trains on FGSM inputs (ε 0.08) with that weight of
+/// the clean loss (α = 0 as the paper's code: the adversarial pass alone, unclipped).
+fn trainer(
+    model: &str,
+    optimiser: OptimiserKind,
+    lr: f32,
+    weight_decay: Option<f32>,
+    adversarial_alpha: Option<f32>,
+) -> Trainer {
     let config = TrainConfig {
         rule: Rule::KP,
         model: model.into(),
@@ -42,6 +50,9 @@ fn trainer(model: &str, optimiser: OptimiserKind, lr: f32, weight_decay: Option<
         train_subset: Some(640),
         test_subset: Some(100),
         threads: 1,
+        adversarial_epsilon: if adversarial_alpha.is_some() { 0.08 } else { 0.0 },
+        adversarial_alpha: adversarial_alpha.unwrap_or(0.5),
+        adversarial_clip: adversarial_alpha != Some(0.0),
         ..Default::default()
     };
     let data = apply_subsets(data::load(DatasetKind::Mnist, &common::data_dir()).unwrap(), &config);
@@ -52,17 +63,21 @@ fn trainer(model: &str, optimiser: OptimiserKind, lr: f32, weight_decay: Option<
 /// exactly `(1 − lr·λ)` (the transposed updates cancel; only the decay is left), so after `k`
 /// steps it is `(1 − lr·λ)^k` times the first, to rounding (1e-5 of its largest entry);
 /// meanwhile `B` moved by more than 0.01 beyond its decay (the check is not met by a `B` that
-/// stands still). Without decay the gap stays where it was while the weights move.
+/// stands still). Without decay the gap stays where it was while the weights move. The same
+/// under adversarial training, with two passes (α = 0.5) and with the adversarial pass alone
+/// (α = 0, whose gradient the feedback must take from that pass: a stale one breaks the gap).
 #[test]
 fn feedback_receives_the_transposed_update_and_both_decay() {
     // a dense net, and a conv net whose block's feedback kernels learn untransposed
-    for (model, optimiser, lr, wd) in [
-        ("30,20", OptimiserKind::Sgd, 0.5, 0.2),
-        ("30,20", OptimiserKind::Rmsprop, 1e-2, 5.0),
-        ("30,20", OptimiserKind::Rmsprop, 1e-2, 0.0),
-        ("c4k5p2,p2s2,c6k3,p2s2,20", OptimiserKind::Rmsprop, 1e-2, 5.0),
+    for (model, optimiser, lr, wd, adversarial) in [
+        ("30,20", OptimiserKind::Sgd, 0.5, 0.2, None),
+        ("30,20", OptimiserKind::Rmsprop, 1e-2, 5.0, None),
+        ("30,20", OptimiserKind::Rmsprop, 1e-2, 0.0, None),
+        ("c4k5p2,p2s2,c6k3,p2s2,20", OptimiserKind::Rmsprop, 1e-2, 5.0, None),
+        ("30,20", OptimiserKind::Rmsprop, 1e-2, 5.0, Some(0.5)),
+        ("30,20", OptimiserKind::Rmsprop, 1e-2, 5.0, Some(0.0)),
     ] {
-        let mut t = trainer(model, optimiser, lr, Some(wd));
+        let mut t = trainer(model, optimiser, lr, Some(wd), adversarial);
         let first = gaps(&t);
         let b0 = t.model.feedback.clone();
         let indices: Vec<u32> = (0..640).collect();
@@ -74,11 +89,17 @@ fn feedback_receives_the_transposed_update_and_both_decay() {
         for (l, (now, before)) in gaps(&t).iter().zip(&first).enumerate() {
             let scale = before.iter().map(|v| v.abs()).fold(0.0, f64::max);
             let worst = now.iter().zip(before).map(|(n, b)| (n - factor * b).abs()).fold(0.0, f64::max);
-            assert!(worst < 1e-5 * scale.max(1.0), "{model} {optimiser:?} λ {wd} layer {l}: off by {worst:e}");
+            assert!(
+                worst < 1e-5 * scale.max(1.0),
+                "{model} {optimiser:?} λ {wd} adversarial {adversarial:?} layer {l}: off by {worst:e}"
+            );
             let b = (&b0.for_layer(l).unwrap().values, &t.model.feedback.for_layer(l).unwrap().values);
             // what the updates moved B by, beside what the decay alone would have done
             let learnt = b.0.iter().zip(b.1).map(|(&a, &c)| (c as f64 - factor * a as f64).abs()).fold(0.0, f64::max);
-            assert!(learnt > 1e-2, "{model} {optimiser:?} λ {wd} layer {l}: B learnt only {learnt:e}");
+            assert!(
+                learnt > 1e-2,
+                "{model} {optimiser:?} λ {wd} adversarial {adversarial:?} layer {l}: B learnt only {learnt:e}"
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::base::linalg::gemm_nn;
 use crate::layers::{Network, Workspace};
 use crate::rules::{Feedback, Rule, hidden_deltas};
+use crate::train::config::TrainConfig;
 use crate::train::parallel::{Batch, Mode};
 use crate::train::protocol::Trainer;
 
@@ -25,21 +26,36 @@ impl Trainer {
         let (alpha, epsilon) = (config.adversarial_alpha, config.adversarial_epsilon);
         let fgsm = (epsilon, config.adversarial_clip);
         fast_gradient_sign(&model.net, &model.feedback, ws, (x, rows), fgsm, x_adv, threads);
-        // the clean pass: the rule's gradients of α·J(x)
-        ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
-        ws.target[..rows * n_out].iter_mut().for_each(|t| *t *= alpha);
-        rules.hidden_deltas(&model.net, &model.feedback, ws, rows, threads);
-        engine.update(model.learner(rules, lr), Batch { ws: &mut *ws, x, rows }, Mode::KEEP);
+        // the clean pass: the rule's gradients of α·J(x); with α = 0 they are zero and skipped
+        // (the paper's code: the step trains on `x_adv` alone), which gives the same bits as
+        // adding them (0 + g = g) in two thirds of the time
+        let clean = keeps_gradients(config);
+        if clean {
+            ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= alpha);
+            ws.target[..rows * n_out].iter_mut().for_each(|t| *t *= alpha);
+            rules.hidden_deltas(&model.net, &model.feedback, ws, rows, threads);
+            engine.update(model.learner(rules, lr), Batch { ws: &mut *ws, x, rows }, Mode::KEEP);
+        }
         // the adversarial pass: + the gradients of (1−α)·J(x_adv), then one update
         model.net.forward(x_adv, rows, ws, threads);
         let (loss_adv, errors_adv) = ws.output_error(&y[..rows]);
-        ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
-        ws.target[..rows * n_out].iter_mut().for_each(|t| *t *= 1.0 - alpha);
+        if clean {
+            ws.deltas[depth - 1][..rows * n_out].iter_mut().for_each(|e| *e *= 1.0 - alpha);
+            ws.target[..rows * n_out].iter_mut().for_each(|t| *t *= 1.0 - alpha);
+        }
         rules.hidden_deltas(&model.net, &model.feedback, ws, rows, threads);
-        engine.update(model.learner(rules, lr), Batch { ws, x: x_adv, rows }, Mode::ADD_AND_APPLY);
+        let mode = if clean { Mode::ADD_AND_APPLY } else { Mode::STEP };
+        engine.update(model.learner(rules, lr), Batch { ws, x: x_adv, rows }, mode);
         let errors = if config.adversarial_batch_error { errors_adv } else { errors };
         (alpha as f64 * loss + (1.0 - alpha as f64) * loss_adv, errors)
     }
+}
+
+/// Whether an adversarial step sums two passes' gradients in the layers' own buffers (where
+/// they stay after the step), rather than updating from the adversarial pass alone (`α = 0`,
+/// gradients in a thread's scratch buffer like a plain step's).
+pub(super) fn keeps_gradients(config: &TrainConfig) -> bool {
+    config.adversarial() && config.adversarial_alpha != 0.0
 }
 
 /// The fast gradient sign method (Goodfellow et al. 2015):

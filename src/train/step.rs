@@ -2,6 +2,7 @@
 //! and the updates (adversarial training's two passes in [`crate::train::adversarial`]).
 
 use crate::base::rng::DfaRng;
+use crate::train::adversarial;
 use crate::train::alignment::{self, AlignmentRecord, Scratch};
 use crate::train::parallel::{Batch, Mode};
 use crate::train::protocol::Trainer;
@@ -61,12 +62,12 @@ impl Trainer {
     /// The update of every feedback matrix that learns (Kolen–Pollack's `B_l`, see `rules::kp`):
     /// the transposed gradient of `W_{l+1}` of this step through the optimiser (`B_l`'s own
     /// state) and the decay. The gradient is the one `W_{l+1}` was updated with: adversarial
-    /// training's two passes leave it in the layer's buffer; otherwise it is computed again from
-    /// the same direction and input (the same product, the same bits), since the update wrote it
-    /// to a thread's scratch buffer.
+    /// training's two passes (`α > 0`) leave it in the layer's buffer; otherwise it is computed
+    /// again from the same direction and input (the same product, the same bits), since the
+    /// update wrote it to a thread's scratch buffer.
     fn learn_feedback(&mut self, rows: usize) {
         let threads = self.threads();
-        let kept = self.config.adversarial();
+        let kept = adversarial::keeps_gradients(&self.config);
         let Trainer { model, ws, x, rules, progress, .. } = self;
         let update = model.optimiser.rule(progress.learning_rate);
         let mut grads = std::mem::take(&mut ws.grads);
