@@ -165,9 +165,11 @@ impl TableResults<'_> {
             .cells
             .iter()
             .filter_map(|(c, a)| {
-                a.as_ref().map(|a| match a.epochs_mean.is_finite() {
-                    true => format!("{}: {} runs, {:.0} epochs on average", c.id, a.runs, a.epochs_mean),
-                    false => format!("{}: {} runs, none converged", c.id, a.runs),
+                a.as_ref().map(|a| match (a.epochs_mean.is_finite(), a.runs) {
+                    (true, 1) => format!("{}: 1 run, {:.0} epochs", c.id, a.epochs_mean),
+                    (true, _) => format!("{}: {} runs, {:.0} epochs on average", c.id, a.runs, a.epochs_mean),
+                    (false, 1) => format!("{}: 1 run, not converged", c.id),
+                    (false, _) => format!("{}: {} runs, none converged", c.id, a.runs),
                 })
             })
             .collect();
