@@ -10,6 +10,10 @@ fn main() {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=DFA_GIT_COMMIT={commit}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    // a new commit or staged change, and any edit of what the binary is built from: an edit of
+    // a source file leaves .git/index alone, and without these lines a build of an edited tree
+    // would keep the clean commit of the last build script run
+    for path in [".git/HEAD", ".git/index", "src", "Cargo.toml", "Cargo.lock", "build.rs"] {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

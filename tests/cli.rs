@@ -302,3 +302,13 @@ fn features_and_tsne_of_a_trained_run() {
     let o = dfa(&["tsne", run.to_str().unwrap(), "--points", "20", "--out", png.to_str().unwrap()], &data);
     assert_clean_failure(&o, 1, &["perplexity"]);
 }
+
+/// `dfa --version` names the commit the binary was built from, the one its run records carry
+/// (`git_commit` in meta.json and summary.json), `-dirty` when the tree had uncommitted edits.
+#[test]
+fn version_names_the_commit_of_the_run_records() {
+    let o = dfa(&["--version"], &common::data_dir());
+    assert!(o.status.success(), "{}", text(&o));
+    let commit = dfa::train::record::GIT_COMMIT;
+    assert_eq!(text(&o).trim(), format!("dfa {} ({commit})", env!("CARGO_PKG_VERSION")));
+}

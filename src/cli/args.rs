@@ -19,8 +19,9 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "dfa",
-    version,
-    about = "Train neural networks with Direct Feedback Alignment, BP, FA and IFA (Nøkland 2016)"
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DFA_GIT_COMMIT"), ")"),
+    about = "Train neural networks with Direct Feedback Alignment (Nøkland 2016) and the rules compared with it: \
+             BP, FA, IFA, sign symmetry, Kolen–Pollack, DRTP, sparse/binary/ternary DFA"
 )]
 pub struct Cli {
     #[command(subcommand)]
