@@ -336,21 +336,19 @@ pub struct ScatterPoint {
 }
 
 /// Final test error against mean alignment angle, one panel per `panel` in order of first
-/// appearance, each point labelled, to `out` (`.png` or `.svg`).
+/// appearance, each point labelled, to `out` (`.png` or `.svg`). A label keeps its colour in
+/// every panel (the colour of its first appearance in `points`).
 pub fn alignment_scatter(points: &[ScatterPoint], out: &Path) -> Result<()> {
     register_font();
-    let mut panels: Vec<&str> = Vec::new();
-    for p in points {
-        if !panels.contains(&p.panel.as_str()) {
-            panels.push(&p.panel);
-        }
-    }
+    let panels = first_appearances(points.iter().map(|p| p.panel.as_str()));
+    let labels = first_appearances(points.iter().map(|p| p.label.as_str()));
+    let colour = |label: &str| PALETTE[labels.iter().position(|l| *l == label).unwrap_or(0) % PALETTE.len()];
     let size = (520 * panels.len().max(1) as u32, 520);
     render!(out, size, |root: &DrawingArea<_, Shift>| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let areas = root.split_evenly((1, panels.len().max(1)));
         for (area, panel) in areas.iter().zip(&panels) {
-            scatter_panel(area, panel, points.iter().filter(|p| p.panel == *panel))?;
+            scatter_panel(area, panel, points.iter().filter(|p| p.panel == *panel), &colour)?;
         }
         Ok::<(), String>(())
     })
@@ -360,6 +358,7 @@ fn scatter_panel<'a, DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
     points: impl Iterator<Item = &'a ScatterPoint> + Clone,
+    colour: &dyn Fn(&str) -> RGBColor,
 ) -> std::result::Result<(), String> {
     let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
     let (lo, hi) =
@@ -386,8 +385,8 @@ fn scatter_panel<'a, DB: DrawingBackend>(
     let points: Vec<&ScatterPoint> = points.collect();
     let at: Vec<(i32, i32)> = points.iter().map(|p| chart.backend_coord(&(p.angle, p.error))).collect();
     let offsets = label_offsets(&at, &points.iter().map(|p| p.label.chars().count()).collect::<Vec<_>>());
-    for (i, (p, offset)) in points.iter().zip(offsets).enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    for (p, offset) in points.iter().zip(offsets) {
+        let color = colour(&p.label);
         let font = ("sans-serif", 14).into_font().color(&color);
         let mark = EmptyElement::at((p.angle, p.error))
             + Circle::new((0, 0), 5, color.filled())
@@ -395,6 +394,17 @@ fn scatter_panel<'a, DB: DrawingBackend>(
         chart.draw_series(std::iter::once(mark)).map_err(e)?;
     }
     Ok(())
+}
+
+/// The distinct items in order of first appearance.
+fn first_appearances<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for item in items {
+        if !distinct.contains(&item) {
+            distinct.push(item);
+        }
+    }
+    distinct
 }
 
 /// Where each point's label goes, relative to the point (pixels; the label's top-left corner):
@@ -538,7 +548,41 @@ fn draw_grid<DB: DrawingBackend>(
 
 #[cfg(test)]
 mod tests {
-    use super::label_offsets;
+    use super::{ScatterPoint, alignment_scatter, label_offsets};
+
+    #[test]
+    fn a_rule_keeps_its_colour_in_every_panel() {
+        // "drtp" is the second point of the first panel and the first of the second
+        let point = |panel: &str, label: &str, angle: f64| ScatterPoint {
+            panel: panel.into(),
+            label: label.into(),
+            angle,
+            error: angle / 10.0,
+        };
+        let points = [point("a", "bp", 0.0), point("a", "drtp", 80.0), point("b", "drtp", 70.0), point("b", "bp", 1.0)];
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("scatter.svg");
+        alignment_scatter(&points, &out).unwrap();
+        let svg = std::fs::read_to_string(&out).unwrap();
+        // the fill of each label's text elements, in document order
+        let fills = |label: &str| -> Vec<String> {
+            svg.split("<text")
+                .skip(1)
+                .filter_map(|t| {
+                    let (attributes, rest) = t.split_once('>')?;
+                    let content = rest.split("</text>").next()?.trim();
+                    let fill = attributes.split("fill=\"").nth(1)?.get(..7)?;
+                    (content == label).then(|| fill.to_string())
+                })
+                .collect()
+        };
+        let (drtp, bp) = (fills("drtp"), fills("bp"));
+        assert_eq!(drtp.len(), 2, "{svg}");
+        assert_eq!(bp.len(), 2, "{svg}");
+        assert_eq!(drtp[0], drtp[1]);
+        assert_eq!(bp[0], bp[1]);
+        assert_ne!(drtp[0], bp[0]);
+    }
 
     #[test]
     fn labels_of_close_points_do_not_overlap() {
