@@ -143,7 +143,7 @@ fn the_shards_together_are_the_unsharded_grid() {
     // a shard of a filtered grid holds only selected runs
     let filtered = tmp.path().join("filtered");
     let text = reproduce(&exp, &filtered, &["--cells", "a-bp", "--shard", "2/2"]);
-    assert!(text.contains("1 runs of 1 cells"), "{text}");
+    assert!(text.contains("1 run of 1 cell, 1 at a time with 1 thread each"), "{text}");
 }
 
 /// The scripts `--slurm` writes without `--submit`: one array task per shard, each running its

@@ -480,3 +480,8 @@ fn run_task(task: &Task, data: &Dataset, observer: &dyn ReproduceObserver) -> Re
         .ok_or_else(|| Error::config(task.cell.clone(), "the run ended without a summary"))?;
     Ok(Finished { cell: task.cell.clone(), seed: task.seed, summary, reused: false })
 }
+
+/// `n` and the noun, plural unless `n` is 1: "1 run", "4 runs".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}

@@ -85,12 +85,13 @@ pub fn reproduce_table(opts: &ReproduceOptions, observer: &dyn ReproduceObserver
     let data_dir = data::resolve_data_dir(opts.data_dir.as_deref());
     if !opts.collect {
         observer.message(&format!(
-            "{}{}: {} runs of {} cells, {} at a time with {threads} threads each{}",
+            "{}{}: {} of {}, {} at a time with {} each{}",
             exp.name,
             opts.shard.map_or(String::new(), |s| format!(" shard {s}")),
-            runs,
-            selected.len(),
+            super::count(runs, "run"),
+            super::count(selected.len(), "cell"),
             opts.jobs,
+            super::count(threads, "thread"),
             opts.max_epochs.map_or(String::new(), |n| format!(", SHORTENED PROTOCOL: at most {n} epochs"))
         ));
         for tasks in stages {

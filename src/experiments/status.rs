@@ -183,10 +183,11 @@ pub fn render(experiment: &str, runs_dir: &Path, runs: &[RunStatus]) -> String {
         }
     };
     let mut text = format!(
-        "{experiment} in {}: {} runs of {cells} cells: {finished} finished, {started} started, {} not started{}; \
+        "{experiment} in {}: {} of {}: {finished} finished, {started} started, {} not started{}; \
          {hours:.1} core-hours of training and evaluation so far{left}\n",
         runs_dir.display(),
-        runs.len(),
+        super::count(runs.len(), "run"),
+        super::count(cells, "cell"),
         runs.len() - finished - started - unreadable,
         if unreadable > 0 { format!(", {unreadable} UNREADABLE") } else { String::new() },
     );
